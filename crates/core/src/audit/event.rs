@@ -1,0 +1,137 @@
+//! Audit events and the log entries that carry them.
+//!
+//! An entry is the exact byte string that is hashed into the Merkle tree. It
+//! holds its own index and the previous entry's leaf hash, so a deleted,
+//! swapped or inserted row is caught by reading the log alone, even before
+//! the checkpoint comparison. Events never carry secrets or whole tokens.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{AdminCredentialId, AgentId, HumanId};
+use crate::time::Timestamp;
+
+use super::merkle::{Hash, leaf_hash};
+
+/// What happened. The string forms are stable: auditors filter on them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum EventKind {
+    #[serde(rename = "system.initialized")]
+    SystemInitialized,
+    #[serde(rename = "admin.credential_created")]
+    AdminCredentialCreated,
+    #[serde(rename = "human.registered")]
+    HumanRegistered,
+    #[serde(rename = "human.deactivated")]
+    HumanDeactivated,
+    #[serde(rename = "agent.registered")]
+    AgentRegistered,
+    #[serde(rename = "agent.suspended")]
+    AgentSuspended,
+    #[serde(rename = "agent.resumed")]
+    AgentResumed,
+    #[serde(rename = "agent.retired")]
+    AgentRetired,
+    #[serde(rename = "agent.owner_transferred")]
+    AgentOwnerTransferred,
+    #[serde(rename = "agent.key_added")]
+    AgentKeyAdded,
+    #[serde(rename = "agent.key_removed")]
+    AgentKeyRemoved,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::SystemInitialized => "system.initialized",
+            EventKind::AdminCredentialCreated => "admin.credential_created",
+            EventKind::HumanRegistered => "human.registered",
+            EventKind::HumanDeactivated => "human.deactivated",
+            EventKind::AgentRegistered => "agent.registered",
+            EventKind::AgentSuspended => "agent.suspended",
+            EventKind::AgentResumed => "agent.resumed",
+            EventKind::AgentRetired => "agent.retired",
+            EventKind::AgentOwnerTransferred => "agent.owner_transferred",
+            EventKind::AgentKeyAdded => "agent.key_added",
+            EventKind::AgentKeyRemoved => "agent.key_removed",
+        }
+    }
+}
+
+/// Who caused the event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Actor {
+    /// The installation itself (`mandate init`).
+    System,
+    /// An operator holding an admin credential, named by its public id.
+    Admin { credential: AdminCredentialId },
+}
+
+/// One auditable fact.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AuditEvent {
+    pub kind: EventKind,
+    pub at: Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    pub actor: Actor,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub human: Option<HumanId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<AgentId>,
+    /// Kind-specific facts (names, scopes, key ids, old and new owner ...).
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub details: serde_json::Value,
+}
+
+impl AuditEvent {
+    pub fn new(kind: EventKind, at: Timestamp, actor: Actor) -> Self {
+        AuditEvent { kind, at, request_id: None, actor, human: None, agent: None, details: serde_json::Value::Null }
+    }
+    pub fn request_id(mut self, id: Option<String>) -> Self {
+        self.request_id = id;
+        self
+    }
+    pub fn human(mut self, id: HumanId) -> Self {
+        self.human = Some(id);
+        self
+    }
+    pub fn agent(mut self, id: AgentId) -> Self {
+        self.agent = Some(id);
+        self
+    }
+    pub fn details(mut self, d: serde_json::Value) -> Self {
+        self.details = d;
+        self
+    }
+}
+
+/// The hashed form of an event: its position and its predecessor's hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogEntry {
+    pub index: u64,
+    /// Hex leaf hash of the previous entry; all zeros for the first.
+    pub prev: String,
+    pub event: AuditEvent,
+}
+
+/// The `prev` of entry 0.
+pub const GENESIS_PREV: Hash = [0u8; 32];
+
+impl LogEntry {
+    pub fn new(index: u64, prev: &Hash, event: AuditEvent) -> Self {
+        LogEntry { index, prev: super::to_hex(prev), event }
+    }
+
+    /// The exact bytes that are stored and hashed, and their leaf hash.
+    pub fn encode(&self) -> (String, Hash) {
+        let text = serde_json::to_string(self).expect("audit entries always serialise");
+        let hash = leaf_hash(text.as_bytes());
+        (text, hash)
+    }
+}

@@ -1,0 +1,162 @@
+//! Mandate's durable state, behind one trait.
+//!
+//! [`Store`] is the only way the server touches persistence. Every method that
+//! changes state also appends its audit event **in the same database
+//! transaction**, so there is no change without its event and a failed append
+//! fails the request (Vault's fail-closed rule). Two backends implement it
+//! with the same SQL: SQLite (embedded default, WAL, one writer) and
+//! PostgreSQL (many nodes, appends serialised by an advisory lock).
+
+#![forbid(unsafe_code)]
+
+pub mod log;
+mod sql;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+use async_trait::async_trait;
+use mandate_core::RuleError;
+use mandate_core::admin::AdminSecretHash;
+use mandate_core::agent::{Agent, AgentKind, AgentStatus, Lifecycle, NewAgent};
+use mandate_core::audit::Actor;
+use mandate_core::audit::checkpoint::SignedCheckpoint;
+use mandate_core::audit::verify::StoredEntry;
+use mandate_core::human::{Human, HumanStatus, NewHuman};
+use mandate_core::ids::{AdminCredentialId, AgentId, AgentName, HumanId, SpiffeId, TrustDomain};
+use mandate_core::jwk::Ed25519Jwk;
+use mandate_core::time::Timestamp;
+
+pub use sql::SqlStore;
+
+/// Which database a store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error(transparent)]
+    Rule(#[from] RuleError),
+    /// The database is unreachable or refused the connection: retryable.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
+    #[error("Mandate is not initialised here; run `mandate init` first")]
+    NotInitialized,
+    #[error("storage error: {0}")]
+    Internal(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Who is making a change, when, and under which request id: the context
+/// every audited write needs. The caller reads the clock; the store does not.
+#[derive(Debug, Clone)]
+pub struct Change {
+    pub actor: Actor,
+    pub at: Timestamp,
+    pub request_id: Option<String>,
+}
+
+/// Set once by `mandate init`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Installation {
+    pub trust_domain: TrustDomain,
+    /// The `iss` of tokens Mandate signs.
+    pub issuer: String,
+    /// The origin line of audit checkpoints.
+    pub log_origin: String,
+    pub created_at: Timestamp,
+}
+
+/// A server signing key; the private half is sealed with the master key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SigningKeyRecord {
+    pub kid: String,
+    /// Base64url of the 32-byte Ed25519 public key.
+    pub public_key: String,
+    pub sealed_private: String,
+    pub created_at: Timestamp,
+    pub active: bool,
+}
+
+/// A page request: at most `limit` items after `after` (exclusive).
+#[derive(Debug, Clone, Default)]
+pub struct PageRequest {
+    pub after: Option<String>,
+    pub limit: u32,
+}
+
+pub const MAX_PAGE: u32 = 500;
+
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// Pass as `after` to get the next page; `None` on the last page.
+    pub next: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct HumanFilter {
+    pub status: Option<HumanStatus>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct AgentFilter {
+    pub owner: Option<HumanId>,
+    pub kind: Option<AgentKind>,
+    pub status: Option<AgentStatus>,
+    pub tag: Option<String>,
+    pub orphaned: Option<bool>,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    fn backend(&self) -> Backend;
+
+    /// Cheap round trip for `/readyz`.
+    async fn ping(&self) -> Result<()>;
+
+    // ---- installation -------------------------------------------------
+    /// Records the installation, its first admin credential and signing key,
+    /// with the `system.initialized` event. Refused if already initialised.
+    async fn initialize(
+        &self,
+        install: &Installation,
+        admin: (AdminCredentialId, AdminSecretHash),
+        key: &SigningKeyRecord,
+    ) -> Result<()>;
+    async fn installation(&self) -> Result<Option<Installation>>;
+    async fn admin_credential(&self, id: AdminCredentialId) -> Result<Option<AdminSecretHash>>;
+    async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>>;
+
+    // ---- humans ---------------------------------------------------------
+    async fn create_human(&self, change: &Change, id: HumanId, new: &NewHuman) -> Result<Human>;
+    async fn human(&self, id: HumanId) -> Result<Option<Human>>;
+    async fn list_humans(&self, filter: &HumanFilter, page: &PageRequest) -> Result<Page<Human>>;
+    /// Deactivates a human; every agent they own becomes orphaned.
+    async fn deactivate_human(&self, change: &Change, id: HumanId) -> Result<Human>;
+
+    // ---- agents ---------------------------------------------------------
+    /// Registers an agent. Its owner must exist and be active, checked in the
+    /// same transaction as the insert.
+    async fn create_agent(&self, change: &Change, id: AgentId, spiffe_id: &SpiffeId, new: &NewAgent) -> Result<Agent>;
+    async fn agent(&self, id: AgentId) -> Result<Option<Agent>>;
+    async fn agent_by_name(&self, name: &AgentName) -> Result<Option<Agent>>;
+    async fn list_agents(&self, filter: &AgentFilter, page: &PageRequest) -> Result<Page<Agent>>;
+    async fn change_agent_lifecycle(&self, change: &Change, id: AgentId, op: Lifecycle) -> Result<Agent>;
+    async fn transfer_agent(&self, change: &Change, id: AgentId, new_owner: HumanId) -> Result<Agent>;
+    async fn add_agent_key(&self, change: &Change, id: AgentId, key: &Ed25519Jwk) -> Result<Agent>;
+    async fn remove_agent_key(&self, change: &Change, id: AgentId, kid: &str) -> Result<Agent>;
+
+    // ---- audit ----------------------------------------------------------
+    async fn audit_len(&self) -> Result<u64>;
+    /// Entries with index >= `from`, in order, at most `limit`.
+    async fn audit_entries(&self, from: u64, limit: u32) -> Result<Vec<StoredEntry>>;
+    /// Stores a checkpoint; a second one for the same size is ignored.
+    async fn add_checkpoint(&self, cp: &SignedCheckpoint, at: Timestamp) -> Result<()>;
+    async fn checkpoints(&self) -> Result<Vec<SignedCheckpoint>>;
+}

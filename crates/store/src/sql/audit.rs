@@ -1,0 +1,119 @@
+//! Appending to and reading the audit log.
+
+use mandate_core::audit::checkpoint::SignedCheckpoint;
+use mandate_core::audit::event::{GENESIS_PREV, LogEntry};
+use mandate_core::audit::verify::StoredEntry;
+use mandate_core::audit::{AuditEvent, hash_from_hex, to_hex};
+use mandate_core::time::Timestamp;
+use sqlx::AnyConnection;
+use sqlx::{AnyPool, Row};
+
+use super::{SqlStore, WriteTx, db_error};
+use crate::{Backend, Result, StoreError};
+
+/// Key of the PostgreSQL advisory lock that orders audit appends from every
+/// node, so leaf indexes stay dense and the hash chain unbroken.
+const AUDIT_LOCK: i64 = 0x6d61_6e64_6174_65; // "mandate"
+
+/// Appends `event` inside the caller's transaction; returns its index.
+pub(crate) async fn append(w: &mut WriteTx<'_>, event: AuditEvent) -> Result<u64> {
+    let backend = w.backend;
+    let conn = w.conn();
+    if backend == Backend::Postgres {
+        sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(AUDIT_LOCK).execute(&mut *conn).await.map_err(db_error)?;
+    }
+    let (index, prev) = tail(conn).await?;
+    let human = event.human.map(|h| h.to_string());
+    let agent = event.agent.map(|a| a.to_string());
+    let kind = event.kind.as_str();
+    let at = event.at.as_millis();
+    let (entry, hash) = LogEntry::new(index, &prev, event).encode();
+    sqlx::query(
+        "INSERT INTO audit_log (idx, kind, at, agent_id, human_id, leaf_hash, entry) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(index as i64)
+    .bind(kind)
+    .bind(at)
+    .bind(agent)
+    .bind(human)
+    .bind(to_hex(&hash))
+    .bind(entry)
+    .execute(&mut *conn)
+    .await
+    .map_err(db_error)?;
+    Ok(index)
+}
+
+/// The next index and the leaf hash it must chain to.
+async fn tail(conn: &mut AnyConnection) -> Result<(u64, [u8; 32])> {
+    let row = sqlx::query("SELECT idx, leaf_hash FROM audit_log ORDER BY idx DESC LIMIT 1")
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db_error)?;
+    match row {
+        None => Ok((0, GENESIS_PREV)),
+        Some(r) => {
+            let idx: i64 = r.try_get(0).map_err(db_error)?;
+            let hash: String = r.try_get(1).map_err(db_error)?;
+            let hash = hash_from_hex(&hash)
+                .ok_or_else(|| StoreError::Internal(format!("audit entry {idx} has a malformed leaf hash")))?;
+            Ok((idx as u64 + 1, hash))
+        }
+    }
+}
+
+pub(crate) async fn len(pool: &AnyPool) -> Result<u64> {
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_log").fetch_one(pool).await.map_err(db_error)?;
+    Ok(n as u64)
+}
+
+pub(crate) async fn entries(pool: &AnyPool, from: u64, limit: u32) -> Result<Vec<StoredEntry>> {
+    let rows = sqlx::query("SELECT idx, leaf_hash, entry FROM audit_log WHERE idx >= $1 ORDER BY idx LIMIT $2")
+        .bind(from as i64)
+        .bind(limit as i64)
+        .fetch_all(pool)
+        .await
+        .map_err(db_error)?;
+    rows.into_iter()
+        .map(|r| {
+            let index: i64 = r.try_get(0).map_err(db_error)?;
+            let hash: String = r.try_get(1).map_err(db_error)?;
+            // A malformed stored hash is reported as an all-zero hash so the
+            // verifier, not this reader, names the tampered entry.
+            Ok(StoredEntry {
+                index: index as u64,
+                leaf_hash: hash_from_hex(&hash).unwrap_or([0; 32]),
+                entry: r.try_get(2).map_err(db_error)?,
+            })
+        })
+        .collect()
+}
+
+pub(crate) async fn add_checkpoint(store: &SqlStore, cp: &SignedCheckpoint, at: Timestamp) -> Result<()> {
+    let mut w = store.write().await?;
+    sqlx::query(
+        "INSERT INTO audit_checkpoints (tree_size, note, created_at) VALUES ($1, $2, $3) ON CONFLICT (tree_size) DO NOTHING",
+    )
+    .bind(cp.checkpoint.size as i64)
+    .bind(cp.note.clone())
+    .bind(at.as_millis())
+    .execute(w.conn())
+    .await
+    .map_err(db_error)?;
+    w.commit().await
+}
+
+pub(crate) async fn checkpoints(pool: &AnyPool) -> Result<Vec<SignedCheckpoint>> {
+    let notes: Vec<String> = sqlx::query_scalar("SELECT note FROM audit_checkpoints ORDER BY tree_size")
+        .fetch_all(pool)
+        .await
+        .map_err(db_error)?;
+    // Parsing failures are kept as errors: a mangled checkpoint is tampering.
+    notes
+        .iter()
+        .map(|n| {
+            SignedCheckpoint::parse(n)
+                .map_err(|e| StoreError::Internal(format!("a stored checkpoint is malformed: {e}")))
+        })
+        .collect()
+}

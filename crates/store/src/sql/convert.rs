@@ -1,0 +1,76 @@
+//! Rows to domain types. Anything that does not parse back is reported as
+//! an internal error naming the column, never silently defaulted.
+
+use mandate_core::agent::{Agent, AgentStatus};
+use mandate_core::human::{Human, HumanStatus};
+use mandate_core::ids::SpiffeId;
+use mandate_core::time::Timestamp;
+use serde::de::DeserializeOwned;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::db_error;
+use crate::{Result, StoreError};
+
+fn corrupt(col: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Internal(format!("stored column {col} is malformed: {e}"))
+}
+
+pub(crate) fn text(r: &AnyRow, col: &str) -> Result<String> {
+    r.try_get::<String, _>(col).map_err(db_error)
+}
+
+pub(crate) fn millis(r: &AnyRow, col: &str) -> Result<Timestamp> {
+    Ok(Timestamp::from_millis(r.try_get::<i64, _>(col).map_err(db_error)?))
+}
+
+pub(crate) fn parsed<T: std::str::FromStr>(r: &AnyRow, col: &str) -> Result<T>
+where
+    T::Err: std::fmt::Display,
+{
+    text(r, col)?.parse().map_err(|e| corrupt(col, e))
+}
+
+pub(crate) fn json<T: DeserializeOwned>(r: &AnyRow, col: &str) -> Result<T> {
+    serde_json::from_str(&text(r, col)?).map_err(|e| corrupt(col, e))
+}
+
+pub(crate) fn to_json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).expect("domain values always serialise")
+}
+
+pub(crate) fn human(r: &AnyRow) -> Result<Human> {
+    Ok(Human {
+        id: parsed(r, "id")?,
+        issuer: text(r, "issuer")?,
+        subject: text(r, "subject")?,
+        display_name: text(r, "display_name")?,
+        email: r.try_get::<Option<String>, _>("email").map_err(db_error)?,
+        status: HumanStatus::parse(&text(r, "status")?).map_err(|e| corrupt("status", e))?,
+        created_at: millis(r, "created_at")?,
+        updated_at: millis(r, "updated_at")?,
+    })
+}
+
+pub(crate) fn agent(r: &AnyRow) -> Result<Agent> {
+    let spiffe: String = text(r, "spiffe_id")?;
+    let (td, kind, name) = SpiffeId::parse(&spiffe).map_err(|e| corrupt("spiffe_id", e))?;
+    let owner_status = HumanStatus::parse(&text(r, "owner_status")?).map_err(|e| corrupt("owner_status", e))?;
+    Ok(Agent {
+        id: parsed(r, "id")?,
+        spiffe_id: SpiffeId::for_agent(&td, kind, &name),
+        name,
+        kind,
+        owner: parsed(r, "owner_id")?,
+        orphaned: owner_status == HumanStatus::Deactivated,
+        description: text(r, "description")?,
+        ceiling: json(r, "ceiling")?,
+        keys: json(r, "keys")?,
+        tools: json(r, "tools")?,
+        data_sources: json(r, "data_sources")?,
+        tags: json(r, "tags")?,
+        status: parsed::<AgentStatus>(r, "status")?,
+        created_at: millis(r, "created_at")?,
+        updated_at: millis(r, "updated_at")?,
+    })
+}

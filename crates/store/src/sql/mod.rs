@@ -1,0 +1,286 @@
+//! The SQL implementation of [`Store`], shared by both backends.
+//!
+//! sqlx's `Any` driver runs the same portable SQL on SQLite and PostgreSQL;
+//! the few real differences (how writers are serialised) are in
+//! [`Dialect`]-dependent branches here rather than in two copies of every
+//! query.
+
+mod audit;
+mod convert;
+mod registry;
+
+use std::path::Path;
+use std::sync::Once;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::AnyConnection;
+use sqlx::SqlSafeStr;
+use sqlx::any::AnyPoolOptions;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::{AnyPool, Transaction};
+use tokio::sync::{Mutex, MutexGuard};
+
+use crate::*;
+
+/// Migrations compiled into the binary; the SQL is portable to both backends.
+const MIGRATIONS: &[(i64, &str, &str)] =
+    &[(1, "registry and audit", include_str!("../../migrations/0001_registry_and_audit.sql"))];
+
+/// A store on SQLite or PostgreSQL.
+pub struct SqlStore {
+    pool: AnyPool,
+    backend: Backend,
+    /// SQLite has one writer at a time; queueing writers here (instead of
+    /// letting them collide on the file lock) keeps latency flat.
+    sqlite_writer: Option<Mutex<()>>,
+}
+
+/// An open write transaction, holding the writer slot on SQLite.
+pub(crate) struct WriteTx<'a> {
+    pub(crate) tx: Transaction<'static, sqlx::Any>,
+    pub(crate) backend: Backend,
+    _writer: Option<MutexGuard<'a, ()>>,
+}
+
+impl WriteTx<'_> {
+    pub(crate) fn conn(&mut self) -> &mut AnyConnection {
+        &mut self.tx
+    }
+    pub(crate) async fn commit(self) -> Result<()> {
+        self.tx.commit().await.map_err(db_error)
+    }
+}
+
+impl SqlStore {
+    /// Opens (creating if needed) the embedded store in `data_dir`.
+    pub async fn open_sqlite(data_dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(data_dir)
+            .map_err(|e| StoreError::Internal(format!("cannot create data dir {}: {e}", data_dir.display())))?;
+        let path = data_dir.join("mandate.db");
+        Self::connect(&format!("sqlite://{}?mode=rwc", path.display()), None).await
+    }
+
+    /// Connects to a `sqlite://` or `postgres://` URL and applies migrations.
+    /// With `schema`, PostgreSQL work happens inside that schema (created if
+    /// missing), which is how tests get a fresh database each.
+    pub async fn connect(url: &str, schema: Option<&str>) -> Result<Self> {
+        static DRIVERS: Once = Once::new();
+        DRIVERS.call_once(sqlx::any::install_default_drivers);
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else {
+            return Err(StoreError::Internal(format!(
+                "unsupported database URL {:?}: use sqlite://PATH or postgres://HOST/DB",
+                redact_url(url)
+            )));
+        };
+        if let Some(s) = schema {
+            if !s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
+                return Err(StoreError::Internal(format!("invalid schema name {s:?}")));
+            }
+        }
+        let schema = schema.map(str::to_owned);
+        let options = AnyPoolOptions::new()
+            .max_connections(if backend == Backend::Sqlite { 8 } else { 16 })
+            .acquire_timeout(Duration::from_secs(5))
+            .after_connect(move |conn, _| {
+                let schema = schema.clone();
+                Box::pin(async move {
+                    match backend {
+                        Backend::Sqlite => {
+                            // WAL for concurrent readers; FULL so an acknowledged
+                            // commit survives a crash; FKs are off by default.
+                            for pragma in [
+                                "PRAGMA journal_mode = WAL",
+                                "PRAGMA synchronous = FULL",
+                                "PRAGMA foreign_keys = ON",
+                                "PRAGMA busy_timeout = 5000",
+                            ] {
+                                sqlx::raw_sql(pragma).execute(&mut *conn).await?;
+                            }
+                        }
+                        Backend::Postgres => {
+                            if let Some(s) = schema {
+                                let sql = format!("CREATE SCHEMA IF NOT EXISTS {s}; SET search_path TO {s}");
+                                sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut *conn).await?;
+                            }
+                        }
+                    }
+                    Ok(())
+                })
+            });
+        let pool = options.connect(url).await.map_err(db_error)?;
+        let store = SqlStore {
+            pool,
+            backend,
+            sqlite_writer: (backend == Backend::Sqlite).then(|| Mutex::new(())),
+        };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        let migrations = MIGRATIONS
+            .iter()
+            .map(|(v, d, sql)| Migration::new(*v, (*d).into(), MigrationType::Simple, sql.into_sql_str(), false))
+            .collect();
+        Migrator::with_migrations(migrations)
+            .run(&self.pool)
+            .await
+            .map_err(|e| StoreError::Internal(format!("migration failed: {e}")))
+    }
+
+    pub(crate) fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Starts a write transaction. On PostgreSQL, concurrent writers are
+    /// ordered where it matters by row locks and the audit advisory lock.
+    pub(crate) async fn write(&self) -> Result<WriteTx<'_>> {
+        let guard = match &self.sqlite_writer {
+            Some(m) => Some(m.lock().await),
+            None => None,
+        };
+        let tx = match self.backend {
+            // IMMEDIATE takes the write lock up front, so another process's
+            // writer makes us wait (busy_timeout) instead of failing mid-way.
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
+        }
+        .map_err(db_error)?;
+        Ok(WriteTx { tx, backend: self.backend, _writer: guard })
+    }
+
+    /// Closes the pool, waiting for connections to be returned.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Hides a password in a database URL before it goes into an error message.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Maps a driver error onto the store's error kinds.
+pub(crate) fn db_error(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => StoreError::Unavailable(e.to_string()),
+        sqlx::Error::Database(d) if d.is_unique_violation() => {
+            StoreError::Rule(RuleError::Conflict(format!("already exists: {}", d.message())))
+        }
+        // PostgreSQL "admin shutdown" / "cannot connect now" during restarts.
+        sqlx::Error::Database(d) if matches!(d.code().as_deref(), Some("57P01" | "57P02" | "57P03")) => {
+            StoreError::Unavailable(d.message().to_owned())
+        }
+        _ => StoreError::Internal(e.to_string()),
+    }
+}
+
+#[async_trait]
+impl Store for SqlStore {
+    fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn initialize(
+        &self,
+        install: &Installation,
+        admin: (AdminCredentialId, AdminSecretHash),
+        key: &SigningKeyRecord,
+    ) -> Result<()> {
+        registry::initialize(self, install, admin, key).await
+    }
+    async fn installation(&self) -> Result<Option<Installation>> {
+        registry::installation(self).await
+    }
+    async fn admin_credential(&self, id: AdminCredentialId) -> Result<Option<AdminSecretHash>> {
+        registry::admin_credential(self, id).await
+    }
+    async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>> {
+        registry::signing_keys(self).await
+    }
+
+    async fn create_human(&self, change: &Change, id: HumanId, new: &NewHuman) -> Result<Human> {
+        registry::create_human(self, change, id, new).await
+    }
+    async fn human(&self, id: HumanId) -> Result<Option<Human>> {
+        registry::human(&self.pool, id).await
+    }
+    async fn list_humans(&self, filter: &HumanFilter, page: &PageRequest) -> Result<Page<Human>> {
+        registry::list_humans(self, filter, page).await
+    }
+    async fn deactivate_human(&self, change: &Change, id: HumanId) -> Result<Human> {
+        registry::deactivate_human(self, change, id).await
+    }
+
+    async fn create_agent(&self, change: &Change, id: AgentId, spiffe_id: &SpiffeId, new: &NewAgent) -> Result<Agent> {
+        registry::create_agent(self, change, id, spiffe_id, new).await
+    }
+    async fn agent(&self, id: AgentId) -> Result<Option<Agent>> {
+        registry::agent_where(&self.pool, "a.id", id.to_string()).await
+    }
+    async fn agent_by_name(&self, name: &AgentName) -> Result<Option<Agent>> {
+        registry::agent_where(&self.pool, "a.name", name.to_string()).await
+    }
+    async fn list_agents(&self, filter: &AgentFilter, page: &PageRequest) -> Result<Page<Agent>> {
+        registry::list_agents(self, filter, page).await
+    }
+    async fn change_agent_lifecycle(&self, change: &Change, id: AgentId, op: Lifecycle) -> Result<Agent> {
+        registry::change_agent_lifecycle(self, change, id, op).await
+    }
+    async fn transfer_agent(&self, change: &Change, id: AgentId, new_owner: HumanId) -> Result<Agent> {
+        registry::transfer_agent(self, change, id, new_owner).await
+    }
+    async fn add_agent_key(&self, change: &Change, id: AgentId, key: &Ed25519Jwk) -> Result<Agent> {
+        registry::add_agent_key(self, change, id, key).await
+    }
+    async fn remove_agent_key(&self, change: &Change, id: AgentId, kid: &str) -> Result<Agent> {
+        registry::remove_agent_key(self, change, id, kid).await
+    }
+
+    async fn audit_len(&self) -> Result<u64> {
+        audit::len(&self.pool).await
+    }
+    async fn audit_entries(&self, from: u64, limit: u32) -> Result<Vec<StoredEntry>> {
+        audit::entries(&self.pool, from, limit).await
+    }
+    async fn add_checkpoint(&self, cp: &SignedCheckpoint, at: Timestamp) -> Result<()> {
+        audit::add_checkpoint(self, cp, at).await
+    }
+    async fn checkpoints(&self) -> Result<Vec<SignedCheckpoint>> {
+        audit::checkpoints(&self.pool).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn passwords_never_reach_error_messages() {
+        assert_eq!(redact_url("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(redact_url("postgres://h/db"), "postgres://h/db");
+    }
+}

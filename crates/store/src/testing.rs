@@ -1,0 +1,79 @@
+//! Fresh stores for tests: a SQLite file in a temporary directory, or a new
+//! schema in the PostgreSQL named by `MANDATE_TEST_DATABASE_URL`.
+//!
+//! A missing PostgreSQL URL is a test failure, never a skip: a suite that
+//! silently ran one backend would claim a guarantee it did not check.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use sqlx::AssertSqlSafe;
+
+use crate::{Backend, SqlStore};
+
+pub const PG_URL_VAR: &str = "MANDATE_TEST_DATABASE_URL";
+
+/// A store that lives as long as this value.
+pub struct TestStore {
+    pub store: Arc<SqlStore>,
+    pub backend: Backend,
+    _dir: Option<tempfile::TempDir>,
+}
+
+pub async fn sqlite() -> TestStore {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = SqlStore::open_sqlite(dir.path()).await.expect("open sqlite store");
+    TestStore { store: Arc::new(store), backend: Backend::Sqlite, _dir: Some(dir) }
+}
+
+pub fn postgres_url() -> String {
+    std::env::var(PG_URL_VAR).unwrap_or_else(|_| {
+        panic!(
+            "{PG_URL_VAR} is not set: the PostgreSQL half of the suite cannot run. \
+             Set it, e.g. {PG_URL_VAR}=postgres://postgres@127.0.0.1:5432/test"
+        )
+    })
+}
+
+/// A fresh schema per call, so concurrent tests and runs never collide.
+pub async fn postgres() -> TestStore {
+    let url = postgres_url();
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    let schema = format!("mandate_t_{}_{:08x}", now.as_secs(), now.subsec_nanos() ^ std::process::id());
+    let store = SqlStore::connect(&url, Some(&schema)).await.expect("connect to the test PostgreSQL");
+    drop_stale_schemas(&store, now.as_secs()).await;
+    TestStore { store: Arc::new(store), backend: Backend::Postgres, _dir: None }
+}
+
+pub async fn store(backend: Backend) -> TestStore {
+    match backend {
+        Backend::Sqlite => sqlite().await,
+        Backend::Postgres => postgres().await,
+    }
+}
+
+/// Test schemas older than an hour are from finished runs.
+async fn drop_stale_schemas(store: &SqlStore, now: u64) {
+    let names: Vec<String> = sqlx::query_scalar(
+        "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'mandate\\_t\\_%'",
+    )
+    .fetch_all(store.pool())
+    .await
+    .unwrap_or_default();
+    for n in names {
+        let started = n.split('_').nth(2).and_then(|s| s.parse::<u64>().ok()).unwrap_or(now);
+        if started + 3600 < now {
+            let _ = sqlx::raw_sql(AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {n} CASCADE"))).execute(store.pool()).await;
+        }
+    }
+}
+
+/// Runs raw SQL against a test store: how tamper tests play the attacker
+/// with direct database access.
+pub async fn execute_raw(store: &SqlStore, sql: &str) -> u64 {
+    sqlx::raw_sql(AssertSqlSafe(sql.to_owned()))
+        .execute(store.pool())
+        .await
+        .unwrap_or_else(|e| panic!("raw SQL failed: {sql}: {e}"))
+        .rows_affected()
+}
