@@ -1,1 +1,131 @@
-fn main() {}
+//! `mandate`: the one binary. A thin layer of argument parsing over the
+//! server, store and core crates; every command fails with one line on
+//! stderr and a non-zero exit.
+
+#![forbid(unsafe_code)]
+
+mod client;
+mod commands;
+mod output;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Default listen port: unassigned by IANA and clear of the usual service ports.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7461";
+pub const DEFAULT_SERVER: &str = "http://127.0.0.1:7461";
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// The user asked for something that cannot work as given.
+    #[error("{0}")]
+    Usage(String),
+    /// The server refused the request.
+    #[error("{detail} (HTTP {status})")]
+    Api { status: u16, detail: String },
+    /// Something failed while carrying the command out.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl From<mandate_store::StoreError> for CliError {
+    fn from(e: mandate_store::StoreError) -> Self {
+        CliError::Failed(e.to_string())
+    }
+}
+
+impl From<mandate_server::StartError> for CliError {
+    fn from(e: mandate_server::StartError) -> Self {
+        CliError::Failed(e.to_string())
+    }
+}
+
+#[derive(Parser)]
+#[command(name = "mandate", version, about = "Identity control plane and runtime authorization for AI agents")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Where the state lives: the embedded SQLite in a data dir, or PostgreSQL.
+#[derive(clap::Args, Clone, Debug)]
+pub struct StoreArgs {
+    /// Data directory (SQLite database and master key).
+    #[arg(long, env = "MANDATE_DATA_DIR", default_value_os_t = default_data_dir())]
+    pub data_dir: PathBuf,
+    /// PostgreSQL URL; when set, state lives there instead of the data dir's SQLite.
+    #[arg(long, env = "MANDATE_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+}
+
+/// How admin commands reach a server.
+#[derive(clap::Args, Clone, Debug)]
+pub struct ServerArgs {
+    #[arg(long, env = "MANDATE_SERVER", default_value = DEFAULT_SERVER)]
+    pub server: String,
+    /// Admin token (from `mandate init`).
+    #[arg(long, env = "MANDATE_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Print JSON instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+fn default_data_dir() -> PathBuf {
+    std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(".")).join(".mandate")
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create the data dir (or PostgreSQL schema), trust domain, signing key and first admin token.
+    Init(commands::init::InitArgs),
+    /// Run the HTTP server.
+    Serve(commands::serve::ServeArgs),
+    /// Run the end-to-end demonstration on a fresh embedded store.
+    Demo(commands::demo::DemoArgs),
+    /// Register and manage human principals.
+    #[command(subcommand)]
+    Human(commands::human::HumanCommand),
+    /// Register and manage agents (non-human identities).
+    #[command(subcommand)]
+    Agent(commands::agent::AgentCommand),
+    /// Verify, export and checkpoint the audit log.
+    #[command(subcommand)]
+    Audit(commands::audit::AuditCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("MANDATE_LOG").unwrap_or_else(|_| "warn,mandate=info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(async {
+        match cli.command {
+            Command::Init(a) => commands::init::run(a).await,
+            Command::Serve(a) => commands::serve::run(a).await,
+            Command::Demo(a) => commands::demo::run(a).await,
+            Command::Human(c) => commands::human::run(c).await,
+            Command::Agent(c) => commands::agent::run(c).await,
+            Command::Audit(c) => commands::audit::run(c).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -15,6 +15,7 @@ pub mod human;
 pub mod ids;
 pub mod jwk;
 pub mod scope;
+pub mod sealed;
 pub mod time;
 
 pub use error::RuleError;

@@ -1,1 +1,123 @@
-//! placeholder
+//! Mandate's HTTP server.
+//!
+//! Owns the HTTP surface: the admin API over humans and agents, the audit
+//! log endpoints (checkpoints and proofs), health, readiness, Prometheus
+//! metrics and the generated OpenAPI document. State lives behind the
+//! [`mandate_store::Store`] trait; rules live in `mandate-core`.
+
+#![forbid(unsafe_code)]
+
+mod extract;
+pub mod install;
+pub mod ledger;
+mod metrics_layer;
+pub mod problem;
+mod routes;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use mandate_core::time::Timestamp;
+use mandate_store::{Installation, Store, StoreError};
+use tokio::net::TcpListener;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+
+pub use install::{InitOptions, MasterKeySource, initialize, load_master_key};
+pub use ledger::Ledger;
+
+/// Request bodies above this are refused with 413 before they are parsed.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Everything a handler needs, cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub install: Arc<Installation>,
+    pub ledger: Arc<Ledger>,
+}
+
+/// The current time as the domain sees it.
+pub fn now() -> Timestamp {
+    Timestamp::from_offset(time::OffsetDateTime::now_utc())
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Mandate", description = "Identity control plane and runtime authorization for AI agents."),
+    modifiers(&SecurityAddon),
+    tags((name = "humans"), (name = "agents"), (name = "audit"), (name = "operations"))
+)]
+struct ApiDoc;
+
+struct SecurityAddon;
+
+impl utoipa::Modify for SecurityAddon {
+    fn modify(&self, api: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        api.components.get_or_insert_with(Default::default).add_security_scheme(
+            "admin",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The full application router.
+pub fn router(state: AppState) -> Router {
+    let (api, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(routes::humans::router())
+        .merge(routes::agents::router())
+        .merge(routes::audit::router())
+        .merge(routes::operations::router())
+        .split_for_parts();
+    let doc = Arc::new(doc);
+    api.route("/openapi.json", axum::routing::get(move || std::future::ready(axum::Json(doc.as_ref().clone()))))
+        .fallback(|| async { problem::Problem::not_found("no such endpoint; see /openapi.json") })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(metrics_layer::record))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .with_state(state)
+}
+
+/// Loads what the server needs from an initialised store.
+pub async fn app_state(store: Arc<dyn Store>, master: &mandate_core::sealed::MasterKey) -> Result<AppState, StartError> {
+    let install = store.installation().await?.ok_or(StoreError::NotInitialized)?;
+    let ledger = Ledger::load(store.as_ref(), &install, master).await?;
+    Ok(AppState { store, install: Arc::new(install), ledger: Arc::new(ledger) })
+}
+
+/// Why a server could not start; each is one line for the operator.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("signing key: {0}")]
+    Key(String),
+    #[error("master key: {0}")]
+    MasterKey(String),
+}
+
+/// Serves until `shutdown` resolves, then drains in-flight requests and signs
+/// a final checkpoint so the log's tail is covered.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    checkpoint_every: Duration,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let ticker = tokio::spawn(ledger::checkpoint_loop(state.clone(), checkpoint_every));
+    let app = router(state.clone());
+    let result = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await;
+    ticker.abort();
+    if let Err(e) = state.ledger.checkpoint(state.store.as_ref()).await {
+        tracing::warn!(error = %e, "final checkpoint failed");
+    }
+    result
+}

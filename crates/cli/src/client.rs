@@ -1,0 +1,70 @@
+//! A small typed client for Mandate's HTTP API, shared by the admin
+//! commands and the demo. Problem details come back as one readable error.
+
+use reqwest::{Method, StatusCode};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::CliError;
+
+#[derive(Clone)]
+pub struct Client {
+    base: String,
+    token: Option<String>,
+    http: reqwest::Client,
+}
+
+impl Client {
+    pub fn new(base: &str, token: Option<String>) -> Self {
+        Client { base: base.trim_end_matches('/').to_owned(), token, http: reqwest::Client::new() }
+    }
+
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, CliError> {
+        self.send(Method::GET, path, None::<&()>).await
+    }
+
+    pub async fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T, CliError> {
+        self.send(Method::POST, path, Some(body)).await
+    }
+
+    pub async fn post_empty<T: DeserializeOwned>(&self, path: &str) -> Result<T, CliError> {
+        self.send(Method::POST, path, None::<&()>).await
+    }
+
+    pub async fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T, CliError> {
+        self.send(Method::DELETE, path, None::<&()>).await
+    }
+
+    async fn send<B: Serialize, T: DeserializeOwned>(&self, method: Method, path: &str, body: Option<&B>) -> Result<T, CliError> {
+        let url = format!("{}{path}", self.base);
+        let mut req = self.http.request(method, &url);
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let res = req.send().await.map_err(|e| {
+            CliError::Usage(format!(
+                "cannot reach the Mandate server at {}: {} (is `mandate serve` running? set --server or MANDATE_SERVER)",
+                self.base,
+                e.to_string().split(':').next().unwrap_or("connection failed")
+            ))
+        })?;
+        let status = res.status();
+        let bytes = res.bytes().await.map_err(|e| CliError::Failed(format!("reading the response failed: {e}")))?;
+        if !status.is_success() {
+            return Err(problem_error(status, &bytes));
+        }
+        serde_json::from_slice(&bytes).map_err(|e| CliError::Failed(format!("unexpected response from {url}: {e}")))
+    }
+}
+
+fn problem_error(status: StatusCode, body: &[u8]) -> CliError {
+    let detail = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("detail").and_then(|d| d.as_str()).map(str::to_owned))
+        .unwrap_or_else(|| String::from_utf8_lossy(body).chars().take(200).collect());
+    let hint = if status == StatusCode::UNAUTHORIZED { " (pass --token or set MANDATE_TOKEN to an admin token)" } else { "" };
+    CliError::Api { status: status.as_u16(), detail: format!("{detail}{hint}") }
+}

@@ -1,0 +1,101 @@
+//! `mandate human ...`: admin commands over `/v1/humans`.
+
+use clap::Subcommand;
+use mandate_core::human::{Human, NewHuman};
+
+use crate::client::Client;
+use crate::output;
+use crate::{CliError, ServerArgs};
+
+#[derive(Subcommand)]
+pub enum HumanCommand {
+    /// Register a human by their identity provider's issuer and subject.
+    Register {
+        #[command(flatten)]
+        server: ServerArgs,
+        #[arg(long)]
+        issuer: String,
+        #[arg(long)]
+        subject: String,
+        #[arg(long = "name")]
+        display_name: String,
+        #[arg(long)]
+        email: Option<String>,
+    },
+    /// List humans.
+    List {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// active or deactivated
+        #[arg(long)]
+        status: Option<String>,
+    },
+    /// Show one human.
+    Show {
+        #[command(flatten)]
+        server: ServerArgs,
+        id: String,
+    },
+    /// Deactivate a human; their agents become orphaned until transferred.
+    Deactivate {
+        #[command(flatten)]
+        server: ServerArgs,
+        id: String,
+    },
+}
+
+fn show(server: &ServerArgs, h: &Human) {
+    if server.json { output::json(h) } else { println!("{}", output::humans(std::slice::from_ref(h))) }
+}
+
+pub async fn run(cmd: HumanCommand) -> Result<(), CliError> {
+    match cmd {
+        HumanCommand::Register { server, issuer, subject, display_name, email } => {
+            let c = Client::new(&server.server, server.token.clone());
+            let h: Human = c.post("/v1/humans", &NewHuman { issuer, subject, display_name, email }).await?;
+            show(&server, &h);
+        }
+        HumanCommand::List { server, status } => {
+            let c = Client::new(&server.server, server.token.clone());
+            let mut all = Vec::new();
+            let mut after: Option<String> = None;
+            loop {
+                let mut path = "/v1/humans?limit=500".to_owned();
+                if let Some(s) = &status {
+                    path.push_str(&format!("&status={}", urlencode(s)));
+                }
+                if let Some(a) = &after {
+                    path.push_str(&format!("&after={}", urlencode(a)));
+                }
+                let page: serde_json::Value = c.get(&path).await?;
+                let items: Vec<Human> = serde_json::from_value(page["items"].clone())
+                    .map_err(|e| CliError::Failed(format!("unexpected response: {e}")))?;
+                all.extend(items);
+                match page["next"].as_str() {
+                    Some(n) => after = Some(n.to_owned()),
+                    None => break,
+                }
+            }
+            if server.json { output::json(&all) } else { println!("{}", output::humans(&all)) }
+        }
+        HumanCommand::Show { server, id } => {
+            let c = Client::new(&server.server, server.token.clone());
+            show(&server, &c.get(&format!("/v1/humans/{}", urlencode(&id))).await?);
+        }
+        HumanCommand::Deactivate { server, id } => {
+            let c = Client::new(&server.server, server.token.clone());
+            show(&server, &c.post_empty(&format!("/v1/humans/{}/deactivate", urlencode(&id))).await?);
+        }
+    }
+    Ok(())
+}
+
+/// Percent-encodes a path or query component.
+pub fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

@@ -1,0 +1,23 @@
+//! One module per top-level command.
+
+pub mod agent;
+pub mod audit;
+pub mod demo;
+pub mod human;
+pub mod init;
+pub mod serve;
+
+use std::sync::Arc;
+
+use mandate_store::{SqlStore, Store};
+
+use crate::{CliError, StoreArgs};
+
+/// Opens the configured store (PostgreSQL when a URL is given, else SQLite).
+pub async fn open_store(args: &StoreArgs) -> Result<Arc<dyn Store>, CliError> {
+    let store = match &args.database_url {
+        Some(url) => SqlStore::connect(url, None).await?,
+        None => SqlStore::open_sqlite(&args.data_dir).await?,
+    };
+    Ok(Arc::new(store))
+}

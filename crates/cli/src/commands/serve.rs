@@ -1,0 +1,49 @@
+//! `mandate serve`.
+
+use std::time::Duration;
+
+use mandate_server::{app_state, load_master_key, serve};
+use tokio::net::TcpListener;
+
+use super::open_store;
+use crate::{CliError, DEFAULT_LISTEN, StoreArgs};
+
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// Address to listen on.
+    #[arg(long, env = "MANDATE_LISTEN", default_value = DEFAULT_LISTEN)]
+    listen: String,
+    /// Seconds between automatic audit checkpoints (when the log has grown).
+    #[arg(long, default_value_t = 10)]
+    checkpoint_interval: u64,
+}
+
+pub async fn run(a: ServeArgs) -> Result<(), CliError> {
+    let store = open_store(&a.store).await?;
+    let (master, _) = load_master_key(&a.store.data_dir, false)?;
+    let state = app_state(store, &master).await?;
+    let listener = TcpListener::bind(&a.listen)
+        .await
+        .map_err(|e| CliError::Usage(format!("cannot listen on {}: {e} (choose another with --listen)", a.listen)))?;
+    let addr = listener.local_addr().map_err(|e| CliError::Failed(e.to_string()))?;
+    eprintln!("mandate serving on http://{addr} (trust domain {})", state.install.trust_domain);
+    serve(listener, state, Duration::from_secs(a.checkpoint_interval.max(1)), shutdown_signal())
+        .await
+        .map_err(|e| CliError::Failed(format!("server error: {e}")))
+}
+
+/// SIGINT or SIGTERM: stop accepting, drain, checkpoint, exit 0.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing a SIGTERM handler");
+        tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    eprintln!("shutting down: draining in-flight requests");
+}

@@ -1,0 +1,75 @@
+//! `/v1/humans`: register, read, list and deactivate human principals.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use mandate_core::human::{Human, HumanStatus, NewHuman};
+use mandate_core::ids::HumanId;
+use mandate_store::{HumanFilter, PageRequest};
+use serde::Deserialize;
+use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::Page;
+use crate::AppState;
+use crate::extract::{Admin, Json, Query};
+use crate::problem::{ApiResult, Problem};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_human, list_humans))
+        .routes(routes!(get_human))
+        .routes(routes!(deactivate_human))
+}
+
+pub(crate) fn parse_human_id(s: &str) -> Result<HumanId, Problem> {
+    s.parse().map_err(|_| Problem::not_found(format!("no human {s:?}: human ids are UUIDs")))
+}
+
+/// Register a human principal of an external identity provider.
+#[utoipa::path(post, path = "/v1/humans", tag = "humans", request_body = NewHuman,
+    responses((status = 201, body = Human), (status = 409, body = Problem), (status = 422, body = Problem)),
+    security(("admin" = [])))]
+async fn create_human(State(s): State<AppState>, admin: Admin, Json(new): Json<NewHuman>) -> ApiResult<(StatusCode, axum::Json<Human>)> {
+    new.validate()?;
+    let id = HumanId::from_uuid(crate::install::new_uuid());
+    let human = s.store.create_human(&admin.change(), id, &new).await?;
+    Ok((StatusCode::CREATED, axum::Json(human)))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+struct HumanQuery {
+    status: Option<HumanStatus>,
+    /// Cursor from the previous page's `next`.
+    after: Option<String>,
+    /// Page size, 1 to 500 (default 50).
+    limit: Option<u32>,
+}
+
+/// List humans, optionally by status, with cursor pagination.
+#[utoipa::path(get, path = "/v1/humans", tag = "humans", params(HumanQuery),
+    responses((status = 200, body = Page<Human>)), security(("admin" = [])))]
+async fn list_humans(State(s): State<AppState>, _: Admin, Query(q): Query<HumanQuery>) -> ApiResult<axum::Json<Page<Human>>> {
+    let page = PageRequest { after: q.after, limit: q.limit.unwrap_or(0) };
+    Ok(axum::Json(s.store.list_humans(&HumanFilter { status: q.status }, &page).await?.into()))
+}
+
+/// Get one human.
+#[utoipa::path(get, path = "/v1/humans/{id}", tag = "humans", params(("id" = String, Path)),
+    responses((status = 200, body = Human), (status = 404, body = Problem)), security(("admin" = [])))]
+async fn get_human(State(s): State<AppState>, _: Admin, Path(id): Path<String>) -> ApiResult<axum::Json<Human>> {
+    let id = parse_human_id(&id)?;
+    let human = s.store.human(id).await?.ok_or_else(|| Problem::not_found(format!("no human {id}")))?;
+    Ok(axum::Json(human))
+}
+
+/// Deactivate a human. Every agent they own becomes orphaned until transferred.
+#[utoipa::path(post, path = "/v1/humans/{id}/deactivate", tag = "humans", params(("id" = String, Path)),
+    responses((status = 200, body = Human), (status = 404, body = Problem), (status = 409, body = Problem)),
+    security(("admin" = [])))]
+async fn deactivate_human(State(s): State<AppState>, admin: Admin, Path(id): Path<String>) -> ApiResult<axum::Json<Human>> {
+    let id = parse_human_id(&id)?;
+    Ok(axum::Json(s.store.deactivate_human(&admin.change(), id).await?))
+}
