@@ -77,3 +77,21 @@ pub async fn execute_raw(store: &SqlStore, sql: &str) -> u64 {
         .unwrap_or_else(|e| panic!("raw SQL failed: {sql}: {e}"))
         .rows_affected()
 }
+
+/// Runs each listed `async fn(TestStore)` once per backend, as
+/// `sqlite::<case>` and `postgres::<case>`, so test output shows both ran.
+#[macro_export]
+macro_rules! backend_tests {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $( #[tokio::test] async fn $case() {
+                super::$case($crate::testing::store($crate::Backend::Sqlite).await).await
+            } )*
+        }
+        mod postgres {
+            $( #[tokio::test] async fn $case() {
+                super::$case($crate::testing::store($crate::Backend::Postgres).await).await
+            } )*
+        }
+    };
+}

@@ -360,18 +360,7 @@ async fn detects_a_rollback_to_an_older_prefix(t: TestStore) {
     assert_eq!(verify(&*t.store, Some(&kept)).await, Err(VerifyError::Truncated { entries: 4, size: 6 }));
 }
 
-macro_rules! conformance {
-    ($($case:ident),* $(,)?) => {
-        mod sqlite {
-            $( #[tokio::test] async fn $case() { super::$case(mandate_store::testing::sqlite().await).await } )*
-        }
-        mod postgres {
-            $( #[tokio::test] async fn $case() { super::$case(mandate_store::testing::postgres().await).await } )*
-        }
-    };
-}
-
-conformance!(
+mandate_store::backend_tests!(
     initialises_once,
     humans_are_unique_per_issuer_and_subject,
     an_agent_needs_an_active_owner,

@@ -46,6 +46,11 @@ pub enum AuditCommand {
         #[arg(long)]
         output: Option<PathBuf>,
     },
+    /// Print the checkpoint verifier key (C2SP vkey) to pin for offline verification.
+    Vkey {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
     /// Ask the server to sign a checkpoint now and print it.
     Checkpoint {
         #[command(flatten)]
@@ -88,6 +93,12 @@ pub async fn run(cmd: AuditCommand) -> Result<(), CliError> {
             };
             eprintln!("exported {n} entries");
         }
+        AuditCommand::Vkey { store } => {
+            let store = open_store(&store).await?;
+            for v in store_verifiers(store.as_ref()).await? {
+                println!("{}", v.to_vkey());
+            }
+        }
         AuditCommand::Checkpoint { server } => {
             let c = Client::new(&server.server, server.token.clone());
             let cp: serde_json::Value = c.post_empty("/v1/audit/checkpoint").await?;
@@ -126,19 +137,25 @@ pub async fn verify_store(store: &dyn Store, vkey: Option<&str>, trusted: Option
     let install = store.installation().await?.ok_or(StoreError::NotInitialized)?;
     let verifiers = match vkey {
         Some(v) => vec![parse_vkey(v)?],
-        None => store
-            .signing_keys()
-            .await?
-            .iter()
-            .filter_map(|k| {
-                let raw: [u8; 32] = B64URL.decode(&k.public_key).ok()?.try_into().ok()?;
-                NoteVerifier::new(install.log_origin.clone(), VerifyingKey::from_bytes(&raw).ok()?).ok()
-            })
-            .collect(),
+        None => store_verifiers(store).await?,
     };
     log::verify(store, &install.log_origin, &verifiers, trusted)
         .await?
         .map_err(|e| CliError::Failed(format!("audit log verification FAILED: {e}")))
+}
+
+/// The checkpoint verifiers for the store's own signing keys.
+async fn store_verifiers(store: &dyn Store) -> Result<Vec<NoteVerifier>, CliError> {
+    let install = store.installation().await?.ok_or(StoreError::NotInitialized)?;
+    Ok(store
+        .signing_keys()
+        .await?
+        .iter()
+        .filter_map(|k| {
+            let raw: [u8; 32] = B64URL.decode(&k.public_key).ok()?.try_into().ok()?;
+            NoteVerifier::new(install.log_origin.clone(), VerifyingKey::from_bytes(&raw).ok()?).ok()
+        })
+        .collect())
 }
 
 fn verify_file(path: &PathBuf, vkey: &str, trusted: Option<&SignedCheckpoint>) -> Result<VerifyReport, CliError> {
