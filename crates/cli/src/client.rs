@@ -16,14 +16,22 @@ pub struct Client {
 
 impl Client {
     pub fn new(base: &str, token: Option<String>) -> Self {
-        Client { base: base.trim_end_matches('/').to_owned(), token, http: reqwest::Client::new() }
+        Client {
+            base: base.trim_end_matches('/').to_owned(),
+            token,
+            http: reqwest::Client::new(),
+        }
     }
 
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, CliError> {
         self.send(Method::GET, path, None::<&()>).await
     }
 
-    pub async fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T, CliError> {
+    pub async fn post<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, CliError> {
         self.send(Method::POST, path, Some(body)).await
     }
 
@@ -35,7 +43,12 @@ impl Client {
         self.send(Method::DELETE, path, None::<&()>).await
     }
 
-    async fn send<B: Serialize, T: DeserializeOwned>(&self, method: Method, path: &str, body: Option<&B>) -> Result<T, CliError> {
+    async fn send<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<T, CliError> {
         let url = format!("{}{path}", self.base);
         let mut req = self.http.request(method, &url);
         if let Some(t) = &self.token {
@@ -52,11 +65,15 @@ impl Client {
             ))
         })?;
         let status = res.status();
-        let bytes = res.bytes().await.map_err(|e| CliError::Failed(format!("reading the response failed: {e}")))?;
+        let bytes = res
+            .bytes()
+            .await
+            .map_err(|e| CliError::Failed(format!("reading the response failed: {e}")))?;
         if !status.is_success() {
             return Err(problem_error(status, &bytes));
         }
-        serde_json::from_slice(&bytes).map_err(|e| CliError::Failed(format!("unexpected response from {url}: {e}")))
+        serde_json::from_slice(&bytes)
+            .map_err(|e| CliError::Failed(format!("unexpected response from {url}: {e}")))
     }
 }
 
@@ -65,6 +82,13 @@ fn problem_error(status: StatusCode, body: &[u8]) -> CliError {
         .ok()
         .and_then(|v| v.get("detail").and_then(|d| d.as_str()).map(str::to_owned))
         .unwrap_or_else(|| String::from_utf8_lossy(body).chars().take(200).collect());
-    let hint = if status == StatusCode::UNAUTHORIZED { " (pass --token or set MANDATE_TOKEN to an admin token)" } else { "" };
-    CliError::Api { status: status.as_u16(), detail: format!("{detail}{hint}") }
+    let hint = if status == StatusCode::UNAUTHORIZED {
+        " (pass --token or set MANDATE_TOKEN to an admin token)"
+    } else {
+        ""
+    };
+    CliError::Api {
+        status: status.as_u16(),
+        detail: format!("{detail}{hint}"),
+    }
 }

@@ -43,7 +43,11 @@ impl From<mandate_server::StartError> for CliError {
 }
 
 #[derive(Parser)]
-#[command(name = "mandate", version, about = "Identity control plane and runtime authorization for AI agents")]
+#[command(
+    name = "mandate",
+    version,
+    about = "Identity control plane and runtime authorization for AI agents"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -74,7 +78,10 @@ pub struct ServerArgs {
 }
 
 fn default_data_dir() -> PathBuf {
-    std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(".")).join(".mandate")
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join(".mandate")
 }
 
 #[derive(Subcommand)]
@@ -100,11 +107,15 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("MANDATE_LOG").unwrap_or_else(|_| "warn,mandate=info".into()),
+            tracing_subscriber::EnvFilter::try_from_env("MANDATE_LOG")
+                .unwrap_or_else(|_| "warn,mandate=info".into()),
         )
         .with_writer(std::io::stderr)
         .init();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

@@ -12,7 +12,9 @@ pub fn json<T: Serialize>(v: &T) {
 
 fn table(header: &[&str]) -> Table {
     let mut t = Table::new();
-    t.load_preset(UTF8_FULL_CONDENSED).set_content_arrangement(ContentArrangement::Dynamic).set_header(header);
+    t.load_preset(UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_header(header);
     t
 }
 
@@ -32,16 +34,33 @@ pub fn humans(list: &[Human]) -> Table {
 
 /// `owners` maps owner ids to display names where known.
 pub fn agents(list: &[Agent], owner_name: impl Fn(&Agent) -> String) -> Table {
-    let mut t = table(&["name", "kind", "SPIFFE id", "owner", "status", "ceiling", "keys", "tags"]);
+    let mut t = table(&[
+        "name",
+        "kind",
+        "SPIFFE id",
+        "owner",
+        "status",
+        "ceiling",
+        "keys",
+        "tags",
+    ]);
     for a in list {
-        let status = if a.orphaned { format!("{} (ORPHANED)", a.status.as_str()) } else { a.status.as_str().to_owned() };
+        let status = if a.orphaned {
+            format!("{} (ORPHANED)", a.status.as_str())
+        } else {
+            a.status.as_str().to_owned()
+        };
         t.add_row(vec![
             a.name.to_string(),
             a.kind.as_str().to_owned(),
             a.spiffe_id.to_string(),
             owner_name(a),
             status,
-            a.ceiling.grants().map(|g| g.to_string()).collect::<Vec<_>>().join("\n"),
+            a.ceiling
+                .grants()
+                .map(|g| g.to_string())
+                .collect::<Vec<_>>()
+                .join("\n"),
             a.keys.len().to_string(),
             a.tags.iter().cloned().collect::<Vec<_>>().join(" "),
         ]);
@@ -51,16 +70,38 @@ pub fn agents(list: &[Agent], owner_name: impl Fn(&Agent) -> String) -> Table {
 
 pub fn agent_detail(a: &Agent) -> Table {
     let mut t = table(&["field", "value"]);
-    let keys = a.keys.iter().map(|k| format!("{} (added {})", k.kid, k.created_at.rfc3339())).collect::<Vec<_>>();
+    let keys = a
+        .keys
+        .iter()
+        .map(|k| format!("{} (added {})", k.kid, k.created_at.rfc3339()))
+        .collect::<Vec<_>>();
     for (k, v) in [
         ("id", a.id.to_string()),
         ("name", a.name.to_string()),
         ("kind", a.kind.as_str().into()),
         ("SPIFFE id", a.spiffe_id.to_string()),
-        ("owner", format!("{}{}", a.owner, if a.orphaned { " (deactivated: ORPHANED)" } else { "" })),
+        (
+            "owner",
+            format!(
+                "{}{}",
+                a.owner,
+                if a.orphaned {
+                    " (deactivated: ORPHANED)"
+                } else {
+                    ""
+                }
+            ),
+        ),
         ("status", a.status.as_str().into()),
         ("description", a.description.clone()),
-        ("ceiling", a.ceiling.grants().map(|g| g.to_string()).collect::<Vec<_>>().join("\n")),
+        (
+            "ceiling",
+            a.ceiling
+                .grants()
+                .map(|g| g.to_string())
+                .collect::<Vec<_>>()
+                .join("\n"),
+        ),
         ("keys", keys.join("\n")),
         ("tools", a.tools.join(", ")),
         ("data sources", a.data_sources.join(", ")),

@@ -22,19 +22,37 @@ fn stderr(o: &Output) -> String {
 
 /// A failure is exactly one line on stderr, starting with `error:`, and a non-zero exit.
 fn assert_one_line_error(o: &Output, needle: &str) {
-    assert!(!o.status.success(), "expected failure, got success: {}", stdout(o));
+    assert!(
+        !o.status.success(),
+        "expected failure, got success: {}",
+        stdout(o)
+    );
     let err = stderr(o);
     let lines: Vec<_> = err.lines().collect();
     assert_eq!(lines.len(), 1, "expected one line, got: {err}");
-    assert!(lines[0].starts_with("error: ") && lines[0].contains(needle), "{err}");
+    assert!(
+        lines[0].starts_with("error: ") && lines[0].contains(needle),
+        "{err}"
+    );
 }
 
 #[test]
 fn demo_runs_end_to_end() {
     let o = mandate(&["demo"]);
-    assert!(o.status.success(), "demo failed: {}{}", stdout(&o), stderr(&o));
+    assert!(
+        o.status.success(),
+        "demo failed: {}{}",
+        stdout(&o),
+        stderr(&o)
+    );
     let out = stdout(&o);
-    for needle in ["Inventory", "spiffe://acme.example/agent/orchestrator", "ORPHANED", "refused", "audit log OK"] {
+    for needle in [
+        "Inventory",
+        "spiffe://acme.example/agent/orchestrator",
+        "ORPHANED",
+        "refused",
+        "audit log OK",
+    ] {
         assert!(out.contains(needle), "demo output lacks {needle:?}:\n{out}");
     }
 }
@@ -48,16 +66,28 @@ fn export_verifies_offline_and_tampering_is_caught() {
     assert!(o.status.success(), "{}", stderr(&o));
 
     let o = mandate(&["audit", "verify", "--data-dir", data]);
-    assert!(o.status.success() && stdout(&o).contains("audit log OK"), "{}{}", stdout(&o), stderr(&o));
+    assert!(
+        o.status.success() && stdout(&o).contains("audit log OK"),
+        "{}{}",
+        stdout(&o),
+        stderr(&o)
+    );
 
-    let vkey = stdout(&mandate(&["audit", "vkey", "--data-dir", data])).trim().to_owned();
+    let vkey = stdout(&mandate(&["audit", "vkey", "--data-dir", data]))
+        .trim()
+        .to_owned();
     assert!(vkey.starts_with("acme.example/mandate/audit+"), "{vkey}");
     let file = dir.path().join("log.jsonl");
     let file = file.to_str().unwrap();
     let o = mandate(&["audit", "export", "--data-dir", data, "--output", file]);
     assert!(o.status.success(), "{}", stderr(&o));
     let o = mandate(&["audit", "verify", "--file", file, "--vkey", &vkey]);
-    assert!(o.status.success() && stdout(&o).contains("audit log OK"), "{}{}", stdout(&o), stderr(&o));
+    assert!(
+        o.status.success() && stdout(&o).contains("audit log OK"),
+        "{}{}",
+        stdout(&o),
+        stderr(&o)
+    );
 
     // An auditor's copy with one field changed.
     let text = std::fs::read_to_string(file).unwrap();
@@ -75,14 +105,41 @@ fn export_verifies_offline_and_tampering_is_caught() {
 fn usage_errors_are_one_clear_line() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_str().unwrap();
-    assert_one_line_error(&mandate(&["init", "--data-dir", data, "--trust-domain", "Not A Domain"]), "trust domain");
-    let o = mandate(&["init", "--data-dir", data, "--trust-domain", "acme.example"]);
-    assert!(o.status.success() && stdout(&o).contains("mandate_admin_"), "{}", stderr(&o));
-    assert_one_line_error(&mandate(&["init", "--data-dir", data, "--trust-domain", "acme.example"]), "already initialised");
-    assert_one_line_error(&mandate(&["agent", "list", "--token", "x"]), "cannot reach the Mandate server");
     assert_one_line_error(
-        &mandate(&["agent", "register", "--name", "a", "--owner", "0190c6a2-0000-7000-8000-000000000000", "--description", "d", "--grant", "nonsense"]),
+        &mandate(&["init", "--data-dir", data, "--trust-domain", "Not A Domain"]),
+        "trust domain",
+    );
+    let o = mandate(&["init", "--data-dir", data, "--trust-domain", "acme.example"]);
+    assert!(
+        o.status.success() && stdout(&o).contains("mandate_admin_"),
+        "{}",
+        stderr(&o)
+    );
+    assert_one_line_error(
+        &mandate(&["init", "--data-dir", data, "--trust-domain", "acme.example"]),
+        "already initialised",
+    );
+    assert_one_line_error(
+        &mandate(&["agent", "list", "--token", "x"]),
+        "cannot reach the Mandate server",
+    );
+    assert_one_line_error(
+        &mandate(&[
+            "agent",
+            "register",
+            "--name",
+            "a",
+            "--owner",
+            "0190c6a2-0000-7000-8000-000000000000",
+            "--description",
+            "d",
+            "--grant",
+            "nonsense",
+        ]),
         "ACTION=RESOURCE",
     );
-    assert_one_line_error(&mandate(&["audit", "verify", "--file", "/nonexistent"]), "--vkey");
+    assert_one_line_error(
+        &mandate(&["audit", "verify", "--file", "/nonexistent"]),
+        "--vkey",
+    );
 }

@@ -41,9 +41,15 @@ impl AdminToken {
         let rest = s.strip_prefix(PREFIX).ok_or_else(bad)?;
         let (id, secret) = rest.split_once('_').ok_or_else(bad)?;
         let id = Uuid::try_parse(id).map_err(|_| bad())?;
-        let secret: [u8; 32] =
-            B64URL.decode(secret).ok().and_then(|v| v.try_into().ok()).ok_or_else(bad)?;
-        Ok(AdminToken { id: AdminCredentialId::from_uuid(id), secret })
+        let secret: [u8; 32] = B64URL
+            .decode(secret)
+            .ok()
+            .and_then(|v| v.try_into().ok())
+            .ok_or_else(bad)?;
+        Ok(AdminToken {
+            id: AdminCredentialId::from_uuid(id),
+            secret,
+        })
     }
 
     pub fn id(&self) -> AdminCredentialId {
@@ -61,13 +67,20 @@ impl AdminToken {
 
     /// The full token text. Only ever shown to the operator, once.
     pub fn expose(&self) -> String {
-        format!("{PREFIX}{}_{}", self.id.as_uuid().simple(), B64URL.encode(self.secret))
+        format!(
+            "{PREFIX}{}_{}",
+            self.id.as_uuid().simple(),
+            B64URL.encode(self.secret)
+        )
     }
 }
 
 impl fmt::Debug for AdminToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AdminToken").field("id", &self.id).field("secret", &"<redacted>").finish()
+        f.debug_struct("AdminToken")
+            .field("id", &self.id)
+            .field("secret", &"<redacted>")
+            .finish()
     }
 }
 
@@ -77,7 +90,10 @@ mod tests {
     use proptest::prelude::*;
 
     fn token(byte: u8) -> AdminToken {
-        AdminToken::from_parts(AdminCredentialId::from_uuid(Uuid::from_u128(42)), [byte; 32])
+        AdminToken::from_parts(
+            AdminCredentialId::from_uuid(Uuid::from_u128(42)),
+            [byte; 32],
+        )
     }
 
     #[test]

@@ -23,7 +23,12 @@ pub enum AgentKind {
 }
 
 impl AgentKind {
-    pub const ALL: [AgentKind; 4] = [AgentKind::Agent, AgentKind::Model, AgentKind::Pipeline, AgentKind::Service];
+    pub const ALL: [AgentKind; 4] = [
+        AgentKind::Agent,
+        AgentKind::Model,
+        AgentKind::Pipeline,
+        AgentKind::Service,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -41,7 +46,12 @@ impl FromStr for AgentKind {
         AgentKind::ALL
             .into_iter()
             .find(|k| k.as_str() == s)
-            .ok_or_else(|| RuleError::invalid("agent kind", format!("{s:?} (expected agent, model, pipeline or service)")))
+            .ok_or_else(|| {
+                RuleError::invalid(
+                    "agent kind",
+                    format!("{s:?} (expected agent, model, pipeline or service)"),
+                )
+            })
     }
 }
 
@@ -81,10 +91,15 @@ impl AgentStatus {
             (Suspended, Lifecycle::Resume) => Ok(Active),
             (Active | Suspended, Lifecycle::Retire) => Ok(Retired),
             (Retired, _) => Err(RuleError::Transition(
-                "the agent is retired; retirement is permanent (register a new agent instead)".into(),
+                "the agent is retired; retirement is permanent (register a new agent instead)"
+                    .into(),
             )),
-            (Suspended, Lifecycle::Suspend) => Err(RuleError::Transition("the agent is already suspended".into())),
-            (Active, Lifecycle::Resume) => Err(RuleError::Transition("the agent is already active".into())),
+            (Suspended, Lifecycle::Suspend) => Err(RuleError::Transition(
+                "the agent is already suspended".into(),
+            )),
+            (Active, Lifecycle::Resume) => {
+                Err(RuleError::Transition("the agent is already active".into()))
+            }
         }
     }
 }
@@ -92,10 +107,19 @@ impl AgentStatus {
 impl FromStr for AgentStatus {
     type Err = RuleError;
     fn from_str(s: &str) -> Result<Self, RuleError> {
-        [AgentStatus::Active, AgentStatus::Suspended, AgentStatus::Retired]
-            .into_iter()
-            .find(|k| k.as_str() == s)
-            .ok_or_else(|| RuleError::invalid("agent status", format!("{s:?} (expected active, suspended or retired)")))
+        [
+            AgentStatus::Active,
+            AgentStatus::Suspended,
+            AgentStatus::Retired,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+        .ok_or_else(|| {
+            RuleError::invalid(
+                "agent status",
+                format!("{s:?} (expected active, suspended or retired)"),
+            )
+        })
     }
 }
 
@@ -160,14 +184,20 @@ impl NewAgent {
         check_keys(&self.keys)?;
         for (what, list) in [("tools", &self.tools), ("data_sources", &self.data_sources)] {
             if list.len() > MAX_LIST {
-                return Err(RuleError::invalid(what, format!("at most {MAX_LIST} entries")));
+                return Err(RuleError::invalid(
+                    what,
+                    format!("at most {MAX_LIST} entries"),
+                ));
             }
             for item in list {
                 check_free_text(what, item, 128)?;
             }
         }
         if self.tags.len() > MAX_LIST {
-            return Err(RuleError::invalid("tags", format!("at most {MAX_LIST} tags")));
+            return Err(RuleError::invalid(
+                "tags",
+                format!("at most {MAX_LIST} tags"),
+            ));
         }
         for t in &self.tags {
             check_tag(t)?;
@@ -180,22 +210,33 @@ impl NewAgent {
 pub fn check_tag(t: &str) -> Result<(), RuleError> {
     let ok = !t.is_empty()
         && t.len() <= 64
-        && t.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.' | ':' | '='));
+        && t.chars().all(|c| {
+            c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.' | ':' | '=')
+        });
     if ok {
         Ok(())
     } else {
-        Err(RuleError::invalid("tag", format!("{t:?}: 1 to 64 of a-z 0-9 - _ . : =")))
+        Err(RuleError::invalid(
+            "tag",
+            format!("{t:?}: 1 to 64 of a-z 0-9 - _ . : ="),
+        ))
     }
 }
 
 fn check_keys(keys: &[Ed25519Jwk]) -> Result<(), RuleError> {
     if keys.len() > MAX_KEYS {
-        return Err(RuleError::invalid("keys", format!("at most {MAX_KEYS} keys")));
+        return Err(RuleError::invalid(
+            "keys",
+            format!("at most {MAX_KEYS} keys"),
+        ));
     }
     let mut seen = BTreeSet::new();
     for k in keys {
         if !seen.insert(k.kid()) {
-            return Err(RuleError::Conflict(format!("key id {:?} appears twice", k.kid())));
+            return Err(RuleError::Conflict(format!(
+                "key id {:?} appears twice",
+                k.kid()
+            )));
         }
     }
     Ok(())
@@ -206,11 +247,20 @@ impl Agent {
     /// so rotation means add-then-remove, never an unbounded pile of keys.
     pub fn check_add_key(&self, key: &Ed25519Jwk) -> Result<(), RuleError> {
         self.check_not_retired()?;
-        if self.keys.iter().any(|k| k.kid == key.kid() || k.jwk.thumbprint() == key.thumbprint()) {
-            return Err(RuleError::Conflict(format!("the agent already has key {:?}", key.kid())));
+        if self
+            .keys
+            .iter()
+            .any(|k| k.kid == key.kid() || k.jwk.thumbprint() == key.thumbprint())
+        {
+            return Err(RuleError::Conflict(format!(
+                "the agent already has key {:?}",
+                key.kid()
+            )));
         }
         if self.keys.len() >= MAX_KEYS {
-            return Err(RuleError::Conflict(format!("the agent already has {MAX_KEYS} keys; remove one first")));
+            return Err(RuleError::Conflict(format!(
+                "the agent already has {MAX_KEYS} keys; remove one first"
+            )));
         }
         Ok(())
     }
@@ -218,7 +268,10 @@ impl Agent {
     pub fn check_remove_key(&self, kid: &str) -> Result<(), RuleError> {
         self.check_not_retired()?;
         if !self.keys.iter().any(|k| k.kid == kid) {
-            return Err(RuleError::invalid("kid", format!("the agent has no key {kid:?}")));
+            return Err(RuleError::invalid(
+                "kid",
+                format!("the agent has no key {kid:?}"),
+            ));
         }
         Ok(())
     }
@@ -228,14 +281,18 @@ impl Agent {
         self.check_not_retired()?;
         new_owner.check_may_own_agents()?;
         if new_owner.id == self.owner && !self.orphaned {
-            return Err(RuleError::Conflict("the agent is already owned by that human".into()));
+            return Err(RuleError::Conflict(
+                "the agent is already owned by that human".into(),
+            ));
         }
         Ok(())
     }
 
     fn check_not_retired(&self) -> Result<(), RuleError> {
         match self.status {
-            AgentStatus::Retired => Err(RuleError::Transition("the agent is retired and can no longer change".into())),
+            AgentStatus::Retired => Err(RuleError::Transition(
+                "the agent is retired and can no longer change".into(),
+            )),
             _ => Ok(()),
         }
     }

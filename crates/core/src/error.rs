@@ -19,6 +19,9 @@ pub enum RuleError {
 
 impl RuleError {
     pub(crate) fn invalid(what: &'static str, why: impl Into<String>) -> Self {
-        RuleError::Invalid { what, why: why.into() }
+        RuleError::Invalid {
+            what,
+            why: why.into(),
+        }
     }
 }

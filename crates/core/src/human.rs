@@ -30,7 +30,10 @@ impl HumanStatus {
         match s {
             "active" => Ok(HumanStatus::Active),
             "deactivated" => Ok(HumanStatus::Deactivated),
-            _ => Err(RuleError::invalid("human status", format!("{s:?} (expected active or deactivated)"))),
+            _ => Err(RuleError::invalid(
+                "human status",
+                format!("{s:?} (expected active or deactivated)"),
+            )),
         }
     }
 }
@@ -64,9 +67,10 @@ impl Human {
     pub fn deactivate(&self) -> Result<HumanStatus, RuleError> {
         match self.status {
             HumanStatus::Active => Ok(HumanStatus::Deactivated),
-            HumanStatus::Deactivated => {
-                Err(RuleError::Transition(format!("human {} is already deactivated", self.id)))
-            }
+            HumanStatus::Deactivated => Err(RuleError::Transition(format!(
+                "human {} is already deactivated",
+                self.id
+            ))),
         }
     }
 }
@@ -87,10 +91,16 @@ pub struct NewHuman {
 
 pub(crate) fn check_free_text(what: &'static str, s: &str, max: usize) -> Result<(), RuleError> {
     if s.trim().is_empty() || s.len() > max {
-        return Err(RuleError::invalid(what, format!("must be 1 to {max} characters and not blank")));
+        return Err(RuleError::invalid(
+            what,
+            format!("must be 1 to {max} characters and not blank"),
+        ));
     }
     if s.chars().any(char::is_control) {
-        return Err(RuleError::invalid(what, "control characters are not allowed"));
+        return Err(RuleError::invalid(
+            what,
+            "control characters are not allowed",
+        ));
     }
     Ok(())
 }
@@ -101,7 +111,10 @@ impl NewHuman {
         if !(self.issuer.starts_with("https://") || self.issuer.starts_with("http://"))
             || self.issuer.contains(char::is_whitespace)
         {
-            return Err(RuleError::invalid("issuer", format!("{:?} is not an http(s) URL", self.issuer)));
+            return Err(RuleError::invalid(
+                "issuer",
+                format!("{:?} is not an http(s) URL", self.issuer),
+            ));
         }
         check_free_text("subject", &self.subject, 255)?;
         check_free_text("display_name", &self.display_name, 200)?;
@@ -110,13 +123,15 @@ impl NewHuman {
                 && !email.contains(char::is_whitespace)
                 && matches!(email.split_once('@'), Some((l, d)) if !l.is_empty() && d.contains('.') && !d.contains('@'));
             if !ok {
-                return Err(RuleError::invalid("email", format!("{email:?} is not an email address")));
+                return Err(RuleError::invalid(
+                    "email",
+                    format!("{email:?} is not an email address"),
+                ));
             }
         }
         Ok(())
     }
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -133,10 +148,20 @@ mod tests {
 
     #[test]
     fn validates_issuer_and_email() {
-        new("https://idp.example", Some("alice@example.com")).validate().unwrap();
+        new("https://idp.example", Some("alice@example.com"))
+            .validate()
+            .unwrap();
         assert!(new("idp.example", None).validate().is_err());
-        assert!(new("https://idp.example", Some("alice")).validate().is_err());
-        assert!(new("https://idp.example", Some("a@b@c.d")).validate().is_err());
+        assert!(
+            new("https://idp.example", Some("alice"))
+                .validate()
+                .is_err()
+        );
+        assert!(
+            new("https://idp.example", Some("a@b@c.d"))
+                .validate()
+                .is_err()
+        );
         assert!(new("https://i dp", None).validate().is_err());
     }
 

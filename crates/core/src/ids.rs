@@ -81,7 +81,9 @@ impl TrustDomain {
             return Err(bad("must be 1 to 255 characters"));
         }
         if !s.chars().all(is_segment_char) {
-            return Err(bad("only lowercase letters, digits, '.', '-' and '_' are allowed"));
+            return Err(bad(
+                "only lowercase letters, digits, '.', '-' and '_' are allowed",
+            ));
         }
         if s.starts_with('.') || s.ends_with('.') || s.contains("..") {
             return Err(bad("labels separated by '.' must not be empty"));
@@ -163,14 +165,20 @@ impl SpiffeId {
     /// [`SpiffeId::for_agent`] would not have produced.
     pub fn parse(s: &str) -> Result<(TrustDomain, AgentKind, AgentName), RuleError> {
         let bad = |why: &str| RuleError::invalid("SPIFFE id", format!("{s:?}: {why}"));
-        let rest = s.strip_prefix("spiffe://").ok_or_else(|| bad("must start with spiffe://"))?;
+        let rest = s
+            .strip_prefix("spiffe://")
+            .ok_or_else(|| bad("must start with spiffe://"))?;
         let mut parts = rest.split('/');
         let (Some(td), Some(kind), Some(name), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
         else {
             return Err(bad("expected spiffe://<trust-domain>/<kind>/<name>"));
         };
-        Ok((TrustDomain::parse(td)?, kind.parse()?, AgentName::parse(name)?))
+        Ok((
+            TrustDomain::parse(td)?,
+            kind.parse()?,
+            AgentName::parse(name)?,
+        ))
     }
 
     pub fn as_str(&self) -> &str {
@@ -202,7 +210,17 @@ mod tests {
         for ok in ["research", "procurement-agent", "a", "agent_7", "v1.2"] {
             AgentName::parse(ok).unwrap();
         }
-        for bad in ["", ".", "..", "-lead", "Upper", "has space", "a/b", "é", &"x".repeat(64)] {
+        for bad in [
+            "",
+            ".",
+            "..",
+            "-lead",
+            "Upper",
+            "has space",
+            "a/b",
+            "é",
+            &"x".repeat(64),
+        ] {
             assert!(AgentName::parse(bad).is_err(), "{bad:?} was accepted");
         }
     }
@@ -221,7 +239,10 @@ mod tests {
         let name = AgentName::parse("research").unwrap();
         let id = SpiffeId::for_agent(&td, AgentKind::Agent, &name);
         assert_eq!(id.as_str(), "spiffe://acme.example/agent/research");
-        assert_eq!(SpiffeId::parse(id.as_str()).unwrap(), (td, AgentKind::Agent, name));
+        assert_eq!(
+            SpiffeId::parse(id.as_str()).unwrap(),
+            (td, AgentKind::Agent, name)
+        );
     }
 
     #[test]

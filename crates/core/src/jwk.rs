@@ -31,17 +31,27 @@ impl Ed25519Jwk {
     pub fn from_verifying_key(key: &VerifyingKey, kid: Option<String>) -> Self {
         let x = B64URL.encode(key.as_bytes());
         let kid = kid.unwrap_or_else(|| thumbprint(&x));
-        Ed25519Jwk { kty: "OKP", crv: "Ed25519", x, kid }
+        Ed25519Jwk {
+            kty: "OKP",
+            crv: "Ed25519",
+            x,
+            kid,
+        }
     }
 
     /// Parses and checks a JWK given as JSON.
     pub fn from_json(v: &serde_json::Value) -> Result<Self, RuleError> {
         let obj = v.as_object().ok_or_else(|| bad("must be a JSON object"))?;
         if obj.contains_key("d") {
-            return Err(bad("contains private key material (\"d\"); send only the public key"));
+            return Err(bad(
+                "contains private key material (\"d\"); send only the public key",
+            ));
         }
         for k in obj.keys() {
-            if !matches!(k.as_str(), "kty" | "crv" | "x" | "kid" | "use" | "alg" | "key_ops") {
+            if !matches!(
+                k.as_str(),
+                "kty" | "crv" | "x" | "kid" | "use" | "alg" | "key_ops"
+            ) {
                 return Err(bad(format!("unknown member {k:?}")));
             }
         }
@@ -52,20 +62,23 @@ impl Ed25519Jwk {
         if field("crv") != Some("Ed25519") {
             return Err(bad("crv must be \"Ed25519\""));
         }
-        if let Some(alg) = obj.get("alg") {
-            if alg.as_str() != Some("EdDSA") {
-                return Err(bad("alg, when present, must be \"EdDSA\""));
-            }
+        if let Some(alg) = obj.get("alg")
+            && alg.as_str() != Some("EdDSA")
+        {
+            return Err(bad("alg, when present, must be \"EdDSA\""));
         }
-        if let Some(u) = obj.get("use") {
-            if u.as_str() != Some("sig") {
-                return Err(bad("use, when present, must be \"sig\""));
-            }
+        if let Some(u) = obj.get("use")
+            && u.as_str() != Some("sig")
+        {
+            return Err(bad("use, when present, must be \"sig\""));
         }
         let x = field("x").ok_or_else(|| bad("missing \"x\""))?;
-        let raw = B64URL.decode(x).map_err(|_| bad("\"x\" is not unpadded base64url"))?;
+        let raw = B64URL
+            .decode(x)
+            .map_err(|_| bad("\"x\" is not unpadded base64url"))?;
         let raw: [u8; 32] = raw.try_into().map_err(|_| bad("\"x\" must be 32 bytes"))?;
-        let key = VerifyingKey::from_bytes(&raw).map_err(|_| bad("\"x\" is not a valid Ed25519 point"))?;
+        let key = VerifyingKey::from_bytes(&raw)
+            .map_err(|_| bad("\"x\" is not a valid Ed25519 point"))?;
         if key.is_weak() {
             return Err(bad("\"x\" is a weak (small-order) Ed25519 key"));
         }
@@ -140,7 +153,10 @@ mod tests {
             "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"
         }))
         .unwrap();
-        assert_eq!(jwk.thumbprint(), "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k");
+        assert_eq!(
+            jwk.thumbprint(),
+            "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k"
+        );
     }
 
     #[test]
@@ -160,6 +176,25 @@ mod tests {
         ];
         for c in cases {
             assert!(Ed25519Jwk::from_json(&c).is_err(), "accepted {c}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod fuzz_mirror {
+    //! The input space of the `jwk` fuzz target, exercised in CI.
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn arbitrary_json_never_panics(kty in "OKP|RSA|.{0,4}", crv in "Ed25519|X25519|.{0,4}",
+                                        x in "[A-Za-z0-9_-]{0,50}", extra in proptest::option::of(".{0,8}")) {
+            let mut v = serde_json::json!({ "kty": kty, "crv": crv, "x": x });
+            if let Some(e) = extra { v[e] = serde_json::json!(1); }
+            if let Ok(jwk) = Ed25519Jwk::from_json(&v) {
+                prop_assert_eq!(Ed25519Jwk::from_json(&serde_json::to_value(&jwk).unwrap()).unwrap(), jwk);
+            }
         }
     }
 }

@@ -136,7 +136,10 @@ pub struct Grant {
 
 impl Grant {
     pub fn new(action: &str, resource: &str) -> Result<Self, RuleError> {
-        Ok(Grant { action: ActionPattern::parse(action)?, resource: ResourcePattern::parse(resource)? })
+        Ok(Grant {
+            action: ActionPattern::parse(action)?,
+            resource: ResourcePattern::parse(resource)?,
+        })
     }
 
     /// Is everything this grant allows also allowed by `outer`?
@@ -167,7 +170,10 @@ impl Scope {
     pub fn new(grants: impl IntoIterator<Item = Grant>) -> Result<Self, RuleError> {
         let set: BTreeSet<Grant> = grants.into_iter().collect();
         if set.len() > MAX_GRANTS {
-            return Err(RuleError::invalid("scope", format!("at most {MAX_GRANTS} grants")));
+            return Err(RuleError::invalid(
+                "scope",
+                format!("at most {MAX_GRANTS} grants"),
+            ));
         }
         Ok(Scope(set))
     }
@@ -245,8 +251,12 @@ mod tests {
     #[test]
     fn check_within_names_the_offending_grant() {
         let parent = Scope::new([g("invoice.read", "erp:*")]).unwrap();
-        let child = Scope::new([g("invoice.read", "erp:a"), g("payment.create", "bank:1")]).unwrap();
-        assert_eq!(child.check_within(&parent), Err(g("payment.create", "bank:1")));
+        let child =
+            Scope::new([g("invoice.read", "erp:a"), g("payment.create", "bank:1")]).unwrap();
+        assert_eq!(
+            child.check_within(&parent),
+            Err(g("payment.create", "bank:1"))
+        );
     }
 
     #[test]
@@ -256,14 +266,25 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.len(), 2);
-        assert_eq!(serde_json::to_string(&s).unwrap(), r#"[{"action":"a","resource":"x"},{"action":"b","resource":"x"}]"#);
-        assert!(serde_json::from_str::<Scope>(r#"[{"action":"a","resource":"x","extra":1}]"#).is_err());
+        assert_eq!(
+            serde_json::to_string(&s).unwrap(),
+            r#"[{"action":"a","resource":"x"},{"action":"b","resource":"x"}]"#
+        );
+        assert!(
+            serde_json::from_str::<Scope>(r#"[{"action":"a","resource":"x","extra":1}]"#).is_err()
+        );
     }
 
     fn pattern() -> impl Strategy<Value = String> {
         // A small alphabet so that random patterns actually overlap.
         ("[ab.]{0,4}", any::<bool>()).prop_map(|(s, star)| {
-            if star { format!("{s}*") } else if s.is_empty() { "a".into() } else { s }
+            if star {
+                format!("{s}*")
+            } else if s.is_empty() {
+                "a".into()
+            } else {
+                s
+            }
         })
     }
 

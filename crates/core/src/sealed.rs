@@ -29,7 +29,9 @@ impl MasterKey {
             .ok()
             .and_then(|v| <[u8; 32]>::try_from(v).ok())
             .map(MasterKey)
-            .ok_or_else(|| RuleError::invalid("master key", "expected 32 bytes as unpadded base64url"))
+            .ok_or_else(|| {
+                RuleError::invalid("master key", "expected 32 bytes as unpadded base64url")
+            })
     }
 
     pub fn encode(&self) -> String {
@@ -40,7 +42,13 @@ impl MasterKey {
     pub fn seal(&self, kid: &str, nonce: [u8; 12], secret: &[u8]) -> String {
         let cipher = ChaCha20Poly1305::new(&Key::from(self.0));
         let ct = cipher
-            .encrypt(&Nonce::from(nonce), Payload { msg: secret, aad: kid.as_bytes() })
+            .encrypt(
+                &Nonce::from(nonce),
+                Payload {
+                    msg: secret,
+                    aad: kid.as_bytes(),
+                },
+            )
             .expect("encryption with a valid key cannot fail");
         format!("{VERSION}.{}.{}", B64URL.encode(nonce), B64URL.encode(ct))
     }
@@ -48,16 +56,30 @@ impl MasterKey {
     pub fn open(&self, kid: &str, sealed: &str) -> Result<Vec<u8>, RuleError> {
         let bad = |why: &str| RuleError::invalid("sealed key", format!("{kid}: {why}"));
         let mut parts = sealed.split('.');
-        let (Some(VERSION), Some(nonce), Some(ct), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+        let (Some(VERSION), Some(nonce), Some(ct), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
         else {
             return Err(bad("unknown format"));
         };
-        let nonce: [u8; 12] =
-            B64URL.decode(nonce).ok().and_then(|n| n.try_into().ok()).ok_or_else(|| bad("bad nonce"))?;
-        let ct = B64URL.decode(ct).map_err(|_| bad("bad ciphertext encoding"))?;
+        let nonce: [u8; 12] = B64URL
+            .decode(nonce)
+            .ok()
+            .and_then(|n| n.try_into().ok())
+            .ok_or_else(|| bad("bad nonce"))?;
+        let ct = B64URL
+            .decode(ct)
+            .map_err(|_| bad("bad ciphertext encoding"))?;
         ChaCha20Poly1305::new(&Key::from(self.0))
-            .decrypt(&Nonce::from(nonce), Payload { msg: &ct, aad: kid.as_bytes() })
-            .map_err(|_| bad("does not open with this master key (wrong key, or the blob was altered)"))
+            .decrypt(
+                &Nonce::from(nonce),
+                Payload {
+                    msg: &ct,
+                    aad: kid.as_bytes(),
+                },
+            )
+            .map_err(|_| {
+                bad("does not open with this master key (wrong key, or the blob was altered)")
+            })
     }
 }
 
@@ -77,11 +99,17 @@ mod tests {
         let sealed = mk.seal("k1", [2; 12], b"secret key bytes");
         assert_eq!(mk.open("k1", &sealed).unwrap(), b"secret key bytes");
         assert!(mk.open("k2", &sealed).is_err(), "moved to another kid");
-        assert!(MasterKey::from_bytes([3; 32]).open("k1", &sealed).is_err(), "wrong master key");
+        assert!(
+            MasterKey::from_bytes([3; 32]).open("k1", &sealed).is_err(),
+            "wrong master key"
+        );
         let mut flipped = sealed.clone().into_bytes();
         let last = flipped.len() - 2;
         flipped[last] = if flipped[last] == b'A' { b'B' } else { b'A' };
-        assert!(mk.open("k1", &String::from_utf8(flipped).unwrap()).is_err(), "altered ciphertext");
+        assert!(
+            mk.open("k1", &String::from_utf8(flipped).unwrap()).is_err(),
+            "altered ciphertext"
+        );
     }
 
     #[test]

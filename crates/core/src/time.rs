@@ -39,7 +39,9 @@ impl Timestamp {
     pub fn parse_rfc3339(s: &str) -> Result<Self, crate::RuleError> {
         OffsetDateTime::parse(s, &Rfc3339)
             .map(Self::from_offset)
-            .map_err(|e| crate::RuleError::invalid("timestamp", format!("{s:?} is not RFC 3339: {e}")))
+            .map_err(|e| {
+                crate::RuleError::invalid("timestamp", format!("{s:?} is not RFC 3339: {e}"))
+            })
     }
 }
 

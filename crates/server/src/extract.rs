@@ -35,14 +35,22 @@ fn json_problem(e: JsonRejection) -> Problem {
         _ => "invalid-body",
     };
     let detail = match &e {
-        JsonRejection::MissingJsonContentType(_) => "send the body as JSON with Content-Type: application/json".into(),
+        JsonRejection::MissingJsonContentType(_) => {
+            "send the body as JSON with Content-Type: application/json".into()
+        }
         _ if status == StatusCode::PAYLOAD_TOO_LARGE => {
-            format!("the request body is larger than the {} byte limit", crate::MAX_BODY_BYTES)
+            format!(
+                "the request body is larger than the {} byte limit",
+                crate::MAX_BODY_BYTES
+            )
         }
         // axum prefixes serde's precise message with boilerplate; keep the precise part.
         _ => {
             let text = e.body_text();
-            text.split_once(": ").filter(|(head, _)| head.starts_with("Failed to")).map(|(_, t)| t.to_owned()).unwrap_or(text)
+            text.split_once(": ")
+                .filter(|(head, _)| head.starts_with("Failed to"))
+                .map(|(_, t)| t.to_owned())
+                .unwrap_or(text)
         }
     };
     Problem::new(status, slug, detail)
@@ -71,7 +79,11 @@ pub struct Admin {
 impl Admin {
     /// The audit context for a change made now by this admin.
     pub fn change(&self) -> Change {
-        Change { actor: self.actor.clone(), at: crate::now(), request_id: self.request_id.clone() }
+        Change {
+            actor: self.actor.clone(),
+            at: crate::now(),
+            request_id: self.request_id.clone(),
+        }
     }
 }
 
@@ -79,20 +91,27 @@ impl FromRequestParts<AppState> for Admin {
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Problem> {
-        let header = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .ok_or_else(|| Problem::unauthorized("missing admin credential: send Authorization: Bearer <admin token>"))?;
+        let header = parts.headers.get(header::AUTHORIZATION).ok_or_else(|| {
+            Problem::unauthorized(
+                "missing admin credential: send Authorization: Bearer <admin token>",
+            )
+        })?;
         let value = header.to_str().unwrap_or_default();
         let token = value
             .strip_prefix("Bearer ")
             .and_then(|t| AdminToken::parse(t.trim()).ok())
-            .ok_or_else(|| Problem::unauthorized("the Authorization header does not carry a Mandate admin token"))?;
+            .ok_or_else(|| {
+                Problem::unauthorized(
+                    "the Authorization header does not carry a Mandate admin token",
+                )
+            })?;
         let stored = state.store.admin_credential(token.id()).await?;
         // Unknown id and wrong secret get the same answer.
         match stored {
             Some(hash) if token.matches(&hash) => Ok(Admin {
-                actor: Actor::Admin { credential: token.id() },
+                actor: Actor::Admin {
+                    credential: token.id(),
+                },
                 request_id: parts
                     .headers
                     .get("x-request-id")

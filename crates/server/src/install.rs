@@ -42,21 +42,27 @@ pub fn new_uuid() -> uuid::Uuid {
 
 /// Reads the master key from `MANDATE_MASTER_KEY` or `<data-dir>/master.key`;
 /// with `create`, makes a new key file (mode 0600) when neither exists.
-pub fn load_master_key(data_dir: &Path, create: bool) -> Result<(MasterKey, MasterKeySource), StartError> {
+pub fn load_master_key(
+    data_dir: &Path,
+    create: bool,
+) -> Result<(MasterKey, MasterKeySource), StartError> {
     if let Ok(v) = std::env::var(MASTER_KEY_VAR) {
-        let key = MasterKey::parse(&v).map_err(|e| StartError::MasterKey(format!("{MASTER_KEY_VAR}: {e}")))?;
+        let key = MasterKey::parse(&v)
+            .map_err(|e| StartError::MasterKey(format!("{MASTER_KEY_VAR}: {e}")))?;
         return Ok((key, MasterKeySource::Env));
     }
     let path = data_dir.join(MASTER_KEY_FILE);
     match std::fs::read_to_string(&path) {
         Ok(text) => {
-            let key = MasterKey::parse(&text).map_err(|e| StartError::MasterKey(format!("{}: {e}", path.display())))?;
+            let key = MasterKey::parse(&text)
+                .map_err(|e| StartError::MasterKey(format!("{}: {e}", path.display())))?;
             Ok((key, MasterKeySource::File(path)))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && create => {
             let key = MasterKey::from_bytes(random());
             std::fs::create_dir_all(data_dir).map_err(|e| StartError::MasterKey(e.to_string()))?;
-            write_private(&path, &key.encode()).map_err(|e| StartError::MasterKey(format!("{}: {e}", path.display())))?;
+            write_private(&path, &key.encode())
+                .map_err(|e| StartError::MasterKey(format!("{}: {e}", path.display())))?;
             Ok((key, MasterKeySource::File(path)))
         }
         Err(e) => Err(StartError::MasterKey(format!(
@@ -86,7 +92,9 @@ pub async fn initialize(
 ) -> Result<(Installation, AdminToken), StartError> {
     let td = opts.trust_domain;
     let install = Installation {
-        issuer: opts.issuer.unwrap_or_else(|| format!("https://mandate.{td}")),
+        issuer: opts
+            .issuer
+            .unwrap_or_else(|| format!("https://mandate.{td}")),
         log_origin: format!("{td}/mandate/audit"),
         trust_domain: td,
         created_at: crate::now(),
@@ -98,11 +106,16 @@ pub async fn initialize(
     let kid = jwk.kid().to_owned();
     let key = SigningKeyRecord {
         sealed_private: master.seal(&kid, random(), &seed),
-        public_key: serde_json::to_value(&jwk).ok().and_then(|v| v["x"].as_str().map(str::to_owned)).unwrap_or_default(),
+        public_key: serde_json::to_value(&jwk)
+            .ok()
+            .and_then(|v| v["x"].as_str().map(str::to_owned))
+            .unwrap_or_default(),
         kid,
         created_at: install.created_at,
         active: true,
     };
-    store.initialize(&install, (token.id(), token.hash()), &key).await?;
+    store
+        .initialize(&install, (token.id(), token.hash()), &key)
+        .await?;
     Ok((install, token))
 }

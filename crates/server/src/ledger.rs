@@ -39,20 +39,32 @@ pub enum LedgerError {
 
 impl Ledger {
     /// Unseals the active signing key and loads the tree from the store.
-    pub async fn load(store: &dyn Store, install: &Installation, master: &MasterKey) -> Result<Self, StartError> {
+    pub async fn load(
+        store: &dyn Store,
+        install: &Installation,
+        master: &MasterKey,
+    ) -> Result<Self, StartError> {
         let keys = store.signing_keys().await?;
         let active = keys
             .iter()
             .rev()
             .find(|k| k.active)
             .ok_or_else(|| StartError::Key("no active signing key in the store".into()))?;
-        let seed = master.open(&active.kid, &active.sealed_private).map_err(|e| StartError::MasterKey(e.to_string()))?;
-        let seed: [u8; 32] = seed.try_into().map_err(|_| StartError::Key("sealed key has the wrong length".into()))?;
+        let seed = master
+            .open(&active.kid, &active.sealed_private)
+            .map_err(|e| StartError::MasterKey(e.to_string()))?;
+        let seed: [u8; 32] = seed
+            .try_into()
+            .map_err(|_| StartError::Key("sealed key has the wrong length".into()))?;
         let signer = NoteSigner::new(install.log_origin.clone(), SigningKey::from_bytes(&seed))
             .map_err(|e| StartError::Key(e.to_string()))?;
         let mut tree = MerkleTree::new();
         log::sync_tree(store, &mut tree).await?;
-        Ok(Ledger { tree: Mutex::new(tree), signer, origin: install.log_origin.clone() })
+        Ok(Ledger {
+            tree: Mutex::new(tree),
+            signer,
+            origin: install.log_origin.clone(),
+        })
     }
 
     pub fn origin(&self) -> &str {
@@ -70,20 +82,41 @@ impl Ledger {
         log::checkpoint(store, &mut tree, &self.signer, &self.origin, crate::now()).await
     }
 
-    pub async fn inclusion(&self, store: &dyn Store, index: u64, size: Option<u64>) -> Result<Proof, LedgerError> {
+    pub async fn inclusion(
+        &self,
+        store: &dyn Store,
+        index: u64,
+        size: Option<u64>,
+    ) -> Result<Proof, LedgerError> {
         let mut tree = self.tree.lock().await;
         log::sync_tree(store, &mut tree).await?;
         let size = size.unwrap_or(tree.len());
         let hashes = tree.inclusion_proof(index, size)?;
-        Ok(Proof { size, root: tree.root_at(size)?, hashes })
+        Ok(Proof {
+            size,
+            root: tree.root_at(size)?,
+            hashes,
+        })
     }
 
-    pub async fn consistency(&self, store: &dyn Store, from: u64, to: Option<u64>) -> Result<(Hash, Proof), LedgerError> {
+    pub async fn consistency(
+        &self,
+        store: &dyn Store,
+        from: u64,
+        to: Option<u64>,
+    ) -> Result<(Hash, Proof), LedgerError> {
         let mut tree = self.tree.lock().await;
         log::sync_tree(store, &mut tree).await?;
         let to = to.unwrap_or(tree.len());
         let hashes = tree.consistency_proof(from, to)?;
-        Ok((tree.root_at(from)?, Proof { size: to, root: tree.root_at(to)?, hashes }))
+        Ok((
+            tree.root_at(from)?,
+            Proof {
+                size: to,
+                root: tree.root_at(to)?,
+                hashes,
+            },
+        ))
     }
 
     pub async fn leaf(&self, store: &dyn Store, index: u64) -> Result<Option<Hash>, StoreError> {

@@ -59,10 +59,12 @@ struct SecurityAddon;
 impl utoipa::Modify for SecurityAddon {
     fn modify(&self, api: &mut utoipa::openapi::OpenApi) {
         use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-        api.components.get_or_insert_with(Default::default).add_security_scheme(
-            "admin",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
-        );
+        api.components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme(
+                "admin",
+                SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+            );
     }
 }
 
@@ -75,20 +77,33 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::operations::router())
         .split_for_parts();
     let doc = Arc::new(doc);
-    api.route("/openapi.json", axum::routing::get(move || std::future::ready(axum::Json(doc.as_ref().clone()))))
-        .fallback(|| async { problem::Problem::not_found("no such endpoint; see /openapi.json") })
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(axum::middleware::from_fn(metrics_layer::record))
-        .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-        .with_state(state)
+    api.route(
+        "/openapi.json",
+        axum::routing::get(move || std::future::ready(axum::Json(doc.as_ref().clone()))),
+    )
+    .fallback(|| async { problem::Problem::not_found("no such endpoint; see /openapi.json") })
+    .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+    .layer(axum::middleware::from_fn(metrics_layer::record))
+    .layer(PropagateRequestIdLayer::x_request_id())
+    .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+    .with_state(state)
 }
 
 /// Loads what the server needs from an initialised store.
-pub async fn app_state(store: Arc<dyn Store>, master: &mandate_core::sealed::MasterKey) -> Result<AppState, StartError> {
-    let install = store.installation().await?.ok_or(StoreError::NotInitialized)?;
+pub async fn app_state(
+    store: Arc<dyn Store>,
+    master: &mandate_core::sealed::MasterKey,
+) -> Result<AppState, StartError> {
+    let install = store
+        .installation()
+        .await?
+        .ok_or(StoreError::NotInitialized)?;
     let ledger = Ledger::load(store.as_ref(), &install, master).await?;
-    Ok(AppState { store, install: Arc::new(install), ledger: Arc::new(ledger) })
+    Ok(AppState {
+        store,
+        install: Arc::new(install),
+        ledger: Arc::new(ledger),
+    })
 }
 
 /// Why a server could not start; each is one line for the operator.
@@ -112,9 +127,12 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let ticker = tokio::spawn(ledger::checkpoint_loop(state.clone(), checkpoint_every));
     let app = router(state.clone());
-    let result = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let result = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await;
     ticker.abort();
     if let Err(e) = state.ledger.checkpoint(state.store.as_ref()).await {
         tracing::warn!(error = %e, "final checkpoint failed");

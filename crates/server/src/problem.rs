@@ -42,7 +42,11 @@ impl Problem {
 
     pub fn internal() -> Self {
         // The cause is logged, not returned: it may name tables or hosts.
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "an internal error occurred; see the server log")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "an internal error occurred; see the server log",
+        )
     }
 
     pub fn status(&self) -> StatusCode {
@@ -54,13 +58,19 @@ impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let status = self.status();
         let mut res = (status, axum::Json(&self)).into_response();
-        res.headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        res.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
         if status == StatusCode::UNAUTHORIZED {
-            res.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"mandate\""));
+            res.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"mandate\""),
+            );
         }
         if status == StatusCode::SERVICE_UNAVAILABLE {
-            res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         res
     }
@@ -69,8 +79,14 @@ impl IntoResponse for Problem {
 impl From<RuleError> for Problem {
     fn from(e: RuleError) -> Self {
         match e {
-            RuleError::Invalid { .. } => Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-value", e.to_string()),
-            RuleError::Transition(_) => Problem::new(StatusCode::CONFLICT, "invalid-transition", e.to_string()),
+            RuleError::Invalid { .. } => Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid-value",
+                e.to_string(),
+            ),
+            RuleError::Transition(_) => {
+                Problem::new(StatusCode::CONFLICT, "invalid-transition", e.to_string())
+            }
             RuleError::Conflict(_) => Problem::new(StatusCode::CONFLICT, "conflict", e.to_string()),
         }
     }
@@ -83,11 +99,17 @@ impl From<StoreError> for Problem {
             StoreError::Rule(r) => r.into(),
             StoreError::Unavailable(why) => {
                 tracing::warn!(%why, "store unavailable");
-                Problem::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the database is unavailable; retry shortly")
+                Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "the database is unavailable; retry shortly",
+                )
             }
-            StoreError::NotInitialized => {
-                Problem::new(StatusCode::SERVICE_UNAVAILABLE, "not-initialized", e.to_string())
-            }
+            StoreError::NotInitialized => Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not-initialized",
+                e.to_string(),
+            ),
             StoreError::Internal(why) => {
                 tracing::error!(%why, "store error");
                 Problem::internal()

@@ -27,25 +27,47 @@ struct Server {
 async fn start(t: TestStore) -> Server {
     let master = MasterKey::from_bytes([7; 32]);
     let store: Arc<dyn Store> = t.store.clone();
-    let opts = InitOptions { trust_domain: TrustDomain::parse("acme.example").unwrap(), issuer: None };
+    let opts = InitOptions {
+        trust_domain: TrustDomain::parse("acme.example").unwrap(),
+        issuer: None,
+    };
     let (_, token) = initialize(store.as_ref(), opts, &master).await.unwrap();
     let state = app_state(store, &master).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(serve(listener, state.clone(), Duration::from_secs(3600), async {
-        let _ = stopped.await;
-    }));
-    Server { base, token: token.expose(), http: reqwest::Client::new(), state, _store: t, _stop: stop }
+    tokio::spawn(serve(
+        listener,
+        state.clone(),
+        Duration::from_secs(3600),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    Server {
+        base,
+        token: token.expose(),
+        http: reqwest::Client::new(),
+        state,
+        _store: t,
+        _stop: stop,
+    }
 }
 
 impl Server {
     fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        self.http.request(method, format!("{}{path}", self.base)).bearer_auth(&self.token)
+        self.http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
     }
 
     async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
-        let res = self.req(reqwest::Method::POST, path).json(&body).send().await.unwrap();
+        let res = self
+            .req(reqwest::Method::POST, path)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
         read(res).await
     }
 
@@ -64,24 +86,41 @@ impl Server {
     /// Audit length and agent count: what "nothing changed" is checked against.
     async fn footprint(&self) -> (u64, usize) {
         let (_, agents) = self.get("/v1/agents?limit=500").await;
-        (self.state.store.audit_len().await.unwrap(), agents["items"].as_array().unwrap().len())
+        (
+            self.state.store.audit_len().await.unwrap(),
+            agents["items"].as_array().unwrap().len(),
+        )
     }
 }
 
 async fn read(res: reqwest::Response) -> (StatusCode, Value) {
     let status = res.status();
-    let problem = res.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned());
+    let problem = res
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned());
     let body: Value = res.json().await.unwrap_or(Value::Null);
     if !status.is_success() {
-        assert_eq!(problem.as_deref(), Some("application/problem+json"), "error without problem+json: {body}");
-        assert!(body["detail"].as_str().is_some_and(|d| !d.is_empty()), "problem without detail: {body}");
+        assert_eq!(
+            problem.as_deref(),
+            Some("application/problem+json"),
+            "error without problem+json: {body}"
+        );
+        assert!(
+            body["detail"].as_str().is_some_and(|d| !d.is_empty()),
+            "problem without detail: {body}"
+        );
         assert_eq!(body["status"].as_u64(), Some(status.as_u16() as u64));
     }
     (status, body)
 }
 
 fn jwk(seed: u8) -> Value {
-    serde_json::to_value(Ed25519Jwk::from_verifying_key(&SigningKey::from_bytes(&[seed; 32]).verifying_key(), None)).unwrap()
+    serde_json::to_value(Ed25519Jwk::from_verifying_key(
+        &SigningKey::from_bytes(&[seed; 32]).verifying_key(),
+        None,
+    ))
+    .unwrap()
 }
 
 fn agent_body(name: &str, owner: &str) -> Value {
@@ -97,10 +136,16 @@ fn agent_body(name: &str, owner: &str) -> Value {
 async fn writes_need_a_valid_admin_credential(t: TestStore) {
     let s = start(t).await;
     let before = s.footprint().await;
-    let body = json!({ "issuer": "https://idp.acme.example", "subject": "eve", "display_name": "Eve" });
+    let body =
+        json!({ "issuer": "https://idp.acme.example", "subject": "eve", "display_name": "Eve" });
     let url = format!("{}/v1/humans", s.base);
     let forged = format!("{}x", &s.token[..s.token.len() - 1]);
-    for auth in [None, Some("Bearer nonsense".to_owned()), Some(format!("Bearer {forged}")), Some(format!("Basic {}", s.token))] {
+    for auth in [
+        None,
+        Some("Bearer nonsense".to_owned()),
+        Some(format!("Bearer {forged}")),
+        Some(format!("Basic {}", s.token)),
+    ] {
         let mut req = s.http.post(&url).json(&body);
         if let Some(a) = &auth {
             req = req.header("authorization", a);
@@ -110,9 +155,18 @@ async fn writes_need_a_valid_admin_credential(t: TestStore) {
         assert!(res.headers().contains_key("www-authenticate"));
         read(res).await;
     }
-    assert_eq!(s.footprint().await, before, "a refused request changed state");
+    assert_eq!(
+        s.footprint().await,
+        before,
+        "a refused request changed state"
+    );
     // Reads of the registry need it too.
-    let res = s.http.get(format!("{}/v1/agents", s.base)).send().await.unwrap();
+    let res = s
+        .http
+        .get(format!("{}/v1/agents", s.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
 }
 
@@ -123,9 +177,15 @@ async fn registers_lists_and_manages_agents(t: TestStore) {
     let (st, a) = s.post("/v1/agents", agent_body("research", &alice)).await;
     assert_eq!(st, StatusCode::CREATED, "{a}");
     assert_eq!(a["spiffe_id"], "spiffe://acme.example/agent/research");
-    assert_eq!(a["keys"][0]["created_at"].as_str().map(|t| t.ends_with('Z')), Some(true));
+    assert_eq!(
+        a["keys"][0]["created_at"]
+            .as_str()
+            .map(|t| t.ends_with('Z')),
+        Some(true)
+    );
     for i in 0..4 {
-        s.post("/v1/agents", agent_body(&format!("worker-{i}"), &bob)).await;
+        s.post("/v1/agents", agent_body(&format!("worker-{i}"), &bob))
+            .await;
     }
     let (_, by_name) = s.get("/v1/agents/research").await;
     assert_eq!(by_name["id"], a["id"]);
@@ -134,25 +194,52 @@ async fn registers_lists_and_manages_agents(t: TestStore) {
     let (_, page2) = s.get(&format!("/v1/agents?limit=2&after={next}")).await;
     assert_eq!(page2["items"].as_array().unwrap().len(), 2);
     assert_ne!(page1["items"][0]["id"], page2["items"][0]["id"]);
-    let (_, bobs) = s.get(&format!("/v1/agents?owner={bob}&tag=team:finance")).await;
+    let (_, bobs) = s
+        .get(&format!("/v1/agents?owner={bob}&tag=team:finance"))
+        .await;
     assert_eq!(bobs["items"].as_array().unwrap().len(), 4);
 
     let (st, suspended) = s.post("/v1/agents/research/suspend", json!(null)).await;
-    assert_eq!((st, suspended["status"].as_str()), (StatusCode::OK, Some("suspended")));
+    assert_eq!(
+        (st, suspended["status"].as_str()),
+        (StatusCode::OK, Some("suspended"))
+    );
     let (_, resumed) = s.post("/v1/agents/research/resume", json!(null)).await;
     assert_eq!(resumed["status"], "active");
-    let (st, added) = s.post("/v1/agents/research/keys", json!({ "jwk": jwk(2) })).await;
-    assert_eq!((st, added["keys"].as_array().unwrap().len()), (StatusCode::OK, 2));
+    let (st, added) = s
+        .post("/v1/agents/research/keys", json!({ "jwk": jwk(2) }))
+        .await;
+    assert_eq!(
+        (st, added["keys"].as_array().unwrap().len()),
+        (StatusCode::OK, 2)
+    );
     let kid = added["keys"][0]["kid"].as_str().unwrap().to_owned();
-    let res = s.req(reqwest::Method::DELETE, &format!("/v1/agents/research/keys/{kid}")).send().await.unwrap();
+    let res = s
+        .req(
+            reqwest::Method::DELETE,
+            &format!("/v1/agents/research/keys/{kid}"),
+        )
+        .send()
+        .await
+        .unwrap();
     let (st, removed) = read(res).await;
-    assert_eq!((st, removed["keys"].as_array().unwrap().len()), (StatusCode::OK, 1));
+    assert_eq!(
+        (st, removed["keys"].as_array().unwrap().len()),
+        (StatusCode::OK, 1)
+    );
 
-    let (_, _) = s.post(&format!("/v1/humans/{bob}/deactivate"), json!(null)).await;
+    let (_, _) = s
+        .post(&format!("/v1/humans/{bob}/deactivate"), json!(null))
+        .await;
     let (_, orphans) = s.get("/v1/agents?orphaned=true").await;
     assert_eq!(orphans["items"].as_array().unwrap().len(), 4);
-    let (st, moved) = s.post("/v1/agents/worker-0/transfer", json!({ "owner": alice })).await;
-    assert_eq!((st, moved["orphaned"].as_bool()), (StatusCode::OK, Some(false)));
+    let (st, moved) = s
+        .post("/v1/agents/worker-0/transfer", json!({ "owner": alice }))
+        .await;
+    assert_eq!(
+        (st, moved["orphaned"].as_bool()),
+        (StatusCode::OK, Some(false))
+    );
 }
 
 /// Every bad request: a specific 4xx problem, and nothing written.
@@ -160,10 +247,15 @@ async fn bad_input_is_refused_and_changes_nothing(t: TestStore) {
     let s = start(t).await;
     let alice = s.human("alice").await;
     let gone = s.human("gone").await;
-    s.post(&format!("/v1/humans/{gone}/deactivate"), json!(null)).await;
+    s.post(&format!("/v1/humans/{gone}/deactivate"), json!(null))
+        .await;
     s.post("/v1/agents", agent_body("taken", &alice)).await;
     let (_, retired) = s.post("/v1/agents", agent_body("old-timer", &alice)).await;
-    s.post(&format!("/v1/agents/{}/retire", retired["id"].as_str().unwrap()), json!(null)).await;
+    s.post(
+        &format!("/v1/agents/{}/retire", retired["id"].as_str().unwrap()),
+        json!(null),
+    )
+    .await;
     let before = s.footprint().await;
 
     let mut private = jwk(3);
@@ -179,36 +271,106 @@ async fn bad_input_is_refused_and_changes_nothing(t: TestStore) {
     let mut bad_grant = agent_body("fresh", &alice);
     bad_grant["ceiling"] = json!([{ "action": "in*voice", "resource": "x" }]);
     let cases: Vec<(&str, Value, StatusCode, &str)> = vec![
-        ("unknown owner", agent_body("fresh", "0190c6a2-0000-7000-8000-000000000000"), StatusCode::UNPROCESSABLE_ENTITY, "no human"),
-        ("deactivated owner", agent_body("fresh", &gone), StatusCode::CONFLICT, "deactivated"),
-        ("duplicate name", agent_body("taken", &alice), StatusCode::CONFLICT, "already taken"),
-        ("retired name", agent_body("old-timer", &alice), StatusCode::CONFLICT, "never reused"),
-        ("invalid name", agent_body("Not/Valid", &alice), StatusCode::UNPROCESSABLE_ENTITY, "SPIFFE path segment"),
-        ("unknown field", unknown_field, StatusCode::UNPROCESSABLE_ENTITY, "colour"),
-        ("wrong type", wrong_type, StatusCode::UNPROCESSABLE_ENTITY, "ceiling"),
+        (
+            "unknown owner",
+            agent_body("fresh", "0190c6a2-0000-7000-8000-000000000000"),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "no human",
+        ),
+        (
+            "deactivated owner",
+            agent_body("fresh", &gone),
+            StatusCode::CONFLICT,
+            "deactivated",
+        ),
+        (
+            "duplicate name",
+            agent_body("taken", &alice),
+            StatusCode::CONFLICT,
+            "already taken",
+        ),
+        (
+            "retired name",
+            agent_body("old-timer", &alice),
+            StatusCode::CONFLICT,
+            "never reused",
+        ),
+        (
+            "invalid name",
+            agent_body("Not/Valid", &alice),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "SPIFFE path segment",
+        ),
+        (
+            "unknown field",
+            unknown_field,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "colour",
+        ),
+        (
+            "wrong type",
+            wrong_type,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "ceiling",
+        ),
         ("bad JWK", bad_jwk, StatusCode::UNPROCESSABLE_ENTITY, "JWK"),
-        ("private JWK", private_jwk, StatusCode::UNPROCESSABLE_ENTITY, "private key"),
-        ("misplaced wildcard", bad_grant, StatusCode::UNPROCESSABLE_ENTITY, "'*' is only allowed"),
+        (
+            "private JWK",
+            private_jwk,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "private key",
+        ),
+        (
+            "misplaced wildcard",
+            bad_grant,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "'*' is only allowed",
+        ),
     ];
     for (what, body, status, needle) in cases {
         let (st, p) = s.post("/v1/agents", body).await;
         assert_eq!(st, status, "{what}: {p}");
-        assert!(p["detail"].as_str().unwrap().contains(needle), "{what}: detail {:?} lacks {needle:?}", p["detail"]);
+        assert!(
+            p["detail"].as_str().unwrap().contains(needle),
+            "{what}: detail {:?} lacks {needle:?}",
+            p["detail"]
+        );
     }
 
-    let (st, p) = s.post(&format!("/v1/agents/{}/resume", retired["id"].as_str().unwrap()), json!(null)).await;
-    assert_eq!(st, StatusCode::CONFLICT, "reactivating a retired agent: {p}");
+    let (st, p) = s
+        .post(
+            &format!("/v1/agents/{}/resume", retired["id"].as_str().unwrap()),
+            json!(null),
+        )
+        .await;
+    assert_eq!(
+        st,
+        StatusCode::CONFLICT,
+        "reactivating a retired agent: {p}"
+    );
     assert!(p["detail"].as_str().unwrap().contains("retired"));
 
     let raw = |body: &'static str, ctype: &'static str| {
-        s.req(reqwest::Method::POST, "/v1/agents").header("content-type", ctype).body(body).send()
+        s.req(reqwest::Method::POST, "/v1/agents")
+            .header("content-type", ctype)
+            .body(body)
+            .send()
     };
     let (st, p) = read(raw("{\"name\": ", "application/json").await.unwrap()).await;
     assert_eq!(st, StatusCode::BAD_REQUEST, "malformed JSON: {p}");
     let (st, _) = read(raw("{}", "text/plain").await.unwrap()).await;
     assert_eq!(st, StatusCode::UNSUPPORTED_MEDIA_TYPE);
-    let huge = format!("{{\"description\": \"{}\"}}", "x".repeat(mandate_server::MAX_BODY_BYTES + 1));
-    let res = s.req(reqwest::Method::POST, "/v1/agents").header("content-type", "application/json").body(huge).send().await.unwrap();
+    let huge = format!(
+        "{{\"description\": \"{}\"}}",
+        "x".repeat(mandate_server::MAX_BODY_BYTES + 1)
+    );
+    let res = s
+        .req(reqwest::Method::POST, "/v1/agents")
+        .header("content-type", "application/json")
+        .body(huge)
+        .send()
+        .await
+        .unwrap();
     let (st, p) = read(res).await;
     assert_eq!(st, StatusCode::PAYLOAD_TOO_LARGE, "{p}");
     let (st, _) = s.get("/v1/agents?limit=lots").await;
@@ -217,10 +379,19 @@ async fn bad_input_is_refused_and_changes_nothing(t: TestStore) {
     assert_eq!(st, StatusCode::NOT_FOUND);
     let (st, _) = s.get("/v1/humans/not-a-uuid").await;
     assert_eq!(st, StatusCode::NOT_FOUND);
-    let (st, _) = s.post("/v1/humans", json!({ "issuer": "ftp://x", "subject": "s", "display_name": "S" })).await;
+    let (st, _) = s
+        .post(
+            "/v1/humans",
+            json!({ "issuer": "ftp://x", "subject": "s", "display_name": "S" }),
+        )
+        .await;
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
 
-    assert_eq!(s.footprint().await, before, "a refused request changed state");
+    assert_eq!(
+        s.footprint().await,
+        before,
+        "a refused request changed state"
+    );
 }
 
 async fn serves_operations_endpoints(t: TestStore) {
@@ -231,11 +402,24 @@ async fn serves_operations_endpoints(t: TestStore) {
     assert_eq!(st, StatusCode::OK);
     let (st, doc) = s.get("/openapi.json").await;
     assert_eq!(st, StatusCode::OK);
-    for path in ["/v1/agents", "/v1/agents/{agent}/retire", "/v1/humans", "/v1/audit/proof/inclusion"] {
+    for path in [
+        "/v1/agents",
+        "/v1/agents/{agent}/retire",
+        "/v1/humans",
+        "/v1/audit/proof/inclusion",
+    ] {
         assert!(doc["paths"].get(path).is_some(), "OpenAPI lacks {path}");
     }
     assert!(doc["components"]["schemas"].get("NewAgent").is_some());
-    let metrics = s.http.get(format!("{}/metrics", s.base)).send().await.unwrap().text().await.unwrap();
+    let metrics = s
+        .http
+        .get(format!("{}/metrics", s.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(metrics.contains("mandate_http_requests_total"), "{metrics}");
     let (st, _) = s.get("/no/such/thing").await;
     assert_eq!(st, StatusCode::NOT_FOUND);
@@ -259,24 +443,55 @@ async fn audit_proofs_verify_against_signed_checkpoints(t: TestStore) {
 
     // The checkpoint's signature checks with the published verifier key.
     let (_, v) = s.get("/v1/audit/verifier").await;
-    let verifier = mandate_core::audit::checkpoint::NoteVerifier::parse_vkey(v["vkey"].as_str().unwrap()).unwrap();
-    let cp = mandate_core::audit::checkpoint::SignedCheckpoint::parse(new["note"].as_str().unwrap()).unwrap();
+    let verifier =
+        mandate_core::audit::checkpoint::NoteVerifier::parse_vkey(v["vkey"].as_str().unwrap())
+            .unwrap();
+    let cp =
+        mandate_core::audit::checkpoint::SignedCheckpoint::parse(new["note"].as_str().unwrap())
+            .unwrap();
     cp.verify(&[verifier]).unwrap();
 
     let hex = |v: &Value| hash_from_hex(v.as_str().unwrap()).unwrap();
     let hexes = |v: &Value| v.as_array().unwrap().iter().map(hex).collect::<Vec<_>>();
     for index in [0, 6, 12] {
-        let (st, p) = s.get(&format!("/v1/audit/proof/inclusion?index={index}&size={new_size}")).await;
+        let (st, p) = s
+            .get(&format!(
+                "/v1/audit/proof/inclusion?index={index}&size={new_size}"
+            ))
+            .await;
         assert_eq!(st, StatusCode::OK, "{p}");
         assert_eq!(p["root"], new["root"]);
-        verify_inclusion(&hex(&p["leaf_hash"]), index, new_size, &hexes(&p["proof"]), &hex(&new["root"])).unwrap();
+        verify_inclusion(
+            &hex(&p["leaf_hash"]),
+            index,
+            new_size,
+            &hexes(&p["proof"]),
+            &hex(&new["root"]),
+        )
+        .unwrap();
     }
-    let (_, c) = s.get(&format!("/v1/audit/proof/consistency?from={old_size}&to={new_size}")).await;
-    verify_consistency(old_size, new_size, &hex(&old["root"]), &hex(&new["root"]), &hexes(&c["proof"])).unwrap();
+    let (_, c) = s
+        .get(&format!(
+            "/v1/audit/proof/consistency?from={old_size}&to={new_size}"
+        ))
+        .await;
+    verify_consistency(
+        old_size,
+        new_size,
+        &hex(&old["root"]),
+        &hex(&new["root"]),
+        &hexes(&c["proof"]),
+    )
+    .unwrap();
     let (st, _) = s.get("/v1/audit/proof/inclusion?index=99").await;
     assert_eq!(st, StatusCode::BAD_REQUEST);
     // Entries are not public.
-    let res = s.http.get(format!("{}/v1/audit/entries", s.base)).send().await.unwrap();
+    let res = s
+        .http
+        .get(format!("{}/v1/audit/entries", s.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     let (_, entries) = s.get("/v1/audit/entries?from=2&limit=3").await;
     assert_eq!(entries.as_array().unwrap().len(), 3);

@@ -143,12 +143,28 @@ pub trait Store: Send + Sync + 'static {
     // ---- agents ---------------------------------------------------------
     /// Registers an agent. Its owner must exist and be active, checked in the
     /// same transaction as the insert.
-    async fn create_agent(&self, change: &Change, id: AgentId, spiffe_id: &SpiffeId, new: &NewAgent) -> Result<Agent>;
+    async fn create_agent(
+        &self,
+        change: &Change,
+        id: AgentId,
+        spiffe_id: &SpiffeId,
+        new: &NewAgent,
+    ) -> Result<Agent>;
     async fn agent(&self, id: AgentId) -> Result<Option<Agent>>;
     async fn agent_by_name(&self, name: &AgentName) -> Result<Option<Agent>>;
     async fn list_agents(&self, filter: &AgentFilter, page: &PageRequest) -> Result<Page<Agent>>;
-    async fn change_agent_lifecycle(&self, change: &Change, id: AgentId, op: Lifecycle) -> Result<Agent>;
-    async fn transfer_agent(&self, change: &Change, id: AgentId, new_owner: HumanId) -> Result<Agent>;
+    async fn change_agent_lifecycle(
+        &self,
+        change: &Change,
+        id: AgentId,
+        op: Lifecycle,
+    ) -> Result<Agent>;
+    async fn transfer_agent(
+        &self,
+        change: &Change,
+        id: AgentId,
+        new_owner: HumanId,
+    ) -> Result<Agent>;
     async fn add_agent_key(&self, change: &Change, id: AgentId, key: &Ed25519Jwk) -> Result<Agent>;
     async fn remove_agent_key(&self, change: &Change, id: AgentId, kid: &str) -> Result<Agent>;
 

@@ -36,7 +36,11 @@ pub async fn checkpoint(
     at: Timestamp,
 ) -> Result<SignedCheckpoint> {
     sync_tree(store, tree).await?;
-    let cp = signer.sign(&Checkpoint { origin: origin.to_owned(), size: tree.len(), root: tree.root() });
+    let cp = signer.sign(&Checkpoint {
+        origin: origin.to_owned(),
+        size: tree.len(),
+        root: tree.root(),
+    });
     store.add_checkpoint(&cp, at).await?;
     Ok(cp)
 }

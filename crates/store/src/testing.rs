@@ -22,8 +22,14 @@ pub struct TestStore {
 
 pub async fn sqlite() -> TestStore {
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = SqlStore::open_sqlite(dir.path()).await.expect("open sqlite store");
-    TestStore { store: Arc::new(store), backend: Backend::Sqlite, _dir: Some(dir) }
+    let store = SqlStore::open_sqlite(dir.path())
+        .await
+        .expect("open sqlite store");
+    TestStore {
+        store: Arc::new(store),
+        backend: Backend::Sqlite,
+        _dir: Some(dir),
+    }
 }
 
 pub fn postgres_url() -> String {
@@ -39,10 +45,20 @@ pub fn postgres_url() -> String {
 pub async fn postgres() -> TestStore {
     let url = postgres_url();
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
-    let schema = format!("mandate_t_{}_{:08x}", now.as_secs(), now.subsec_nanos() ^ std::process::id());
-    let store = SqlStore::connect(&url, Some(&schema)).await.expect("connect to the test PostgreSQL");
+    let schema = format!(
+        "mandate_t_{}_{:08x}",
+        now.as_secs(),
+        now.subsec_nanos() ^ std::process::id()
+    );
+    let store = SqlStore::connect(&url, Some(&schema))
+        .await
+        .expect("connect to the test PostgreSQL");
     drop_stale_schemas(&store, now.as_secs()).await;
-    TestStore { store: Arc::new(store), backend: Backend::Postgres, _dir: None }
+    TestStore {
+        store: Arc::new(store),
+        backend: Backend::Postgres,
+        _dir: None,
+    }
 }
 
 pub async fn store(backend: Backend) -> TestStore {
@@ -54,16 +70,21 @@ pub async fn store(backend: Backend) -> TestStore {
 
 /// Test schemas older than an hour are from finished runs.
 async fn drop_stale_schemas(store: &SqlStore, now: u64) {
-    let names: Vec<String> = sqlx::query_scalar(
-        "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'mandate\\_t\\_%'",
-    )
-    .fetch_all(store.pool())
-    .await
-    .unwrap_or_default();
+    let names: Vec<String> =
+        sqlx::query_scalar("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'mandate\\_t\\_%'")
+            .fetch_all(store.pool())
+            .await
+            .unwrap_or_default();
     for n in names {
-        let started = n.split('_').nth(2).and_then(|s| s.parse::<u64>().ok()).unwrap_or(now);
+        let started = n
+            .split('_')
+            .nth(2)
+            .and_then(|s| s.parse::<u64>().ok())
+            .unwrap_or(now);
         if started + 3600 < now {
-            let _ = sqlx::raw_sql(AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {n} CASCADE"))).execute(store.pool()).await;
+            let _ = sqlx::raw_sql(AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {n} CASCADE")))
+                .execute(store.pool())
+                .await;
         }
     }
 }

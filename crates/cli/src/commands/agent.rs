@@ -109,24 +109,31 @@ pub enum AgentCommand {
 }
 
 pub fn parse_grant(s: &str) -> Result<Grant, CliError> {
-    let (a, r) = s
-        .split_once('=')
-        .ok_or_else(|| CliError::Usage(format!("grant {s:?} must be ACTION=RESOURCE, e.g. invoice.read=erp:invoices/*")))?;
+    let (a, r) = s.split_once('=').ok_or_else(|| {
+        CliError::Usage(format!(
+            "grant {s:?} must be ACTION=RESOURCE, e.g. invoice.read=erp:invoices/*"
+        ))
+    })?;
     Grant::new(a, r).map_err(|e| CliError::Usage(e.to_string()))
 }
 
 fn parse_jwk(s: &str) -> Result<Ed25519Jwk, CliError> {
     let text = match s.strip_prefix('@') {
-        Some(path) => std::fs::read_to_string(path).map_err(|e| CliError::Usage(format!("cannot read key file {path}: {e}")))?,
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|e| CliError::Usage(format!("cannot read key file {path}: {e}")))?,
         None => s.to_owned(),
     };
-    let v: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| CliError::Usage(format!("the key is not JSON: {e}")))?;
+    let v: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| CliError::Usage(format!("the key is not JSON: {e}")))?;
     Ed25519Jwk::from_json(&v).map_err(|e| CliError::Usage(e.to_string()))
 }
 
 fn show(server: &ServerArgs, a: &Agent) {
-    if server.json { output::json(a) } else { println!("{}", output::agent_detail(a)) }
+    if server.json {
+        output::json(a)
+    } else {
+        println!("{}", output::agent_detail(a))
+    }
 }
 
 /// Fetches every agent matching the query string, following cursors.
@@ -139,8 +146,8 @@ pub async fn list_all(c: &Client, query: &str) -> Result<Vec<Agent>, CliError> {
             path.push_str(&format!("&after={}", urlencode(a)));
         }
         let page: serde_json::Value = c.get(&path).await?;
-        let items: Vec<Agent> =
-            serde_json::from_value(page["items"].clone()).map_err(|e| CliError::Failed(format!("unexpected response: {e}")))?;
+        let items: Vec<Agent> = serde_json::from_value(page["items"].clone())
+            .map_err(|e| CliError::Failed(format!("unexpected response: {e}")))?;
         all.extend(items);
         match page["next"].as_str() {
             Some(n) => after = Some(n.to_owned()),
@@ -154,21 +161,50 @@ pub async fn print_inventory(c: &Client, agents: &[Agent]) -> Result<(), CliErro
     let humans: serde_json::Value = c.get("/v1/humans?limit=500").await?;
     let humans: Vec<Human> = serde_json::from_value(humans["items"].clone()).unwrap_or_default();
     let names: HashMap<_, _> = humans.into_iter().map(|h| (h.id, h.display_name)).collect();
-    println!("{}", output::agents(agents, |a| names.get(&a.owner).cloned().unwrap_or_else(|| a.owner.to_string())));
+    println!(
+        "{}",
+        output::agents(agents, |a| names
+            .get(&a.owner)
+            .cloned()
+            .unwrap_or_else(|| a.owner.to_string()))
+    );
     Ok(())
 }
 
 pub async fn run(cmd: AgentCommand) -> Result<(), CliError> {
     match cmd {
-        AgentCommand::Register { server, name, kind, owner, description, grants, keys, tools, data_sources, tags } => {
+        AgentCommand::Register {
+            server,
+            name,
+            kind,
+            owner,
+            description,
+            grants,
+            keys,
+            tools,
+            data_sources,
+            tags,
+        } => {
             let new = NewAgent {
                 name: AgentName::parse(&name).map_err(|e| CliError::Usage(e.to_string()))?,
-                kind: kind.parse::<AgentKind>().map_err(|e| CliError::Usage(e.to_string()))?,
-                owner: owner.parse().map_err(|_| CliError::Usage(format!("--owner {owner:?} is not a human id (UUID)")))?,
-                description,
-                ceiling: Scope::new(grants.iter().map(|g| parse_grant(g)).collect::<Result<Vec<_>, _>>()?)
+                kind: kind
+                    .parse::<AgentKind>()
                     .map_err(|e| CliError::Usage(e.to_string()))?,
-                keys: keys.iter().map(|k| parse_jwk(k)).collect::<Result<_, _>>()?,
+                owner: owner.parse().map_err(|_| {
+                    CliError::Usage(format!("--owner {owner:?} is not a human id (UUID)"))
+                })?,
+                description,
+                ceiling: Scope::new(
+                    grants
+                        .iter()
+                        .map(|g| parse_grant(g))
+                        .collect::<Result<Vec<_>, _>>()?,
+                )
+                .map_err(|e| CliError::Usage(e.to_string()))?,
+                keys: keys
+                    .iter()
+                    .map(|k| parse_jwk(k))
+                    .collect::<Result<_, _>>()?,
                 tools,
                 data_sources,
                 tags: tags.into_iter().collect::<BTreeSet<_>>(),
@@ -176,10 +212,22 @@ pub async fn run(cmd: AgentCommand) -> Result<(), CliError> {
             let c = Client::new(&server.server, server.token.clone());
             show(&server, &c.post("/v1/agents", &new).await?);
         }
-        AgentCommand::List { server, owner, kind, status, tag, orphaned } => {
+        AgentCommand::List {
+            server,
+            owner,
+            kind,
+            status,
+            tag,
+            orphaned,
+        } => {
             let c = Client::new(&server.server, server.token.clone());
             let mut q = String::new();
-            for (k, v) in [("owner", owner), ("kind", kind), ("status", status), ("tag", tag)] {
+            for (k, v) in [
+                ("owner", owner),
+                ("kind", kind),
+                ("status", status),
+                ("tag", tag),
+            ] {
                 if let Some(v) = v {
                     q.push_str(&format!("&{k}={}", urlencode(&v)));
                 }
@@ -188,27 +236,60 @@ pub async fn run(cmd: AgentCommand) -> Result<(), CliError> {
                 q.push_str("&orphaned=true");
             }
             let agents = list_all(&c, &q).await?;
-            if server.json { output::json(&agents) } else { print_inventory(&c, &agents).await? }
+            if server.json {
+                output::json(&agents)
+            } else {
+                print_inventory(&c, &agents).await?
+            }
         }
         AgentCommand::Show { server, agent } => {
             let c = Client::new(&server.server, server.token.clone());
-            show(&server, &c.get(&format!("/v1/agents/{}", urlencode(&agent))).await?);
+            show(
+                &server,
+                &c.get(&format!("/v1/agents/{}", urlencode(&agent))).await?,
+            );
         }
         AgentCommand::Suspend { server, agent } => lifecycle(&server, &agent, "suspend").await?,
         AgentCommand::Resume { server, agent } => lifecycle(&server, &agent, "resume").await?,
         AgentCommand::Retire { server, agent } => lifecycle(&server, &agent, "retire").await?,
-        AgentCommand::Transfer { server, agent, owner } => {
+        AgentCommand::Transfer {
+            server,
+            agent,
+            owner,
+        } => {
             let c = Client::new(&server.server, server.token.clone());
-            show(&server, &c.post(&format!("/v1/agents/{}/transfer", urlencode(&agent)), &json!({ "owner": owner })).await?);
+            show(
+                &server,
+                &c.post(
+                    &format!("/v1/agents/{}/transfer", urlencode(&agent)),
+                    &json!({ "owner": owner }),
+                )
+                .await?,
+            );
         }
         AgentCommand::AddKey { server, agent, jwk } => {
             let jwk = parse_jwk(&jwk)?;
             let c = Client::new(&server.server, server.token.clone());
-            show(&server, &c.post(&format!("/v1/agents/{}/keys", urlencode(&agent)), &json!({ "jwk": jwk })).await?);
+            show(
+                &server,
+                &c.post(
+                    &format!("/v1/agents/{}/keys", urlencode(&agent)),
+                    &json!({ "jwk": jwk }),
+                )
+                .await?,
+            );
         }
         AgentCommand::RemoveKey { server, agent, kid } => {
             let c = Client::new(&server.server, server.token.clone());
-            show(&server, &c.delete(&format!("/v1/agents/{}/keys/{}", urlencode(&agent), urlencode(&kid))).await?);
+            show(
+                &server,
+                &c.delete(&format!(
+                    "/v1/agents/{}/keys/{}",
+                    urlencode(&agent),
+                    urlencode(&kid)
+                ))
+                .await?,
+            );
         }
     }
     Ok(())
@@ -216,6 +297,10 @@ pub async fn run(cmd: AgentCommand) -> Result<(), CliError> {
 
 async fn lifecycle(server: &ServerArgs, agent: &str, op: &str) -> Result<(), CliError> {
     let c = Client::new(&server.server, server.token.clone());
-    show(server, &c.post_empty(&format!("/v1/agents/{}/{op}", urlencode(agent))).await?);
+    show(
+        server,
+        &c.post_empty(&format!("/v1/agents/{}/{op}", urlencode(agent)))
+            .await?,
+    );
     Ok(())
 }

@@ -60,7 +60,12 @@ pub enum AuditCommand {
 
 pub async fn run(cmd: AuditCommand) -> Result<(), CliError> {
     match cmd {
-        AuditCommand::Verify { store, file, vkey, trusted_checkpoint } => {
+        AuditCommand::Verify {
+            store,
+            file,
+            vkey,
+            trusted_checkpoint,
+        } => {
             let trusted = match &trusted_checkpoint {
                 Some(p) => Some(read_checkpoint(p)?),
                 None => None,
@@ -79,14 +84,22 @@ pub async fn run(cmd: AuditCommand) -> Result<(), CliError> {
             };
             print_report(&report);
         }
-        AuditCommand::Export { store, format, output } => {
+        AuditCommand::Export {
+            store,
+            format,
+            output,
+        } => {
             if format != "jsonl" {
-                return Err(CliError::Usage(format!("unknown --format {format:?}; only jsonl is supported")));
+                return Err(CliError::Usage(format!(
+                    "unknown --format {format:?}; only jsonl is supported"
+                )));
             }
             let store = open_store(&store).await?;
             let n = match output {
                 Some(p) => {
-                    let f = std::fs::File::create(&p).map_err(|e| CliError::Usage(format!("cannot create {}: {e}", p.display())))?;
+                    let f = std::fs::File::create(&p).map_err(|e| {
+                        CliError::Usage(format!("cannot create {}: {e}", p.display()))
+                    })?;
                     export(store.as_ref(), BufWriter::new(f)).await?
                 }
                 None => export(store.as_ref(), BufWriter::new(std::io::stdout().lock())).await?,
@@ -123,8 +136,10 @@ pub fn print_report(r: &VerifyReport) {
 }
 
 fn read_checkpoint(p: &PathBuf) -> Result<SignedCheckpoint, CliError> {
-    let text = std::fs::read_to_string(p).map_err(|e| CliError::Usage(format!("cannot read {}: {e}", p.display())))?;
-    SignedCheckpoint::parse(&text).map_err(|e| CliError::Usage(format!("{} is not a signed checkpoint: {e}", p.display())))
+    let text = std::fs::read_to_string(p)
+        .map_err(|e| CliError::Usage(format!("cannot read {}: {e}", p.display())))?;
+    SignedCheckpoint::parse(&text)
+        .map_err(|e| CliError::Usage(format!("{} is not a signed checkpoint: {e}", p.display())))
 }
 
 fn parse_vkey(v: &str) -> Result<NoteVerifier, CliError> {
@@ -133,8 +148,15 @@ fn parse_vkey(v: &str) -> Result<NoteVerifier, CliError> {
 
 /// Verifies the store's log; the verifier key comes from `vkey` if pinned,
 /// else from the store's own signing keys.
-pub async fn verify_store(store: &dyn Store, vkey: Option<&str>, trusted: Option<&SignedCheckpoint>) -> Result<VerifyReport, CliError> {
-    let install = store.installation().await?.ok_or(StoreError::NotInitialized)?;
+pub async fn verify_store(
+    store: &dyn Store,
+    vkey: Option<&str>,
+    trusted: Option<&SignedCheckpoint>,
+) -> Result<VerifyReport, CliError> {
+    let install = store
+        .installation()
+        .await?
+        .ok_or(StoreError::NotInitialized)?;
     let verifiers = match vkey {
         Some(v) => vec![parse_vkey(v)?],
         None => store_verifiers(store).await?,
@@ -146,32 +168,47 @@ pub async fn verify_store(store: &dyn Store, vkey: Option<&str>, trusted: Option
 
 /// The checkpoint verifiers for the store's own signing keys.
 async fn store_verifiers(store: &dyn Store) -> Result<Vec<NoteVerifier>, CliError> {
-    let install = store.installation().await?.ok_or(StoreError::NotInitialized)?;
+    let install = store
+        .installation()
+        .await?
+        .ok_or(StoreError::NotInitialized)?;
     Ok(store
         .signing_keys()
         .await?
         .iter()
         .filter_map(|k| {
             let raw: [u8; 32] = B64URL.decode(&k.public_key).ok()?.try_into().ok()?;
-            NoteVerifier::new(install.log_origin.clone(), VerifyingKey::from_bytes(&raw).ok()?).ok()
+            NoteVerifier::new(
+                install.log_origin.clone(),
+                VerifyingKey::from_bytes(&raw).ok()?,
+            )
+            .ok()
         })
         .collect())
 }
 
-fn verify_file(path: &PathBuf, vkey: &str, trusted: Option<&SignedCheckpoint>) -> Result<VerifyReport, CliError> {
+fn verify_file(
+    path: &PathBuf,
+    vkey: &str,
+    trusted: Option<&SignedCheckpoint>,
+) -> Result<VerifyReport, CliError> {
     let verifier = parse_vkey(vkey)?;
     let open = || {
         std::fs::File::open(path)
             .map(BufReader::new)
             .map_err(|e| CliError::Usage(format!("cannot read {}: {e}", path.display())))
     };
-    let bad_line = |n: usize, e: String| CliError::Failed(format!("{} line {}: {e}", path.display(), n + 1));
+    let bad_line =
+        |n: usize, e: String| CliError::Failed(format!("{} line {}: {e}", path.display(), n + 1));
     // Two passes: checkpoints first, then entries streamed (an export can be large).
     let mut checkpoints = Vec::new();
     for (n, line) in open()?.lines().enumerate() {
         let line = line.map_err(|e| bad_line(n, e.to_string()))?;
-        if let ExportLine::Checkpoint { note } = serde_json::from_str(&line).map_err(|e| bad_line(n, e.to_string()))? {
-            checkpoints.push(SignedCheckpoint::parse(&note).map_err(|e| bad_line(n, e.to_string()))?);
+        if let ExportLine::Checkpoint { note } =
+            serde_json::from_str(&line).map_err(|e| bad_line(n, e.to_string()))?
+        {
+            checkpoints
+                .push(SignedCheckpoint::parse(&note).map_err(|e| bad_line(n, e.to_string()))?);
         }
     }
     let origin = verifier.name().to_owned();
@@ -179,19 +216,30 @@ fn verify_file(path: &PathBuf, vkey: &str, trusted: Option<&SignedCheckpoint>) -
         .map_err(|e| CliError::Failed(format!("audit log verification FAILED: {e}")))?;
     for (n, line) in open()?.lines().enumerate() {
         let line = line.map_err(|e| bad_line(n, e.to_string()))?;
-        if let Ok(ExportLine::Entry { index, leaf_hash, entry }) = serde_json::from_str(&line) {
+        if let Ok(ExportLine::Entry {
+            index,
+            leaf_hash,
+            entry,
+        }) = serde_json::from_str(&line)
+        {
             let leaf_hash = hash_from_hex(&leaf_hash).unwrap_or([0; 32]);
-            v.push(StoredEntry { index, leaf_hash, entry })
-                .map_err(|e| CliError::Failed(format!("audit log verification FAILED: {e}")))?;
+            v.push(StoredEntry {
+                index,
+                leaf_hash,
+                entry,
+            })
+            .map_err(|e| CliError::Failed(format!("audit log verification FAILED: {e}")))?;
         }
     }
-    v.finish().map_err(|e| CliError::Failed(format!("audit log verification FAILED: {e}")))
+    v.finish()
+        .map_err(|e| CliError::Failed(format!("audit log verification FAILED: {e}")))
 }
 
 async fn export(store: &dyn Store, mut out: impl Write) -> Result<u64, CliError> {
     let io = |e: std::io::Error| CliError::Failed(format!("writing the export failed: {e}"));
     for cp in store.checkpoints().await? {
-        serde_json::to_writer(&mut out, &ExportLine::Checkpoint { note: cp.note }).map_err(|e| io(e.into()))?;
+        serde_json::to_writer(&mut out, &ExportLine::Checkpoint { note: cp.note })
+            .map_err(|e| io(e.into()))?;
         out.write_all(b"\n").map_err(io)?;
     }
     let mut from = 0;
@@ -202,7 +250,11 @@ async fn export(store: &dyn Store, mut out: impl Write) -> Result<u64, CliError>
         }
         for r in rows {
             from = r.index + 1;
-            let line = ExportLine::Entry { index: r.index, leaf_hash: to_hex(&r.leaf_hash), entry: r.entry };
+            let line = ExportLine::Entry {
+                index: r.index,
+                leaf_hash: to_hex(&r.leaf_hash),
+                entry: r.entry,
+            };
             serde_json::to_writer(&mut out, &line).map_err(|e| io(e.into()))?;
             out.write_all(b"\n").map_err(io)?;
         }

@@ -45,14 +45,34 @@ pub enum HumanCommand {
 }
 
 fn show(server: &ServerArgs, h: &Human) {
-    if server.json { output::json(h) } else { println!("{}", output::humans(std::slice::from_ref(h))) }
+    if server.json {
+        output::json(h)
+    } else {
+        println!("{}", output::humans(std::slice::from_ref(h)))
+    }
 }
 
 pub async fn run(cmd: HumanCommand) -> Result<(), CliError> {
     match cmd {
-        HumanCommand::Register { server, issuer, subject, display_name, email } => {
+        HumanCommand::Register {
+            server,
+            issuer,
+            subject,
+            display_name,
+            email,
+        } => {
             let c = Client::new(&server.server, server.token.clone());
-            let h: Human = c.post("/v1/humans", &NewHuman { issuer, subject, display_name, email }).await?;
+            let h: Human = c
+                .post(
+                    "/v1/humans",
+                    &NewHuman {
+                        issuer,
+                        subject,
+                        display_name,
+                        email,
+                    },
+                )
+                .await?;
             show(&server, &h);
         }
         HumanCommand::List { server, status } => {
@@ -76,15 +96,26 @@ pub async fn run(cmd: HumanCommand) -> Result<(), CliError> {
                     None => break,
                 }
             }
-            if server.json { output::json(&all) } else { println!("{}", output::humans(&all)) }
+            if server.json {
+                output::json(&all)
+            } else {
+                println!("{}", output::humans(&all))
+            }
         }
         HumanCommand::Show { server, id } => {
             let c = Client::new(&server.server, server.token.clone());
-            show(&server, &c.get(&format!("/v1/humans/{}", urlencode(&id))).await?);
+            show(
+                &server,
+                &c.get(&format!("/v1/humans/{}", urlencode(&id))).await?,
+            );
         }
         HumanCommand::Deactivate { server, id } => {
             let c = Client::new(&server.server, server.token.clone());
-            show(&server, &c.post_empty(&format!("/v1/humans/{}/deactivate", urlencode(&id))).await?);
+            show(
+                &server,
+                &c.post_empty(&format!("/v1/humans/{}/deactivate", urlencode(&id)))
+                    .await?,
+            );
         }
     }
     Ok(())
@@ -94,7 +125,9 @@ pub async fn run(cmd: HumanCommand) -> Result<(), CliError> {
 pub fn urlencode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()

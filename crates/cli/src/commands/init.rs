@@ -25,17 +25,35 @@ pub async fn run(a: InitArgs) -> Result<(), CliError> {
     if store.installation().await?.is_some() {
         return Err(CliError::Usage(format!(
             "{} is already initialised; use it with `mandate serve`, or pick another --data-dir",
-            a.store.database_url.as_deref().map(|_| "this database".to_owned()).unwrap_or_else(|| a.store.data_dir.display().to_string())
+            a.store
+                .database_url
+                .as_deref()
+                .map(|_| "this database".to_owned())
+                .unwrap_or_else(|| a.store.data_dir.display().to_string())
         )));
     }
     let (master, source) = load_master_key(&a.store.data_dir, true)?;
-    let (install, token) = initialize(store.as_ref(), InitOptions { trust_domain, issuer: a.issuer }, &master).await?;
-    println!("Initialised Mandate for trust domain {}", install.trust_domain);
+    let (install, token) = initialize(
+        store.as_ref(),
+        InitOptions {
+            trust_domain,
+            issuer: a.issuer,
+        },
+        &master,
+    )
+    .await?;
+    println!(
+        "Initialised Mandate for trust domain {}",
+        install.trust_domain
+    );
     println!("  issuer:      {}", install.issuer);
     println!("  audit log:   {}", install.log_origin);
     match source {
         MasterKeySource::Env => println!("  master key:  from MANDATE_MASTER_KEY"),
-        MasterKeySource::File(p) => println!("  master key:  {} (keep it safe; it unseals the signing key)", p.display()),
+        MasterKeySource::File(p) => println!(
+            "  master key:  {} (keep it safe; it unseals the signing key)",
+            p.display()
+        ),
     }
     println!();
     println!("Admin token (shown once, stored only as a hash):");

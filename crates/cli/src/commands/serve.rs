@@ -24,14 +24,27 @@ pub async fn run(a: ServeArgs) -> Result<(), CliError> {
     let store = open_store(&a.store).await?;
     let (master, _) = load_master_key(&a.store.data_dir, false)?;
     let state = app_state(store, &master).await?;
-    let listener = TcpListener::bind(&a.listen)
-        .await
-        .map_err(|e| CliError::Usage(format!("cannot listen on {}: {e} (choose another with --listen)", a.listen)))?;
-    let addr = listener.local_addr().map_err(|e| CliError::Failed(e.to_string()))?;
-    eprintln!("mandate serving on http://{addr} (trust domain {})", state.install.trust_domain);
-    serve(listener, state, Duration::from_secs(a.checkpoint_interval.max(1)), shutdown_signal())
-        .await
-        .map_err(|e| CliError::Failed(format!("server error: {e}")))
+    let listener = TcpListener::bind(&a.listen).await.map_err(|e| {
+        CliError::Usage(format!(
+            "cannot listen on {}: {e} (choose another with --listen)",
+            a.listen
+        ))
+    })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| CliError::Failed(e.to_string()))?;
+    eprintln!(
+        "mandate serving on http://{addr} (trust domain {})",
+        state.install.trust_domain
+    );
+    serve(
+        listener,
+        state,
+        Duration::from_secs(a.checkpoint_interval.max(1)),
+        shutdown_signal(),
+    )
+    .await
+    .map_err(|e| CliError::Failed(format!("server error: {e}")))
 }
 
 /// SIGINT or SIGTERM: stop accepting, drain, checkpoint, exit 0.

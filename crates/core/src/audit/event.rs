@@ -90,7 +90,15 @@ pub struct AuditEvent {
 
 impl AuditEvent {
     pub fn new(kind: EventKind, at: Timestamp, actor: Actor) -> Self {
-        AuditEvent { kind, at, request_id: None, actor, human: None, agent: None, details: serde_json::Value::Null }
+        AuditEvent {
+            kind,
+            at,
+            request_id: None,
+            actor,
+            human: None,
+            agent: None,
+            details: serde_json::Value::Null,
+        }
     }
     pub fn request_id(mut self, id: Option<String>) -> Self {
         self.request_id = id;
@@ -125,7 +133,11 @@ pub const GENESIS_PREV: Hash = [0u8; 32];
 
 impl LogEntry {
     pub fn new(index: u64, prev: &Hash, event: AuditEvent) -> Self {
-        LogEntry { index, prev: super::to_hex(prev), event }
+        LogEntry {
+            index,
+            prev: super::to_hex(prev),
+            event,
+        }
     }
 
     /// The exact bytes that are stored and hashed, and their leaf hash.

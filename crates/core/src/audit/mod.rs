@@ -14,10 +14,11 @@ pub use merkle::Hash;
 /// Lowercase hex, the form hashes take in storage and exports.
 pub fn to_hex(h: &[u8]) -> String {
     use std::fmt::Write;
-    h.iter().fold(String::with_capacity(h.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    h.iter()
+        .fold(String::with_capacity(h.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
 }
 
 /// Parses a 32-byte hash from lowercase or uppercase hex.

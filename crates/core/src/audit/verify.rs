@@ -65,19 +65,38 @@ impl LogVerifier {
         trusted: Option<&SignedCheckpoint>,
     ) -> Result<Self, VerifyError> {
         let mut pending: BTreeMap<u64, Vec<(Hash, bool)>> = BTreeMap::new();
-        for (cp, is_trusted) in checkpoints.iter().map(|c| (c, false)).chain(trusted.map(|c| (c, true))) {
+        for (cp, is_trusted) in checkpoints
+            .iter()
+            .map(|c| (c, false))
+            .chain(trusted.map(|c| (c, true)))
+        {
             let size = cp.checkpoint.size;
-            cp.verify(verifiers).map_err(|e| VerifyError::Checkpoint { size, what: e.to_string() })?;
+            cp.verify(verifiers).map_err(|e| VerifyError::Checkpoint {
+                size,
+                what: e.to_string(),
+            })?;
             if cp.checkpoint.origin != origin {
                 return Err(VerifyError::Checkpoint {
                     size,
-                    what: format!("origin {:?} is not this log's origin {origin:?}", cp.checkpoint.origin),
+                    what: format!(
+                        "origin {:?} is not this log's origin {origin:?}",
+                        cp.checkpoint.origin
+                    ),
                 });
             }
-            pending.entry(size).or_default().push((cp.checkpoint.root, is_trusted));
+            pending
+                .entry(size)
+                .or_default()
+                .push((cp.checkpoint.root, is_trusted));
         }
         let checkpoints = pending.values().map(|v| v.len() as u64).sum();
-        let mut v = LogVerifier { acc: RootAccumulator::new(), prev: GENESIS_PREV, pending, checkpoints, checkpointed_size: 0 };
+        let mut v = LogVerifier {
+            acc: RootAccumulator::new(),
+            prev: GENESIS_PREV,
+            pending,
+            checkpoints,
+            checkpointed_size: 0,
+        };
         v.compare_checkpoints()?;
         Ok(v)
     }
@@ -93,14 +112,19 @@ impl LogVerifier {
         }
         let computed = leaf_hash(row.entry.as_bytes());
         if computed != row.leaf_hash {
-            return fail("its content does not match its stored leaf hash (the entry was modified)".into());
+            return fail(
+                "its content does not match its stored leaf hash (the entry was modified)".into(),
+            );
         }
         let entry: LogEntry = match serde_json::from_str(&row.entry) {
             Ok(e) => e,
             Err(e) => return fail(format!("not a valid log entry: {e}")),
         };
         if entry.index != position {
-            return fail(format!("entry says it is number {} (entries were reordered or forged)", entry.index));
+            return fail(format!(
+                "entry says it is number {} (entries were reordered or forged)",
+                entry.index
+            ));
         }
         if entry.prev != to_hex(&self.prev) {
             return fail("its link to the previous entry is broken (an entry before it was changed, removed or inserted)".into());
@@ -121,7 +145,10 @@ impl LogVerifier {
                     } else {
                         "its root hash does not match the entries (entries up to it were changed)"
                     };
-                    return Err(VerifyError::Checkpoint { size, what: what.into() });
+                    return Err(VerifyError::Checkpoint {
+                        size,
+                        what: what.into(),
+                    });
                 }
             }
             self.checkpointed_size = size;
@@ -134,7 +161,12 @@ impl LogVerifier {
         if let Some((&size, _)) = self.pending.iter().next() {
             return Err(VerifyError::Truncated { entries, size });
         }
-        Ok(VerifyReport { entries, checkpoints: self.checkpoints, root: self.acc.root(), checkpointed_size: self.checkpointed_size })
+        Ok(VerifyReport {
+            entries,
+            checkpoints: self.checkpoints,
+            root: self.acc.root(),
+            checkpointed_size: self.checkpointed_size,
+        })
     }
 }
 
@@ -158,21 +190,37 @@ mod tests {
         let mut prev = GENESIS_PREV;
         (0..n)
             .map(|i| {
-                let ev = AuditEvent::new(EventKind::HumanRegistered, Timestamp::from_millis(i as i64), Actor::System)
-                    .details(serde_json::json!({ "n": i }));
+                let ev = AuditEvent::new(
+                    EventKind::HumanRegistered,
+                    Timestamp::from_millis(i as i64),
+                    Actor::System,
+                )
+                .details(serde_json::json!({ "n": i }));
                 let (entry, hash) = LogEntry::new(i, &prev, ev).encode();
                 prev = hash;
-                StoredEntry { index: i, leaf_hash: hash, entry }
+                StoredEntry {
+                    index: i,
+                    leaf_hash: hash,
+                    entry,
+                }
             })
             .collect()
     }
 
     fn checkpoint(rows: &[StoredEntry], size: u64, s: &NoteSigner) -> SignedCheckpoint {
         let tree = MerkleTree::from_leaves(rows.iter().map(|r| r.leaf_hash));
-        s.sign(&Checkpoint { origin: ORIGIN.into(), size, root: tree.root_at(size).unwrap() })
+        s.sign(&Checkpoint {
+            origin: ORIGIN.into(),
+            size,
+            root: tree.root_at(size).unwrap(),
+        })
     }
 
-    fn run(rows: Vec<StoredEntry>, cps: &[SignedCheckpoint], trusted: Option<&SignedCheckpoint>) -> Result<VerifyReport, VerifyError> {
+    fn run(
+        rows: Vec<StoredEntry>,
+        cps: &[SignedCheckpoint],
+        trusted: Option<&SignedCheckpoint>,
+    ) -> Result<VerifyReport, VerifyError> {
         let mut v = LogVerifier::new(ORIGIN, &[signer(1).verifier()], cps, trusted)?;
         for r in rows {
             v.push(r)?;
@@ -187,7 +235,10 @@ mod tests {
     #[test]
     fn an_untouched_log_verifies() {
         let rows = log(20);
-        let cps = [checkpoint(&rows, 7, &signer(1)), checkpoint(&rows, 20, &signer(1))];
+        let cps = [
+            checkpoint(&rows, 7, &signer(1)),
+            checkpoint(&rows, 20, &signer(1)),
+        ];
         let r = run(rows, &cps, None).unwrap();
         assert_eq!((r.entries, r.checkpoints, r.checkpointed_size), (20, 2, 20));
     }
@@ -198,15 +249,24 @@ mod tests {
         let cps = [checkpoint(&rows, 10, &signer(1))];
         let mut bad = rows.clone();
         bad[4].entry = bad[4].entry.replace("\"n\":4", "\"n\":5");
-        assert!(matches!(run(bad.clone(), &cps, None), Err(VerifyError::Entry { position: 4, .. })));
+        assert!(matches!(
+            run(bad.clone(), &cps, None),
+            Err(VerifyError::Entry { position: 4, .. })
+        ));
         rehash(&mut bad[4]);
         // Its successor's back-link now breaks.
-        assert!(matches!(run(bad.clone(), &cps, None), Err(VerifyError::Entry { position: 5, .. })));
+        assert!(matches!(
+            run(bad.clone(), &cps, None),
+            Err(VerifyError::Entry { position: 5, .. })
+        ));
         // Changing the last entry leaves no successor: the checkpoint catches it.
         let mut bad = rows.clone();
         bad[9].entry = bad[9].entry.replace("\"n\":9", "\"n\":8");
         rehash(&mut bad[9]);
-        assert!(matches!(run(bad, &cps, None), Err(VerifyError::Checkpoint { size: 10, .. })));
+        assert!(matches!(
+            run(bad, &cps, None),
+            Err(VerifyError::Checkpoint { size: 10, .. })
+        ));
     }
 
     #[test]
@@ -230,14 +290,23 @@ mod tests {
         let rows = log(10);
         let cps = [checkpoint(&rows, 10, &signer(1))];
         let err = run(rows[..8].to_vec(), &cps, None).unwrap_err();
-        assert_eq!(err, VerifyError::Truncated { entries: 8, size: 10 });
+        assert_eq!(
+            err,
+            VerifyError::Truncated {
+                entries: 8,
+                size: 10
+            }
+        );
     }
 
     #[test]
     fn a_checkpoint_signed_by_another_key_is_refused() {
         let rows = log(5);
         let forged = checkpoint(&rows, 5, &signer(2));
-        assert!(matches!(run(rows, &[forged], None), Err(VerifyError::Checkpoint { size: 5, .. })));
+        assert!(matches!(
+            run(rows, &[forged], None),
+            Err(VerifyError::Checkpoint { size: 5, .. })
+        ));
     }
 
     #[test]
@@ -248,18 +317,49 @@ mod tests {
         let trusted = checkpoint(&rows, 10, &signer(1));
         let older = checkpoint(&rows, 6, &signer(1));
         assert!(matches!(
-            run(rows[..6].to_vec(), &[older.clone()], Some(&trusted)),
-            Err(VerifyError::Truncated { entries: 6, size: 10 })
+            run(rows[..6].to_vec(), std::slice::from_ref(&older), Some(&trusted)),
+            Err(VerifyError::Truncated {
+                entries: 6,
+                size: 10
+            })
         ));
         // Rewritten tail of the same length: the trusted root no longer matches.
         let mut rewritten = rows[..6].to_vec();
         let mut prev = rewritten[5].leaf_hash;
         for i in 6..10 {
-            let ev = AuditEvent::new(EventKind::AgentRetired, Timestamp::from_millis(0), Actor::System);
+            let ev = AuditEvent::new(
+                EventKind::AgentRetired,
+                Timestamp::from_millis(0),
+                Actor::System,
+            );
             let (entry, hash) = LogEntry::new(i, &prev, ev).encode();
             prev = hash;
-            rewritten.push(StoredEntry { index: i, leaf_hash: hash, entry });
+            rewritten.push(StoredEntry {
+                index: i,
+                leaf_hash: hash,
+                entry,
+            });
         }
-        assert!(matches!(run(rewritten, &[older], Some(&trusted)), Err(VerifyError::Checkpoint { size: 10, .. })));
+        assert!(matches!(
+            run(rewritten, &[older], Some(&trusted)),
+            Err(VerifyError::Checkpoint { size: 10, .. })
+        ));
+    }
+}
+
+#[cfg(test)]
+mod fuzz_mirror {
+    //! The input space of the `audit_entry` fuzz target, exercised in CI.
+    use super::*;
+    use crate::audit::merkle::leaf_hash;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn arbitrary_entries_never_panic_the_verifier(s in ".{0,200}", idx in 0u64..3) {
+            let mut v = LogVerifier::new("fuzz/log", &[], &[], None).unwrap();
+            let _ = v.push(StoredEntry { index: idx, leaf_hash: leaf_hash(s.as_bytes()), entry: s.clone() });
+            let _ = serde_json::from_str::<crate::audit::export::ExportLine>(&s);
+        }
     }
 }

@@ -45,11 +45,18 @@ async fn resolve(s: &AppState, key: &str) -> ApiResult<Agent> {
 #[utoipa::path(post, path = "/v1/agents", tag = "agents", request_body = NewAgent,
     responses((status = 201, body = Agent), (status = 409, body = Problem), (status = 422, body = Problem)),
     security(("admin" = [])))]
-async fn create_agent(State(s): State<AppState>, admin: Admin, Json(new): Json<NewAgent>) -> ApiResult<(StatusCode, axum::Json<Agent>)> {
+async fn create_agent(
+    State(s): State<AppState>,
+    admin: Admin,
+    Json(new): Json<NewAgent>,
+) -> ApiResult<(StatusCode, axum::Json<Agent>)> {
     new.validate()?;
     let id = AgentId::from_uuid(crate::install::new_uuid());
     let spiffe = SpiffeId::for_agent(&s.install.trust_domain, new.kind, &new.name);
-    let agent = s.store.create_agent(&admin.change(), id, &spiffe, &new).await?;
+    let agent = s
+        .store
+        .create_agent(&admin.change(), id, &spiffe, &new)
+        .await?;
     Ok((StatusCode::CREATED, axum::Json(agent)))
 }
 
@@ -72,46 +79,89 @@ struct AgentQuery {
 /// List agents with filters and cursor pagination.
 #[utoipa::path(get, path = "/v1/agents", tag = "agents", params(AgentQuery),
     responses((status = 200, body = Page<Agent>)), security(("admin" = [])))]
-async fn list_agents(State(s): State<AppState>, _: Admin, Query(q): Query<AgentQuery>) -> ApiResult<axum::Json<Page<Agent>>> {
-    let owner = match &q.owner {
-        Some(o) => Some(o.parse().map_err(|_| Problem::bad_request(format!("owner {o:?} is not a human id (UUID)")))?),
-        None => None,
+async fn list_agents(
+    State(s): State<AppState>,
+    _: Admin,
+    Query(q): Query<AgentQuery>,
+) -> ApiResult<axum::Json<Page<Agent>>> {
+    let owner =
+        match &q.owner {
+            Some(o) => Some(o.parse().map_err(|_| {
+                Problem::bad_request(format!("owner {o:?} is not a human id (UUID)"))
+            })?),
+            None => None,
+        };
+    let filter = AgentFilter {
+        owner,
+        kind: q.kind,
+        status: q.status,
+        tag: q.tag,
+        orphaned: q.orphaned,
     };
-    let filter = AgentFilter { owner, kind: q.kind, status: q.status, tag: q.tag, orphaned: q.orphaned };
-    let page = PageRequest { after: q.after, limit: q.limit.unwrap_or(0) };
-    Ok(axum::Json(s.store.list_agents(&filter, &page).await?.into()))
+    let page = PageRequest {
+        after: q.after,
+        limit: q.limit.unwrap_or(0),
+    };
+    Ok(axum::Json(
+        s.store.list_agents(&filter, &page).await?.into(),
+    ))
 }
 
 /// Get one agent by id or name.
 #[utoipa::path(get, path = "/v1/agents/{agent}", tag = "agents", params(("agent" = String, Path, description = "id or name")),
     responses((status = 200, body = Agent), (status = 404, body = Problem)), security(("admin" = [])))]
-async fn get_agent(State(s): State<AppState>, _: Admin, Path(key): Path<String>) -> ApiResult<axum::Json<Agent>> {
+async fn get_agent(
+    State(s): State<AppState>,
+    _: Admin,
+    Path(key): Path<String>,
+) -> ApiResult<axum::Json<Agent>> {
     Ok(axum::Json(resolve(&s, &key).await?))
 }
 
-async fn lifecycle(s: AppState, admin: Admin, key: String, op: Lifecycle) -> ApiResult<axum::Json<Agent>> {
+async fn lifecycle(
+    s: AppState,
+    admin: Admin,
+    key: String,
+    op: Lifecycle,
+) -> ApiResult<axum::Json<Agent>> {
     let agent = resolve(&s, &key).await?;
-    Ok(axum::Json(s.store.change_agent_lifecycle(&admin.change(), agent.id, op).await?))
+    Ok(axum::Json(
+        s.store
+            .change_agent_lifecycle(&admin.change(), agent.id, op)
+            .await?,
+    ))
 }
 
 /// Suspend an active agent.
 #[utoipa::path(post, path = "/v1/agents/{agent}/suspend", tag = "agents", params(("agent" = String, Path)),
     responses((status = 200, body = Agent), (status = 409, body = Problem)), security(("admin" = [])))]
-async fn suspend_agent(State(s): State<AppState>, admin: Admin, Path(key): Path<String>) -> ApiResult<axum::Json<Agent>> {
+async fn suspend_agent(
+    State(s): State<AppState>,
+    admin: Admin,
+    Path(key): Path<String>,
+) -> ApiResult<axum::Json<Agent>> {
     lifecycle(s, admin, key, Lifecycle::Suspend).await
 }
 
 /// Resume a suspended agent.
 #[utoipa::path(post, path = "/v1/agents/{agent}/resume", tag = "agents", params(("agent" = String, Path)),
     responses((status = 200, body = Agent), (status = 409, body = Problem)), security(("admin" = [])))]
-async fn resume_agent(State(s): State<AppState>, admin: Admin, Path(key): Path<String>) -> ApiResult<axum::Json<Agent>> {
+async fn resume_agent(
+    State(s): State<AppState>,
+    admin: Admin,
+    Path(key): Path<String>,
+) -> ApiResult<axum::Json<Agent>> {
     lifecycle(s, admin, key, Lifecycle::Resume).await
 }
 
 /// Retire an agent, permanently.
 #[utoipa::path(post, path = "/v1/agents/{agent}/retire", tag = "agents", params(("agent" = String, Path)),
     responses((status = 200, body = Agent), (status = 409, body = Problem)), security(("admin" = [])))]
-async fn retire_agent(State(s): State<AppState>, admin: Admin, Path(key): Path<String>) -> ApiResult<axum::Json<Agent>> {
+async fn retire_agent(
+    State(s): State<AppState>,
+    admin: Admin,
+    Path(key): Path<String>,
+) -> ApiResult<axum::Json<Agent>> {
     lifecycle(s, admin, key, Lifecycle::Retire).await
 }
 
@@ -125,10 +175,19 @@ struct Transfer {
 /// Transfer ownership to another active human.
 #[utoipa::path(post, path = "/v1/agents/{agent}/transfer", tag = "agents", params(("agent" = String, Path)),
     request_body = Transfer, responses((status = 200, body = Agent), (status = 409, body = Problem)), security(("admin" = [])))]
-async fn transfer_agent(State(s): State<AppState>, admin: Admin, Path(key): Path<String>, Json(t): Json<Transfer>) -> ApiResult<axum::Json<Agent>> {
+async fn transfer_agent(
+    State(s): State<AppState>,
+    admin: Admin,
+    Path(key): Path<String>,
+    Json(t): Json<Transfer>,
+) -> ApiResult<axum::Json<Agent>> {
     let agent = resolve(&s, &key).await?;
     let owner = parse_human_id(&t.owner)?;
-    Ok(axum::Json(s.store.transfer_agent(&admin.change(), agent.id, owner).await?))
+    Ok(axum::Json(
+        s.store
+            .transfer_agent(&admin.change(), agent.id, owner)
+            .await?,
+    ))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -142,16 +201,33 @@ struct NewKey {
 #[utoipa::path(post, path = "/v1/agents/{agent}/keys", tag = "agents", params(("agent" = String, Path)),
     request_body = NewKey, responses((status = 200, body = Agent), (status = 409, body = Problem), (status = 422, body = Problem)),
     security(("admin" = [])))]
-async fn add_key(State(s): State<AppState>, admin: Admin, Path(key): Path<String>, Json(k): Json<NewKey>) -> ApiResult<axum::Json<Agent>> {
+async fn add_key(
+    State(s): State<AppState>,
+    admin: Admin,
+    Path(key): Path<String>,
+    Json(k): Json<NewKey>,
+) -> ApiResult<axum::Json<Agent>> {
     let agent = resolve(&s, &key).await?;
-    Ok(axum::Json(s.store.add_agent_key(&admin.change(), agent.id, &k.jwk).await?))
+    Ok(axum::Json(
+        s.store
+            .add_agent_key(&admin.change(), agent.id, &k.jwk)
+            .await?,
+    ))
 }
 
 /// Remove an attestation key by its key id.
 #[utoipa::path(delete, path = "/v1/agents/{agent}/keys/{kid}", tag = "agents",
     params(("agent" = String, Path), ("kid" = String, Path)),
     responses((status = 200, body = Agent), (status = 422, body = Problem)), security(("admin" = [])))]
-async fn remove_key(State(s): State<AppState>, admin: Admin, Path((key, kid)): Path<(String, String)>) -> ApiResult<axum::Json<Agent>> {
+async fn remove_key(
+    State(s): State<AppState>,
+    admin: Admin,
+    Path((key, kid)): Path<(String, String)>,
+) -> ApiResult<axum::Json<Agent>> {
     let agent = resolve(&s, &key).await?;
-    Ok(axum::Json(s.store.remove_agent_key(&admin.change(), agent.id, &kid).await?))
+    Ok(axum::Json(
+        s.store
+            .remove_agent_key(&admin.change(), agent.id, &kid)
+            .await?,
+    ))
 }

@@ -62,14 +62,19 @@ impl From<&SignedCheckpoint> for CheckpointView {
     responses((status = 200, body = CheckpointView), (status = 404, body = Problem)))]
 async fn latest_checkpoint(State(s): State<AppState>) -> ApiResult<axum::Json<CheckpointView>> {
     let cps = s.store.checkpoints().await?;
-    let last = cps.last().ok_or_else(|| Problem::not_found("no checkpoint has been signed yet"))?;
+    let last = cps
+        .last()
+        .ok_or_else(|| Problem::not_found("no checkpoint has been signed yet"))?;
     Ok(axum::Json(last.into()))
 }
 
 /// Sign a checkpoint over the log as it stands now.
 #[utoipa::path(post, path = "/v1/audit/checkpoint", tag = "audit",
     responses((status = 201, body = CheckpointView)), security(("admin" = [])))]
-async fn make_checkpoint(State(s): State<AppState>, _: Admin) -> ApiResult<(StatusCode, axum::Json<CheckpointView>)> {
+async fn make_checkpoint(
+    State(s): State<AppState>,
+    _: Admin,
+) -> ApiResult<(StatusCode, axum::Json<CheckpointView>)> {
     let cp = s.ledger.checkpoint(s.store.as_ref()).await?;
     Ok((StatusCode::CREATED, axum::Json((&cp).into())))
 }
@@ -84,7 +89,10 @@ pub struct VerifierView {
 /// The log's origin and the checkpoint verifier key.
 #[utoipa::path(get, path = "/v1/audit/verifier", tag = "audit", responses((status = 200, body = VerifierView)))]
 async fn verifier(State(s): State<AppState>) -> axum::Json<VerifierView> {
-    axum::Json(VerifierView { origin: s.ledger.origin().to_owned(), vkey: s.ledger.verifier().to_vkey() })
+    axum::Json(VerifierView {
+        origin: s.ledger.origin().to_owned(),
+        vkey: s.ledger.verifier().to_vkey(),
+    })
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -108,11 +116,21 @@ pub struct EntryView {
 /// Stored log entries in order.
 #[utoipa::path(get, path = "/v1/audit/entries", tag = "audit", params(EntriesQuery),
     responses((status = 200, body = Vec<EntryView>)), security(("admin" = [])))]
-async fn entries(State(s): State<AppState>, _: Admin, Query(q): Query<EntriesQuery>) -> ApiResult<axum::Json<Vec<EntryView>>> {
+async fn entries(
+    State(s): State<AppState>,
+    _: Admin,
+    Query(q): Query<EntriesQuery>,
+) -> ApiResult<axum::Json<Vec<EntryView>>> {
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     let rows = s.store.audit_entries(q.from.unwrap_or(0), limit).await?;
     Ok(axum::Json(
-        rows.into_iter().map(|r| EntryView { index: r.index, leaf_hash: to_hex(&r.leaf_hash), entry: r.entry }).collect(),
+        rows.into_iter()
+            .map(|r| EntryView {
+                index: r.index,
+                leaf_hash: to_hex(&r.leaf_hash),
+                entry: r.entry,
+            })
+            .collect(),
     ))
 }
 
@@ -138,9 +156,19 @@ pub struct InclusionView {
 /// RFC 9162 inclusion proof for one entry.
 #[utoipa::path(get, path = "/v1/audit/proof/inclusion", tag = "audit", params(InclusionQuery),
     responses((status = 200, body = InclusionView), (status = 400, body = Problem)))]
-async fn inclusion(State(s): State<AppState>, Query(q): Query<InclusionQuery>) -> ApiResult<axum::Json<InclusionView>> {
-    let p = s.ledger.inclusion(s.store.as_ref(), q.index, q.size).await?;
-    let leaf = s.ledger.leaf(s.store.as_ref(), q.index).await?.ok_or_else(|| Problem::not_found("no such entry"))?;
+async fn inclusion(
+    State(s): State<AppState>,
+    Query(q): Query<InclusionQuery>,
+) -> ApiResult<axum::Json<InclusionView>> {
+    let p = s
+        .ledger
+        .inclusion(s.store.as_ref(), q.index, q.size)
+        .await?;
+    let leaf = s
+        .ledger
+        .leaf(s.store.as_ref(), q.index)
+        .await?
+        .ok_or_else(|| Problem::not_found("no such entry"))?;
     Ok(axum::Json(InclusionView {
         index: q.index,
         size: p.size,
@@ -171,7 +199,10 @@ pub struct ConsistencyView {
 /// RFC 9162 consistency proof between two tree sizes.
 #[utoipa::path(get, path = "/v1/audit/proof/consistency", tag = "audit", params(ConsistencyQuery),
     responses((status = 200, body = ConsistencyView), (status = 400, body = Problem)))]
-async fn consistency(State(s): State<AppState>, Query(q): Query<ConsistencyQuery>) -> ApiResult<axum::Json<ConsistencyView>> {
+async fn consistency(
+    State(s): State<AppState>,
+    Query(q): Query<ConsistencyQuery>,
+) -> ApiResult<axum::Json<ConsistencyView>> {
     let (old_root, p) = s.ledger.consistency(s.store.as_ref(), q.from, q.to).await?;
     Ok(axum::Json(ConsistencyView {
         from: q.from,

@@ -23,14 +23,19 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 pub(crate) fn parse_human_id(s: &str) -> Result<HumanId, Problem> {
-    s.parse().map_err(|_| Problem::not_found(format!("no human {s:?}: human ids are UUIDs")))
+    s.parse()
+        .map_err(|_| Problem::not_found(format!("no human {s:?}: human ids are UUIDs")))
 }
 
 /// Register a human principal of an external identity provider.
 #[utoipa::path(post, path = "/v1/humans", tag = "humans", request_body = NewHuman,
     responses((status = 201, body = Human), (status = 409, body = Problem), (status = 422, body = Problem)),
     security(("admin" = [])))]
-async fn create_human(State(s): State<AppState>, admin: Admin, Json(new): Json<NewHuman>) -> ApiResult<(StatusCode, axum::Json<Human>)> {
+async fn create_human(
+    State(s): State<AppState>,
+    admin: Admin,
+    Json(new): Json<NewHuman>,
+) -> ApiResult<(StatusCode, axum::Json<Human>)> {
     new.validate()?;
     let id = HumanId::from_uuid(crate::install::new_uuid());
     let human = s.store.create_human(&admin.change(), id, &new).await?;
@@ -51,17 +56,37 @@ struct HumanQuery {
 /// List humans, optionally by status, with cursor pagination.
 #[utoipa::path(get, path = "/v1/humans", tag = "humans", params(HumanQuery),
     responses((status = 200, body = Page<Human>)), security(("admin" = [])))]
-async fn list_humans(State(s): State<AppState>, _: Admin, Query(q): Query<HumanQuery>) -> ApiResult<axum::Json<Page<Human>>> {
-    let page = PageRequest { after: q.after, limit: q.limit.unwrap_or(0) };
-    Ok(axum::Json(s.store.list_humans(&HumanFilter { status: q.status }, &page).await?.into()))
+async fn list_humans(
+    State(s): State<AppState>,
+    _: Admin,
+    Query(q): Query<HumanQuery>,
+) -> ApiResult<axum::Json<Page<Human>>> {
+    let page = PageRequest {
+        after: q.after,
+        limit: q.limit.unwrap_or(0),
+    };
+    Ok(axum::Json(
+        s.store
+            .list_humans(&HumanFilter { status: q.status }, &page)
+            .await?
+            .into(),
+    ))
 }
 
 /// Get one human.
 #[utoipa::path(get, path = "/v1/humans/{id}", tag = "humans", params(("id" = String, Path)),
     responses((status = 200, body = Human), (status = 404, body = Problem)), security(("admin" = [])))]
-async fn get_human(State(s): State<AppState>, _: Admin, Path(id): Path<String>) -> ApiResult<axum::Json<Human>> {
+async fn get_human(
+    State(s): State<AppState>,
+    _: Admin,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<Human>> {
     let id = parse_human_id(&id)?;
-    let human = s.store.human(id).await?.ok_or_else(|| Problem::not_found(format!("no human {id}")))?;
+    let human = s
+        .store
+        .human(id)
+        .await?
+        .ok_or_else(|| Problem::not_found(format!("no human {id}")))?;
     Ok(axum::Json(human))
 }
 
@@ -69,7 +94,13 @@ async fn get_human(State(s): State<AppState>, _: Admin, Path(id): Path<String>) 
 #[utoipa::path(post, path = "/v1/humans/{id}/deactivate", tag = "humans", params(("id" = String, Path)),
     responses((status = 200, body = Human), (status = 404, body = Problem), (status = 409, body = Problem)),
     security(("admin" = [])))]
-async fn deactivate_human(State(s): State<AppState>, admin: Admin, Path(id): Path<String>) -> ApiResult<axum::Json<Human>> {
+async fn deactivate_human(
+    State(s): State<AppState>,
+    admin: Admin,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<Human>> {
     let id = parse_human_id(&id)?;
-    Ok(axum::Json(s.store.deactivate_human(&admin.change(), id).await?))
+    Ok(axum::Json(
+        s.store.deactivate_human(&admin.change(), id).await?,
+    ))
 }

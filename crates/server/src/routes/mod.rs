@@ -18,6 +18,9 @@ pub struct Page<T> {
 
 impl<T> From<mandate_store::Page<T>> for Page<T> {
     fn from(p: mandate_store::Page<T>) -> Self {
-        Page { items: p.items, next: p.next }
+        Page {
+            items: p.items,
+            next: p.next,
+        }
     }
 }

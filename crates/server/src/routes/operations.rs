@@ -12,7 +12,10 @@ use crate::AppState;
 use crate::problem::{ApiResult, Problem};
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(healthz)).routes(routes!(readyz)).routes(routes!(metrics))
+    OpenApiRouter::new()
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(metrics))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -32,7 +35,11 @@ async fn healthz() -> axum::Json<Status> {
 async fn readyz(State(s): State<AppState>) -> ApiResult<axum::Json<Status>> {
     s.store.ping().await.map_err(|e| {
         tracing::warn!(error = %e, "readiness check failed");
-        Problem::new(StatusCode::SERVICE_UNAVAILABLE, "not-ready", "the store is not reachable")
+        Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not-ready",
+            "the store is not reachable",
+        )
     })?;
     Ok(axum::Json(Status { status: "ready" }))
 }
@@ -40,5 +47,8 @@ async fn readyz(State(s): State<AppState>) -> ApiResult<axum::Json<Status>> {
 /// Prometheus metrics in the text exposition format.
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, content_type = "text/plain")))]
 async fn metrics() -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], crate::metrics_layer::handle().render())
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        crate::metrics_layer::handle().render(),
+    )
 }

@@ -13,14 +13,18 @@ use crate::{Backend, Result, StoreError};
 
 /// Key of the PostgreSQL advisory lock that orders audit appends from every
 /// node, so leaf indexes stay dense and the hash chain unbroken.
-const AUDIT_LOCK: i64 = 0x6d61_6e64_6174_65; // "mandate"
+const AUDIT_LOCK: i64 = 0x006d_616e_6461_7465; // "mandate"
 
 /// Appends `event` inside the caller's transaction; returns its index.
 pub(crate) async fn append(w: &mut WriteTx<'_>, event: AuditEvent) -> Result<u64> {
     let backend = w.backend;
     let conn = w.conn();
     if backend == Backend::Postgres {
-        sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(AUDIT_LOCK).execute(&mut *conn).await.map_err(db_error)?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(AUDIT_LOCK)
+            .execute(&mut *conn)
+            .await
+            .map_err(db_error)?;
     }
     let (index, prev) = tail(conn).await?;
     let human = event.human.map(|h| h.to_string());
@@ -55,25 +59,31 @@ async fn tail(conn: &mut AnyConnection) -> Result<(u64, [u8; 32])> {
         Some(r) => {
             let idx: i64 = r.try_get(0).map_err(db_error)?;
             let hash: String = r.try_get(1).map_err(db_error)?;
-            let hash = hash_from_hex(&hash)
-                .ok_or_else(|| StoreError::Internal(format!("audit entry {idx} has a malformed leaf hash")))?;
+            let hash = hash_from_hex(&hash).ok_or_else(|| {
+                StoreError::Internal(format!("audit entry {idx} has a malformed leaf hash"))
+            })?;
             Ok((idx as u64 + 1, hash))
         }
     }
 }
 
 pub(crate) async fn len(pool: &AnyPool) -> Result<u64> {
-    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_log").fetch_one(pool).await.map_err(db_error)?;
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_log")
+        .fetch_one(pool)
+        .await
+        .map_err(db_error)?;
     Ok(n as u64)
 }
 
 pub(crate) async fn entries(pool: &AnyPool, from: u64, limit: u32) -> Result<Vec<StoredEntry>> {
-    let rows = sqlx::query("SELECT idx, leaf_hash, entry FROM audit_log WHERE idx >= $1 ORDER BY idx LIMIT $2")
-        .bind(from as i64)
-        .bind(limit as i64)
-        .fetch_all(pool)
-        .await
-        .map_err(db_error)?;
+    let rows = sqlx::query(
+        "SELECT idx, leaf_hash, entry FROM audit_log WHERE idx >= $1 ORDER BY idx LIMIT $2",
+    )
+    .bind(from as i64)
+    .bind(limit as i64)
+    .fetch_all(pool)
+    .await
+    .map_err(db_error)?;
     rows.into_iter()
         .map(|r| {
             let index: i64 = r.try_get(0).map_err(db_error)?;
@@ -89,7 +99,11 @@ pub(crate) async fn entries(pool: &AnyPool, from: u64, limit: u32) -> Result<Vec
         .collect()
 }
 
-pub(crate) async fn add_checkpoint(store: &SqlStore, cp: &SignedCheckpoint, at: Timestamp) -> Result<()> {
+pub(crate) async fn add_checkpoint(
+    store: &SqlStore,
+    cp: &SignedCheckpoint,
+    at: Timestamp,
+) -> Result<()> {
     let mut w = store.write().await?;
     sqlx::query(
         "INSERT INTO audit_checkpoints (tree_size, note, created_at) VALUES ($1, $2, $3) ON CONFLICT (tree_size) DO NOTHING",
@@ -104,10 +118,11 @@ pub(crate) async fn add_checkpoint(store: &SqlStore, cp: &SignedCheckpoint, at: 
 }
 
 pub(crate) async fn checkpoints(pool: &AnyPool) -> Result<Vec<SignedCheckpoint>> {
-    let notes: Vec<String> = sqlx::query_scalar("SELECT note FROM audit_checkpoints ORDER BY tree_size")
-        .fetch_all(pool)
-        .await
-        .map_err(db_error)?;
+    let notes: Vec<String> =
+        sqlx::query_scalar("SELECT note FROM audit_checkpoints ORDER BY tree_size")
+            .fetch_all(pool)
+            .await
+            .map_err(db_error)?;
     // Parsing failures are kept as errors: a mangled checkpoint is tampering.
     notes
         .iter()

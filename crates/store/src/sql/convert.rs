@@ -21,7 +21,9 @@ pub(crate) fn text(r: &AnyRow, col: &str) -> Result<String> {
 }
 
 pub(crate) fn millis(r: &AnyRow, col: &str) -> Result<Timestamp> {
-    Ok(Timestamp::from_millis(r.try_get::<i64, _>(col).map_err(db_error)?))
+    Ok(Timestamp::from_millis(
+        r.try_get::<i64, _>(col).map_err(db_error)?,
+    ))
 }
 
 pub(crate) fn parsed<T: std::str::FromStr>(r: &AnyRow, col: &str) -> Result<T>
@@ -55,7 +57,8 @@ pub(crate) fn human(r: &AnyRow) -> Result<Human> {
 pub(crate) fn agent(r: &AnyRow) -> Result<Agent> {
     let spiffe: String = text(r, "spiffe_id")?;
     let (td, kind, name) = SpiffeId::parse(&spiffe).map_err(|e| corrupt("spiffe_id", e))?;
-    let owner_status = HumanStatus::parse(&text(r, "owner_status")?).map_err(|e| corrupt("owner_status", e))?;
+    let owner_status =
+        HumanStatus::parse(&text(r, "owner_status")?).map_err(|e| corrupt("owner_status", e))?;
     Ok(Agent {
         id: parsed(r, "id")?,
         spiffe_id: SpiffeId::for_agent(&td, kind, &name),

@@ -24,8 +24,11 @@ use tokio::sync::{Mutex, MutexGuard};
 use crate::*;
 
 /// Migrations compiled into the binary; the SQL is portable to both backends.
-const MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "registry and audit", include_str!("../../migrations/0001_registry_and_audit.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "registry and audit",
+    include_str!("../../migrations/0001_registry_and_audit.sql"),
+)];
 
 /// A store on SQLite or PostgreSQL.
 pub struct SqlStore {
@@ -55,8 +58,12 @@ impl WriteTx<'_> {
 impl SqlStore {
     /// Opens (creating if needed) the embedded store in `data_dir`.
     pub async fn open_sqlite(data_dir: &Path) -> Result<Self> {
-        std::fs::create_dir_all(data_dir)
-            .map_err(|e| StoreError::Internal(format!("cannot create data dir {}: {e}", data_dir.display())))?;
+        std::fs::create_dir_all(data_dir).map_err(|e| {
+            StoreError::Internal(format!(
+                "cannot create data dir {}: {e}",
+                data_dir.display()
+            ))
+        })?;
         let path = data_dir.join("mandate.db");
         Self::connect(&format!("sqlite://{}?mode=rwc", path.display()), None).await
     }
@@ -77,10 +84,12 @@ impl SqlStore {
                 redact_url(url)
             )));
         };
-        if let Some(s) = schema {
-            if !s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
-                return Err(StoreError::Internal(format!("invalid schema name {s:?}")));
-            }
+        if let Some(s) = schema
+            && !s
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        {
+            return Err(StoreError::Internal(format!("invalid schema name {s:?}")));
         }
         let schema = schema.map(str::to_owned);
         let options = AnyPoolOptions::new()
@@ -104,8 +113,12 @@ impl SqlStore {
                         }
                         Backend::Postgres => {
                             if let Some(s) = schema {
-                                let sql = format!("CREATE SCHEMA IF NOT EXISTS {s}; SET search_path TO {s}");
-                                sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut *conn).await?;
+                                let sql = format!(
+                                    "CREATE SCHEMA IF NOT EXISTS {s}; SET search_path TO {s}"
+                                );
+                                sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                                    .execute(&mut *conn)
+                                    .await?;
                             }
                         }
                     }
@@ -125,7 +138,15 @@ impl SqlStore {
     async fn migrate(&self) -> Result<()> {
         let migrations = MIGRATIONS
             .iter()
-            .map(|(v, d, sql)| Migration::new(*v, (*d).into(), MigrationType::Simple, sql.into_sql_str(), false))
+            .map(|(v, d, sql)| {
+                Migration::new(
+                    *v,
+                    (*d).into(),
+                    MigrationType::Simple,
+                    sql.into_sql_str(),
+                    false,
+                )
+            })
             .collect();
         Migrator::with_migrations(migrations)
             .run(&self.pool)
@@ -151,7 +172,11 @@ impl SqlStore {
             Backend::Postgres => self.pool.begin().await,
         }
         .map_err(db_error)?;
-        Ok(WriteTx { tx, backend: self.backend, _writer: guard })
+        Ok(WriteTx {
+            tx,
+            backend: self.backend,
+            _writer: guard,
+        })
     }
 
     /// Closes the pool, waiting for connections to be returned.
@@ -182,11 +207,13 @@ pub(crate) fn db_error(e: sqlx::Error) -> StoreError {
         | sqlx::Error::PoolClosed
         | sqlx::Error::Tls(_)
         | sqlx::Error::WorkerCrashed => StoreError::Unavailable(e.to_string()),
-        sqlx::Error::Database(d) if d.is_unique_violation() => {
-            StoreError::Rule(RuleError::Conflict(format!("already exists: {}", d.message())))
-        }
+        sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Rule(
+            RuleError::Conflict(format!("already exists: {}", d.message())),
+        ),
         // PostgreSQL "admin shutdown" / "cannot connect now" during restarts.
-        sqlx::Error::Database(d) if matches!(d.code().as_deref(), Some("57P01" | "57P02" | "57P03")) => {
+        sqlx::Error::Database(d)
+            if matches!(d.code().as_deref(), Some("57P01" | "57P02" | "57P03")) =>
+        {
             StoreError::Unavailable(d.message().to_owned())
         }
         _ => StoreError::Internal(e.to_string()),
@@ -200,7 +227,10 @@ impl Store for SqlStore {
     }
 
     async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(db_error)?;
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
         Ok(())
     }
 
@@ -235,7 +265,13 @@ impl Store for SqlStore {
         registry::deactivate_human(self, change, id).await
     }
 
-    async fn create_agent(&self, change: &Change, id: AgentId, spiffe_id: &SpiffeId, new: &NewAgent) -> Result<Agent> {
+    async fn create_agent(
+        &self,
+        change: &Change,
+        id: AgentId,
+        spiffe_id: &SpiffeId,
+        new: &NewAgent,
+    ) -> Result<Agent> {
         registry::create_agent(self, change, id, spiffe_id, new).await
     }
     async fn agent(&self, id: AgentId) -> Result<Option<Agent>> {
@@ -247,10 +283,20 @@ impl Store for SqlStore {
     async fn list_agents(&self, filter: &AgentFilter, page: &PageRequest) -> Result<Page<Agent>> {
         registry::list_agents(self, filter, page).await
     }
-    async fn change_agent_lifecycle(&self, change: &Change, id: AgentId, op: Lifecycle) -> Result<Agent> {
+    async fn change_agent_lifecycle(
+        &self,
+        change: &Change,
+        id: AgentId,
+        op: Lifecycle,
+    ) -> Result<Agent> {
         registry::change_agent_lifecycle(self, change, id, op).await
     }
-    async fn transfer_agent(&self, change: &Change, id: AgentId, new_owner: HumanId) -> Result<Agent> {
+    async fn transfer_agent(
+        &self,
+        change: &Change,
+        id: AgentId,
+        new_owner: HumanId,
+    ) -> Result<Agent> {
         registry::transfer_agent(self, change, id, new_owner).await
     }
     async fn add_agent_key(&self, change: &Change, id: AgentId, key: &Ed25519Jwk) -> Result<Agent> {
@@ -280,7 +326,10 @@ mod tests {
 
     #[test]
     fn passwords_never_reach_error_messages() {
-        assert_eq!(redact_url("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(
+            redact_url("postgres://u:secret@h/db"),
+            "postgres://u:***@h/db"
+        );
         assert_eq!(redact_url("postgres://h/db"), "postgres://h/db");
     }
 }

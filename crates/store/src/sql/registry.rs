@@ -85,10 +85,12 @@ pub(crate) async fn initialize(
 }
 
 pub(crate) async fn installation(store: &SqlStore) -> Result<Option<Installation>> {
-    let row = sqlx::query("SELECT trust_domain, issuer, log_origin, created_at FROM installation WHERE id = 1")
-        .fetch_optional(store.pool())
-        .await
-        .map_err(db_error)?;
+    let row = sqlx::query(
+        "SELECT trust_domain, issuer, log_origin, created_at FROM installation WHERE id = 1",
+    )
+    .fetch_optional(store.pool())
+    .await
+    .map_err(db_error)?;
     row.map(|r| {
         Ok(Installation {
             trust_domain: TrustDomain::parse(&convert::text(&r, "trust_domain")?)?,
@@ -100,12 +102,16 @@ pub(crate) async fn installation(store: &SqlStore) -> Result<Option<Installation
     .transpose()
 }
 
-pub(crate) async fn admin_credential(store: &SqlStore, id: AdminCredentialId) -> Result<Option<AdminSecretHash>> {
-    let hash: Option<String> = sqlx::query_scalar("SELECT secret_hash FROM admin_credentials WHERE id = $1")
-        .bind(id.to_string())
-        .fetch_optional(store.pool())
-        .await
-        .map_err(db_error)?;
+pub(crate) async fn admin_credential(
+    store: &SqlStore,
+    id: AdminCredentialId,
+) -> Result<Option<AdminSecretHash>> {
+    let hash: Option<String> =
+        sqlx::query_scalar("SELECT secret_hash FROM admin_credentials WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(store.pool())
+            .await
+            .map_err(db_error)?;
     Ok(hash.and_then(|h| hash_from_hex(&h)).map(AdminSecretHash))
 }
 
@@ -129,15 +135,21 @@ pub(crate) async fn signing_keys(store: &SqlStore) -> Result<Vec<SigningKeyRecor
 
 // ---- humans ------------------------------------------------------------------
 
-pub(crate) async fn create_human(store: &SqlStore, change: &Change, id: HumanId, new: &NewHuman) -> Result<Human> {
+pub(crate) async fn create_human(
+    store: &SqlStore,
+    change: &Change,
+    id: HumanId,
+    new: &NewHuman,
+) -> Result<Human> {
     new.validate()?;
     let mut w = store.write().await?;
-    let taken: Option<String> = sqlx::query_scalar("SELECT id FROM humans WHERE issuer = $1 AND subject = $2")
-        .bind(new.issuer.clone())
-        .bind(new.subject.clone())
-        .fetch_optional(w.conn())
-        .await
-        .map_err(db_error)?;
+    let taken: Option<String> =
+        sqlx::query_scalar("SELECT id FROM humans WHERE issuer = $1 AND subject = $2")
+            .bind(new.issuer.clone())
+            .bind(new.subject.clone())
+            .fetch_optional(w.conn())
+            .await
+            .map_err(db_error)?;
     if let Some(other) = taken {
         return Err(RuleError::Conflict(format!(
             "a human with issuer {:?} and subject {:?} is already registered (id {other})",
@@ -160,9 +172,11 @@ pub(crate) async fn create_human(store: &SqlStore, change: &Change, id: HumanId,
     .map_err(db_error)?;
     append(
         &mut w,
-        event(change, EventKind::HumanRegistered).human(id).details(json!({
-            "issuer": new.issuer, "subject": new.subject, "display_name": new.display_name,
-        })),
+        event(change, EventKind::HumanRegistered)
+            .human(id)
+            .details(json!({
+                "issuer": new.issuer, "subject": new.subject, "display_name": new.display_name,
+            })),
     )
     .await?;
     let human = human_in(w.conn(), id).await?;
@@ -185,20 +199,34 @@ async fn human_in(conn: &mut AnyConnection, id: HumanId) -> Result<Human> {
         .fetch_optional(conn)
         .await
         .map_err(db_error)?;
-    row.as_ref().map(convert::human).transpose()?.ok_or_else(|| StoreError::NotFound(format!("human {id}")))
+    row.as_ref()
+        .map(convert::human)
+        .transpose()?
+        .ok_or_else(|| StoreError::NotFound(format!("human {id}")))
 }
 
-pub(crate) async fn list_humans(store: &SqlStore, filter: &HumanFilter, page: &PageRequest) -> Result<Page<Human>> {
+pub(crate) async fn list_humans(
+    store: &SqlStore,
+    filter: &HumanFilter,
+    page: &PageRequest,
+) -> Result<Page<Human>> {
     let mut q = Filtered::new("SELECT * FROM humans h");
     if let Some(s) = filter.status {
         q.and("h.status", s.as_str().to_owned());
     }
     let rows = q.page("h.id", page).fetch_all(store).await?;
-    let items = rows.iter().map(convert::human).collect::<Result<Vec<_>>>()?;
+    let items = rows
+        .iter()
+        .map(convert::human)
+        .collect::<Result<Vec<_>>>()?;
     Ok(paginate(items, page, |h| h.id.to_string()))
 }
 
-pub(crate) async fn deactivate_human(store: &SqlStore, change: &Change, id: HumanId) -> Result<Human> {
+pub(crate) async fn deactivate_human(
+    store: &SqlStore,
+    change: &Change,
+    id: HumanId,
+) -> Result<Human> {
     let mut w = store.write().await?;
     let human = human_in(w.conn(), id).await?;
     let status = human.deactivate()?;
@@ -209,13 +237,20 @@ pub(crate) async fn deactivate_human(store: &SqlStore, change: &Change, id: Huma
         .execute(w.conn())
         .await
         .map_err(db_error)?;
-    let orphaned: Vec<String> = sqlx::query_scalar("SELECT id FROM agents WHERE owner_id = $1 AND status <> 'retired' ORDER BY id")
-        .bind(id.to_string())
-        .fetch_all(w.conn())
-        .await
-        .map_err(db_error)?;
-    append(&mut w, event(change, EventKind::HumanDeactivated).human(id).details(json!({ "orphaned_agents": orphaned })))
-        .await?;
+    let orphaned: Vec<String> = sqlx::query_scalar(
+        "SELECT id FROM agents WHERE owner_id = $1 AND status <> 'retired' ORDER BY id",
+    )
+    .bind(id.to_string())
+    .fetch_all(w.conn())
+    .await
+    .map_err(db_error)?;
+    append(
+        &mut w,
+        event(change, EventKind::HumanDeactivated)
+            .human(id)
+            .details(json!({ "orphaned_agents": orphaned })),
+    )
+    .await?;
     let human = human_in(w.conn(), id).await?;
     w.commit().await?;
     Ok(human)
@@ -226,17 +261,26 @@ pub(crate) async fn deactivate_human(store: &SqlStore, change: &Change, id: Huma
 /// Loads the owner inside the transaction and applies the ownership rule, so a
 /// concurrent deactivation cannot slip between the check and the write.
 async fn active_owner(w: &mut WriteTx<'_>, owner: HumanId) -> Result<Human> {
-    let lock = if w.backend == Backend::Postgres { " FOR UPDATE" } else { "" };
-    let row = sqlx::query(AssertSqlSafe(format!("SELECT * FROM humans WHERE id = $1{lock}")))
-        .bind(owner.to_string())
-        .fetch_optional(w.conn())
-        .await
-        .map_err(db_error)?;
+    let lock = if w.backend == Backend::Postgres {
+        " FOR UPDATE"
+    } else {
+        ""
+    };
+    let row = sqlx::query(AssertSqlSafe(format!(
+        "SELECT * FROM humans WHERE id = $1{lock}"
+    )))
+    .bind(owner.to_string())
+    .fetch_optional(w.conn())
+    .await
+    .map_err(db_error)?;
     let human = row
         .as_ref()
         .map(convert::human)
         .transpose()?
-        .ok_or_else(|| RuleError::Invalid { what: "owner", why: format!("no human with id {owner} is registered") })?;
+        .ok_or_else(|| RuleError::Invalid {
+            what: "owner",
+            why: format!("no human with id {owner} is registered"),
+        })?;
     human.check_may_own_agents()?;
     Ok(human)
 }
@@ -257,13 +301,25 @@ pub(crate) async fn create_agent(
         .await
         .map_err(db_error)?;
     if let Some(status) = taken {
-        let why = if status == AgentStatus::Retired.as_str() { " by a retired agent; names are never reused" } else { "" };
-        return Err(RuleError::Conflict(format!("the agent name {:?} is already taken{why}", new.name.as_str())).into());
+        let why = if status == AgentStatus::Retired.as_str() {
+            " by a retired agent; names are never reused"
+        } else {
+            ""
+        };
+        return Err(RuleError::Conflict(format!(
+            "the agent name {:?} is already taken{why}",
+            new.name.as_str()
+        ))
+        .into());
     }
     let keys: Vec<AttestationKey> = new
         .keys
         .iter()
-        .map(|k| AttestationKey { kid: k.kid().to_owned(), jwk: k.clone(), created_at: change.at })
+        .map(|k| AttestationKey {
+            kid: k.kid().to_owned(),
+            jwk: k.clone(),
+            created_at: change.at,
+        })
         .collect();
     sqlx::query(
         "INSERT INTO agents (id, name, kind, spiffe_id, owner_id, description, ceiling, keys, tools, data_sources, \
@@ -294,10 +350,13 @@ pub(crate) async fn create_agent(
     }
     append(
         &mut w,
-        event(change, EventKind::AgentRegistered).agent(id).human(owner.id).details(json!({
-            "name": new.name, "kind": new.kind, "spiffe_id": spiffe_id, "ceiling": new.ceiling,
-            "keys": keys.iter().map(|k| &k.kid).collect::<Vec<_>>(), "tags": new.tags,
-        })),
+        event(change, EventKind::AgentRegistered)
+            .agent(id)
+            .human(owner.id)
+            .details(json!({
+                "name": new.name, "kind": new.kind, "spiffe_id": spiffe_id, "ceiling": new.ceiling,
+                "keys": keys.iter().map(|k| &k.kid).collect::<Vec<_>>(), "tags": new.tags,
+            })),
     )
     .await?;
     let agent = agent_in(&mut w, id).await?;
@@ -305,7 +364,11 @@ pub(crate) async fn create_agent(
     Ok(agent)
 }
 
-pub(crate) async fn agent_where(pool: &AnyPool, column: &'static str, value: String) -> Result<Option<Agent>> {
+pub(crate) async fn agent_where(
+    pool: &AnyPool,
+    column: &'static str,
+    value: String,
+) -> Result<Option<Agent>> {
     let row = sqlx::query(AssertSqlSafe(format!("{AGENT_SELECT} WHERE {column} = $1")))
         .bind(value)
         .fetch_optional(pool)
@@ -315,16 +378,29 @@ pub(crate) async fn agent_where(pool: &AnyPool, column: &'static str, value: Str
 }
 
 async fn agent_in(w: &mut WriteTx<'_>, id: AgentId) -> Result<Agent> {
-    let lock = if w.backend == Backend::Postgres { " FOR UPDATE OF a" } else { "" };
-    let row = sqlx::query(AssertSqlSafe(format!("{AGENT_SELECT} WHERE a.id = $1{lock}")))
-        .bind(id.to_string())
-        .fetch_optional(w.conn())
-        .await
-        .map_err(db_error)?;
-    row.as_ref().map(convert::agent).transpose()?.ok_or_else(|| StoreError::NotFound(format!("agent {id}")))
+    let lock = if w.backend == Backend::Postgres {
+        " FOR UPDATE OF a"
+    } else {
+        ""
+    };
+    let row = sqlx::query(AssertSqlSafe(format!(
+        "{AGENT_SELECT} WHERE a.id = $1{lock}"
+    )))
+    .bind(id.to_string())
+    .fetch_optional(w.conn())
+    .await
+    .map_err(db_error)?;
+    row.as_ref()
+        .map(convert::agent)
+        .transpose()?
+        .ok_or_else(|| StoreError::NotFound(format!("agent {id}")))
 }
 
-pub(crate) async fn list_agents(store: &SqlStore, filter: &AgentFilter, page: &PageRequest) -> Result<Page<Agent>> {
+pub(crate) async fn list_agents(
+    store: &SqlStore,
+    filter: &AgentFilter,
+    page: &PageRequest,
+) -> Result<Page<Agent>> {
     let mut q = Filtered::new(AGENT_SELECT);
     if let Some(o) = filter.owner {
         q.and("a.owner_id", o.to_string());
@@ -336,17 +412,31 @@ pub(crate) async fn list_agents(store: &SqlStore, filter: &AgentFilter, page: &P
         q.and("a.status", s.as_str().to_owned());
     }
     if let Some(t) = &filter.tag {
-        q.and_raw("EXISTS (SELECT 1 FROM agent_tags t WHERE t.agent_id = a.id AND t.tag = ${})", t.clone());
+        q.and_raw(
+            "EXISTS (SELECT 1 FROM agent_tags t WHERE t.agent_id = a.id AND t.tag = ${})",
+            t.clone(),
+        );
     }
     if let Some(o) = filter.orphaned {
-        q.and("h.status", if o { "deactivated" } else { "active" }.to_owned());
+        q.and(
+            "h.status",
+            if o { "deactivated" } else { "active" }.to_owned(),
+        );
     }
     let rows = q.page("a.id", page).fetch_all(store).await?;
-    let items = rows.iter().map(convert::agent).collect::<Result<Vec<_>>>()?;
+    let items = rows
+        .iter()
+        .map(convert::agent)
+        .collect::<Result<Vec<_>>>()?;
     Ok(paginate(items, page, |a| a.id.to_string()))
 }
 
-pub(crate) async fn change_agent_lifecycle(store: &SqlStore, change: &Change, id: AgentId, op: Lifecycle) -> Result<Agent> {
+pub(crate) async fn change_agent_lifecycle(
+    store: &SqlStore,
+    change: &Change,
+    id: AgentId,
+    op: Lifecycle,
+) -> Result<Agent> {
     let mut w = store.write().await?;
     let agent = agent_in(&mut w, id).await?;
     let status = agent.status.apply(op)?;
@@ -362,13 +452,24 @@ pub(crate) async fn change_agent_lifecycle(store: &SqlStore, change: &Change, id
         Lifecycle::Resume => EventKind::AgentResumed,
         Lifecycle::Retire => EventKind::AgentRetired,
     };
-    append(&mut w, event(change, kind).agent(id).details(json!({ "from": agent.status, "to": status }))).await?;
+    append(
+        &mut w,
+        event(change, kind)
+            .agent(id)
+            .details(json!({ "from": agent.status, "to": status })),
+    )
+    .await?;
     let agent = agent_in(&mut w, id).await?;
     w.commit().await?;
     Ok(agent)
 }
 
-pub(crate) async fn transfer_agent(store: &SqlStore, change: &Change, id: AgentId, new_owner: HumanId) -> Result<Agent> {
+pub(crate) async fn transfer_agent(
+    store: &SqlStore,
+    change: &Change,
+    id: AgentId,
+    new_owner: HumanId,
+) -> Result<Agent> {
     let mut w = store.write().await?;
     let agent = agent_in(&mut w, id).await?;
     let owner = active_owner(&mut w, new_owner).await?;
@@ -385,7 +486,9 @@ pub(crate) async fn transfer_agent(store: &SqlStore, change: &Change, id: AgentI
         event(change, EventKind::AgentOwnerTransferred)
             .agent(id)
             .human(owner.id)
-            .details(json!({ "from": agent.owner, "to": owner.id, "was_orphaned": agent.orphaned })),
+            .details(
+                json!({ "from": agent.owner, "to": owner.id, "was_orphaned": agent.orphaned }),
+            ),
     )
     .await?;
     let agent = agent_in(&mut w, id).await?;
@@ -393,7 +496,12 @@ pub(crate) async fn transfer_agent(store: &SqlStore, change: &Change, id: AgentI
     Ok(agent)
 }
 
-async fn set_keys(w: &mut WriteTx<'_>, change: &Change, id: AgentId, keys: &[AttestationKey]) -> Result<()> {
+async fn set_keys(
+    w: &mut WriteTx<'_>,
+    change: &Change,
+    id: AgentId,
+    keys: &[AttestationKey],
+) -> Result<()> {
     sqlx::query("UPDATE agents SET keys = $1, updated_at = $2 WHERE id = $3")
         .bind(to_json(&keys))
         .bind(change.at.as_millis())
@@ -404,15 +512,26 @@ async fn set_keys(w: &mut WriteTx<'_>, change: &Change, id: AgentId, keys: &[Att
     Ok(())
 }
 
-pub(crate) async fn add_agent_key(store: &SqlStore, change: &Change, id: AgentId, key: &Ed25519Jwk) -> Result<Agent> {
+pub(crate) async fn add_agent_key(
+    store: &SqlStore,
+    change: &Change,
+    id: AgentId,
+    key: &Ed25519Jwk,
+) -> Result<Agent> {
     let mut w = store.write().await?;
     let mut agent = agent_in(&mut w, id).await?;
     agent.check_add_key(key)?;
-    agent.keys.push(AttestationKey { kid: key.kid().to_owned(), jwk: key.clone(), created_at: change.at });
+    agent.keys.push(AttestationKey {
+        kid: key.kid().to_owned(),
+        jwk: key.clone(),
+        created_at: change.at,
+    });
     set_keys(&mut w, change, id, &agent.keys).await?;
     append(
         &mut w,
-        event(change, EventKind::AgentKeyAdded).agent(id).details(json!({ "kid": key.kid(), "thumbprint": key.thumbprint() })),
+        event(change, EventKind::AgentKeyAdded)
+            .agent(id)
+            .details(json!({ "kid": key.kid(), "thumbprint": key.thumbprint() })),
     )
     .await?;
     let agent = agent_in(&mut w, id).await?;
@@ -420,13 +539,24 @@ pub(crate) async fn add_agent_key(store: &SqlStore, change: &Change, id: AgentId
     Ok(agent)
 }
 
-pub(crate) async fn remove_agent_key(store: &SqlStore, change: &Change, id: AgentId, kid: &str) -> Result<Agent> {
+pub(crate) async fn remove_agent_key(
+    store: &SqlStore,
+    change: &Change,
+    id: AgentId,
+    kid: &str,
+) -> Result<Agent> {
     let mut w = store.write().await?;
     let mut agent = agent_in(&mut w, id).await?;
     agent.check_remove_key(kid)?;
     agent.keys.retain(|k| k.kid != kid);
     set_keys(&mut w, change, id, &agent.keys).await?;
-    append(&mut w, event(change, EventKind::AgentKeyRemoved).agent(id).details(json!({ "kid": kid }))).await?;
+    append(
+        &mut w,
+        event(change, EventKind::AgentKeyRemoved)
+            .agent(id)
+            .details(json!({ "kid": kid })),
+    )
+    .await?;
     let agent = agent_in(&mut w, id).await?;
     w.commit().await?;
     Ok(agent)
@@ -445,7 +575,12 @@ struct Filtered {
 
 impl Filtered {
     fn new(select: &str) -> Self {
-        Filtered { sql: select.to_owned(), binds: Vec::new(), conditions: 0, limit: 0 }
+        Filtered {
+            sql: select.to_owned(),
+            binds: Vec::new(),
+            conditions: 0,
+            limit: 0,
+        }
     }
 
     fn and(&mut self, column: &'static str, value: String) {
@@ -462,7 +597,11 @@ impl Filtered {
     }
 
     fn push_cond(&mut self, cond: &str) {
-        self.sql.push_str(if self.conditions == 0 { " WHERE " } else { " AND " });
+        self.sql.push_str(if self.conditions == 0 {
+            " WHERE "
+        } else {
+            " AND "
+        });
         self.conditions += 1;
         self.sql.push_str(cond);
     }
@@ -473,7 +612,8 @@ impl Filtered {
         }
         self.limit = clamp_limit(page.limit);
         // One extra row tells whether there is a next page.
-        self.sql.push_str(&format!(" ORDER BY {key} LIMIT {}", self.limit + 1));
+        self.sql
+            .push_str(&format!(" ORDER BY {key} LIMIT {}", self.limit + 1));
         self
     }
 
