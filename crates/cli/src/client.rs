@@ -27,6 +27,30 @@ impl Client {
         self.send(Method::GET, path, None::<&()>).await
     }
 
+    /// Follows `next` cursors from `path` (which already has a query string)
+    /// and returns every item of every page.
+    pub async fn get_all<T: DeserializeOwned>(&self, path: &str) -> Result<Vec<T>, CliError> {
+        #[derive(serde::Deserialize)]
+        struct Page<T> {
+            items: Vec<T>,
+            next: Option<String>,
+        }
+        let mut all = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let url = match &after {
+                Some(a) => format!("{path}&after={}", crate::commands::human::urlencode(a)),
+                None => path.to_owned(),
+            };
+            let page: Page<T> = self.get(&url).await?;
+            all.extend(page.items);
+            match page.next {
+                Some(n) => after = Some(n),
+                None => return Ok(all),
+            }
+        }
+    }
+
     pub async fn post<B: Serialize, T: DeserializeOwned>(
         &self,
         path: &str,

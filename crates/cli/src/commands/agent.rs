@@ -138,28 +138,12 @@ fn show(server: &ServerArgs, a: &Agent) {
 
 /// Fetches every agent matching the query string, following cursors.
 pub async fn list_all(c: &Client, query: &str) -> Result<Vec<Agent>, CliError> {
-    let mut all = Vec::new();
-    let mut after: Option<String> = None;
-    loop {
-        let mut path = format!("/v1/agents?limit=500{query}");
-        if let Some(a) = &after {
-            path.push_str(&format!("&after={}", urlencode(a)));
-        }
-        let page: serde_json::Value = c.get(&path).await?;
-        let items: Vec<Agent> = serde_json::from_value(page["items"].clone())
-            .map_err(|e| CliError::Failed(format!("unexpected response: {e}")))?;
-        all.extend(items);
-        match page["next"].as_str() {
-            Some(n) => after = Some(n.to_owned()),
-            None => return Ok(all),
-        }
-    }
+    c.get_all(&format!("/v1/agents?limit=500{query}")).await
 }
 
 /// Prints the inventory table with owner names resolved.
 pub async fn print_inventory(c: &Client, agents: &[Agent]) -> Result<(), CliError> {
-    let humans: serde_json::Value = c.get("/v1/humans?limit=500").await?;
-    let humans: Vec<Human> = serde_json::from_value(humans["items"].clone()).unwrap_or_default();
+    let humans: Vec<Human> = c.get_all("/v1/humans?limit=500").await?;
     let names: HashMap<_, _> = humans.into_iter().map(|h| (h.id, h.display_name)).collect();
     println!(
         "{}",

@@ -77,25 +77,11 @@ pub async fn run(cmd: HumanCommand) -> Result<(), CliError> {
         }
         HumanCommand::List { server, status } => {
             let c = Client::new(&server.server, server.token.clone());
-            let mut all = Vec::new();
-            let mut after: Option<String> = None;
-            loop {
-                let mut path = "/v1/humans?limit=500".to_owned();
-                if let Some(s) = &status {
-                    path.push_str(&format!("&status={}", urlencode(s)));
-                }
-                if let Some(a) = &after {
-                    path.push_str(&format!("&after={}", urlencode(a)));
-                }
-                let page: serde_json::Value = c.get(&path).await?;
-                let items: Vec<Human> = serde_json::from_value(page["items"].clone())
-                    .map_err(|e| CliError::Failed(format!("unexpected response: {e}")))?;
-                all.extend(items);
-                match page["next"].as_str() {
-                    Some(n) => after = Some(n.to_owned()),
-                    None => break,
-                }
+            let mut path = "/v1/humans?limit=500".to_owned();
+            if let Some(s) = &status {
+                path.push_str(&format!("&status={}", urlencode(s)));
             }
+            let all: Vec<Human> = c.get_all(&path).await?;
             if server.json {
                 output::json(&all)
             } else {

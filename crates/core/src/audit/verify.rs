@@ -317,7 +317,11 @@ mod tests {
         let trusted = checkpoint(&rows, 10, &signer(1));
         let older = checkpoint(&rows, 6, &signer(1));
         assert!(matches!(
-            run(rows[..6].to_vec(), std::slice::from_ref(&older), Some(&trusted)),
+            run(
+                rows[..6].to_vec(),
+                std::slice::from_ref(&older),
+                Some(&trusted)
+            ),
             Err(VerifyError::Truncated {
                 entries: 6,
                 size: 10

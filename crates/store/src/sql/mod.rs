@@ -275,10 +275,10 @@ impl Store for SqlStore {
         registry::create_agent(self, change, id, spiffe_id, new).await
     }
     async fn agent(&self, id: AgentId) -> Result<Option<Agent>> {
-        registry::agent_where(&self.pool, "a.id", id.to_string()).await
+        registry::agent_where(&self.pool, "a.id", id.to_string(), "").await
     }
     async fn agent_by_name(&self, name: &AgentName) -> Result<Option<Agent>> {
-        registry::agent_where(&self.pool, "a.name", name.to_string()).await
+        registry::agent_where(&self.pool, "a.name", name.to_string(), "").await
     }
     async fn list_agents(&self, filter: &AgentFilter, page: &PageRequest) -> Result<Page<Agent>> {
         registry::list_agents(self, filter, page).await

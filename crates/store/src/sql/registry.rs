@@ -8,7 +8,7 @@ use mandate_core::ids::{AdminCredentialId, AgentId, HumanId, SpiffeId, TrustDoma
 use mandate_core::jwk::Ed25519Jwk;
 use serde_json::json;
 use sqlx::AnyConnection;
-use sqlx::{AnyPool, AssertSqlSafe, Row};
+use sqlx::{AssertSqlSafe, Row};
 
 use super::audit::append;
 use super::convert::{self, to_json};
@@ -184,24 +184,22 @@ pub(crate) async fn create_human(
     Ok(human)
 }
 
-pub(crate) async fn human(pool: &AnyPool, id: HumanId) -> Result<Option<Human>> {
+/// Reads a human through a pool or an open transaction.
+pub(crate) async fn human<'e>(
+    db: impl sqlx::Executor<'e, Database = sqlx::Any>,
+    id: HumanId,
+) -> Result<Option<Human>> {
     let row = sqlx::query("SELECT * FROM humans WHERE id = $1")
         .bind(id.to_string())
-        .fetch_optional(pool)
+        .fetch_optional(db)
         .await
         .map_err(db_error)?;
     row.as_ref().map(convert::human).transpose()
 }
 
 async fn human_in(conn: &mut AnyConnection, id: HumanId) -> Result<Human> {
-    let row = sqlx::query("SELECT * FROM humans WHERE id = $1")
-        .bind(id.to_string())
-        .fetch_optional(conn)
-        .await
-        .map_err(db_error)?;
-    row.as_ref()
-        .map(convert::human)
-        .transpose()?
+    human(conn, id)
+        .await?
         .ok_or_else(|| StoreError::NotFound(format!("human {id}")))
 }
 
@@ -348,8 +346,9 @@ pub(crate) async fn create_agent(
             .await
             .map_err(db_error)?;
     }
-    append(
-        &mut w,
+    commit_agent(
+        w,
+        id,
         event(change, EventKind::AgentRegistered)
             .agent(id)
             .human(owner.id)
@@ -358,42 +357,46 @@ pub(crate) async fn create_agent(
                 "keys": keys.iter().map(|k| &k.kid).collect::<Vec<_>>(), "tags": new.tags,
             })),
     )
-    .await?;
-    let agent = agent_in(&mut w, id).await?;
-    w.commit().await?;
-    Ok(agent)
+    .await
 }
 
-pub(crate) async fn agent_where(
-    pool: &AnyPool,
+/// Reads one agent where `column` equals `value`, through a pool or an open
+/// transaction; `suffix` is a locking clause or empty.
+pub(crate) async fn agent_where<'e>(
+    db: impl sqlx::Executor<'e, Database = sqlx::Any>,
     column: &'static str,
     value: String,
+    suffix: &'static str,
 ) -> Result<Option<Agent>> {
-    let row = sqlx::query(AssertSqlSafe(format!("{AGENT_SELECT} WHERE {column} = $1")))
-        .bind(value)
-        .fetch_optional(pool)
-        .await
-        .map_err(db_error)?;
+    let row = sqlx::query(AssertSqlSafe(format!(
+        "{AGENT_SELECT} WHERE {column} = $1{suffix}"
+    )))
+    .bind(value)
+    .fetch_optional(db)
+    .await
+    .map_err(db_error)?;
     row.as_ref().map(convert::agent).transpose()
 }
 
+/// Reads and, on PostgreSQL, row-locks an agent for the rest of the transaction.
 async fn agent_in(w: &mut WriteTx<'_>, id: AgentId) -> Result<Agent> {
     let lock = if w.backend == Backend::Postgres {
         " FOR UPDATE OF a"
     } else {
         ""
     };
-    let row = sqlx::query(AssertSqlSafe(format!(
-        "{AGENT_SELECT} WHERE a.id = $1{lock}"
-    )))
-    .bind(id.to_string())
-    .fetch_optional(w.conn())
-    .await
-    .map_err(db_error)?;
-    row.as_ref()
-        .map(convert::agent)
-        .transpose()?
+    agent_where(w.conn(), "a.id", id.to_string(), lock)
+        .await?
         .ok_or_else(|| StoreError::NotFound(format!("agent {id}")))
+}
+
+/// The common tail of every agent change: record the event, read the agent
+/// back as stored, commit.
+async fn commit_agent(mut w: WriteTx<'_>, id: AgentId, event: AuditEvent) -> Result<Agent> {
+    append(&mut w, event).await?;
+    let agent = agent_in(&mut w, id).await?;
+    w.commit().await?;
+    Ok(agent)
 }
 
 pub(crate) async fn list_agents(
@@ -452,16 +455,14 @@ pub(crate) async fn change_agent_lifecycle(
         Lifecycle::Resume => EventKind::AgentResumed,
         Lifecycle::Retire => EventKind::AgentRetired,
     };
-    append(
-        &mut w,
+    commit_agent(
+        w,
+        id,
         event(change, kind)
             .agent(id)
             .details(json!({ "from": agent.status, "to": status })),
     )
-    .await?;
-    let agent = agent_in(&mut w, id).await?;
-    w.commit().await?;
-    Ok(agent)
+    .await
 }
 
 pub(crate) async fn transfer_agent(
@@ -481,8 +482,9 @@ pub(crate) async fn transfer_agent(
         .execute(w.conn())
         .await
         .map_err(db_error)?;
-    append(
-        &mut w,
+    commit_agent(
+        w,
+        id,
         event(change, EventKind::AgentOwnerTransferred)
             .agent(id)
             .human(owner.id)
@@ -490,10 +492,7 @@ pub(crate) async fn transfer_agent(
                 json!({ "from": agent.owner, "to": owner.id, "was_orphaned": agent.orphaned }),
             ),
     )
-    .await?;
-    let agent = agent_in(&mut w, id).await?;
-    w.commit().await?;
-    Ok(agent)
+    .await
 }
 
 async fn set_keys(
@@ -527,16 +526,14 @@ pub(crate) async fn add_agent_key(
         created_at: change.at,
     });
     set_keys(&mut w, change, id, &agent.keys).await?;
-    append(
-        &mut w,
+    commit_agent(
+        w,
+        id,
         event(change, EventKind::AgentKeyAdded)
             .agent(id)
             .details(json!({ "kid": key.kid(), "thumbprint": key.thumbprint() })),
     )
-    .await?;
-    let agent = agent_in(&mut w, id).await?;
-    w.commit().await?;
-    Ok(agent)
+    .await
 }
 
 pub(crate) async fn remove_agent_key(
@@ -550,16 +547,14 @@ pub(crate) async fn remove_agent_key(
     agent.check_remove_key(kid)?;
     agent.keys.retain(|k| k.kid != kid);
     set_keys(&mut w, change, id, &agent.keys).await?;
-    append(
-        &mut w,
+    commit_agent(
+        w,
+        id,
         event(change, EventKind::AgentKeyRemoved)
             .agent(id)
             .details(json!({ "kid": kid })),
     )
-    .await?;
-    let agent = agent_in(&mut w, id).await?;
-    w.commit().await?;
-    Ok(agent)
+    .await
 }
 
 // ---- filtered, paginated listing ----------------------------------------------

@@ -1,0 +1,128 @@
+//! Audit log figures: durable audited writes per second on each backend,
+//! time to verify a 1,000,000-entry log, time to produce an inclusion proof.
+//!
+//! Run: `cargo bench -p mandate-store --bench audit`
+//! (PostgreSQL figures when MANDATE_TEST_DATABASE_URL is set).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use mandate_core::audit::event::GENESIS_PREV;
+use mandate_core::audit::merkle::MerkleTree;
+use mandate_core::audit::verify::{LogVerifier, StoredEntry};
+use mandate_core::audit::{Actor, AuditEvent, EventKind, LogEntry};
+use mandate_core::human::NewHuman;
+use mandate_core::ids::HumanId;
+use mandate_core::time::Timestamp;
+use mandate_store::testing::{self, TestStore};
+use mandate_store::{Change, Store};
+
+const WRITES: usize = 4_000;
+const WRITERS: usize = 32;
+const LOG_SIZE: u64 = 1_000_000;
+
+async fn audited_writes(t: TestStore, label: &str) {
+    let store: Arc<dyn Store> = t.store.clone();
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..WRITERS)
+        .map(|w| {
+            let s = store.clone();
+            tokio::spawn(async move {
+                for i in (w..WRITES).step_by(WRITERS) {
+                    let change = Change {
+                        actor: Actor::System,
+                        at: Timestamp::from_millis(0),
+                        request_id: None,
+                    };
+                    let new = NewHuman {
+                        issuer: "https://idp.bench".into(),
+                        subject: format!("user-{i}"),
+                        display_name: "Bench".into(),
+                        email: None,
+                    };
+                    s.create_human(&change, HumanId::from_uuid(uuid::Uuid::now_v7()), &new)
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let secs = start.elapsed().as_secs_f64();
+    assert_eq!(store.audit_len().await.unwrap(), WRITES as u64);
+    println!(
+        "{label:<10} durable audited writes (state change + audit event, one transaction each, {WRITERS} writers): {:>8.0}/s",
+        WRITES as f64 / secs
+    );
+}
+
+fn verify_and_prove() {
+    let start = Instant::now();
+    let mut prev = GENESIS_PREV;
+    let rows: Vec<StoredEntry> = (0..LOG_SIZE)
+        .map(|i| {
+            let ev = AuditEvent::new(
+                EventKind::AgentRegistered,
+                Timestamp::from_millis(i as i64),
+                Actor::System,
+            )
+            .details(serde_json::json!({ "name": format!("agent-{i}") }));
+            let (entry, hash) = LogEntry::new(i, &prev, ev).encode();
+            prev = hash;
+            StoredEntry {
+                index: i,
+                leaf_hash: hash,
+                entry,
+            }
+        })
+        .collect();
+    println!(
+        "built a {LOG_SIZE}-entry log in {:.2} s",
+        start.elapsed().as_secs_f64()
+    );
+
+    let start = Instant::now();
+    let mut v = LogVerifier::new("bench/log", &[], &[], None).unwrap();
+    for r in rows.iter().cloned() {
+        v.push(r).unwrap();
+    }
+    let report = v.finish().unwrap();
+    println!(
+        "verify {} entries (parse, rehash, back-links, Merkle root), in memory: {:.2} s",
+        report.entries,
+        start.elapsed().as_secs_f64()
+    );
+
+    let tree = MerkleTree::from_leaves(rows.iter().map(|r| r.leaf_hash));
+    let n = 10_000u64;
+    let start = Instant::now();
+    let mut total = 0;
+    for k in 0..n {
+        let index = (k * 7919) % LOG_SIZE;
+        total += tree.inclusion_proof(index, LOG_SIZE).unwrap().len();
+    }
+    let per = start.elapsed().as_secs_f64() / n as f64;
+    println!(
+        "inclusion proof at tree size {LOG_SIZE}: {:.2} us each ({} hashes on average)",
+        per * 1e6,
+        total as u64 / n
+    );
+}
+
+fn main() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        audited_writes(testing::sqlite().await, "sqlite").await;
+        if std::env::var(testing::PG_URL_VAR).is_ok() {
+            audited_writes(testing::postgres().await, "postgres").await;
+        } else {
+            println!(
+                "postgres   skipped: set {} to measure it",
+                testing::PG_URL_VAR
+            );
+        }
+    });
+    verify_and_prove();
+}
