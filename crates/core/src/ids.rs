@@ -58,6 +58,10 @@ uuid_id!(
     AgentId, "agent id"
 );
 uuid_id!(
+    /// A task (mandate): one bounded unit of delegated work.
+    TaskId, "task id"
+);
+uuid_id!(
     /// An admin credential's public id (the part of the token before the secret).
     AdminCredentialId, "admin credential id"
 );

@@ -10,12 +10,16 @@
 pub mod admin;
 pub mod agent;
 pub mod audit;
+pub mod credential;
+pub mod delegation;
+pub mod dpop;
 pub mod error;
 pub mod human;
 pub mod ids;
 pub mod jwk;
 pub mod scope;
 pub mod sealed;
+pub mod task;
 pub mod time;
 
 pub use error::RuleError;

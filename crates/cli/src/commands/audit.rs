@@ -1,5 +1,6 @@
 //! `mandate audit ...`: verify and export the log, straight from the store or
-//! from an export file (offline), and ask a server for a checkpoint.
+//! from an export file (offline), ask a server for a checkpoint, and fetch
+//! RFC 9162 proofs from a server and check them locally.
 
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::PathBuf;
@@ -10,9 +11,10 @@ use clap::Subcommand;
 use ed25519_dalek::VerifyingKey;
 use mandate_core::audit::checkpoint::{NoteVerifier, SignedCheckpoint};
 use mandate_core::audit::export::ExportLine;
-use mandate_core::audit::hash_from_hex;
+use mandate_core::audit::merkle::{verify_consistency, verify_inclusion};
 use mandate_core::audit::to_hex;
 use mandate_core::audit::verify::{LogVerifier, StoredEntry, VerifyReport};
+use mandate_core::audit::{Hash, hash_from_hex};
 use mandate_store::{Store, StoreError, log};
 
 use super::open_store;
@@ -55,7 +57,59 @@ pub enum AuditCommand {
     Checkpoint {
         #[command(flatten)]
         server: ServerArgs,
+        /// Print the latest stored checkpoint instead of signing a new one.
+        #[arg(long)]
+        latest: bool,
     },
+    /// Fetch an RFC 9162 Merkle proof from the server and verify it locally.
+    #[command(subcommand)]
+    Proof(ProofCommand),
+}
+
+#[derive(Subcommand)]
+pub enum ProofCommand {
+    /// Prove that entry N is in the tree of size S (default: the current size).
+    Inclusion {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// Leaf index of the entry (0-based).
+        #[arg(long)]
+        index: u64,
+        /// Tree size the proof is for (default: the current size).
+        #[arg(long)]
+        size: Option<u64>,
+    },
+    /// Prove that the tree of size A is a prefix of the tree of size B (default: the current size).
+    Consistency {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// Older tree size.
+        #[arg(long)]
+        from: u64,
+        /// Newer tree size (default: the current size).
+        #[arg(long)]
+        to: Option<u64>,
+    },
+}
+
+/// `GET /v1/audit/proof/inclusion`.
+#[derive(serde::Deserialize, serde::Serialize)]
+struct InclusionView {
+    index: u64,
+    size: u64,
+    leaf_hash: String,
+    root: String,
+    proof: Vec<String>,
+}
+
+/// `GET /v1/audit/proof/consistency`.
+#[derive(serde::Deserialize, serde::Serialize)]
+struct ConsistencyView {
+    from: u64,
+    to: u64,
+    old_root: String,
+    new_root: String,
+    proof: Vec<String>,
 }
 
 pub async fn run(cmd: AuditCommand) -> Result<(), CliError> {
@@ -112,17 +166,125 @@ pub async fn run(cmd: AuditCommand) -> Result<(), CliError> {
                 println!("{}", v.to_vkey());
             }
         }
-        AuditCommand::Checkpoint { server } => {
+        AuditCommand::Checkpoint { server, latest } => {
             let c = Client::new(&server.server, server.token.clone());
-            let cp: serde_json::Value = c.post_empty("/v1/audit/checkpoint").await?;
+            let cp: serde_json::Value = if latest {
+                c.get("/v1/audit/checkpoint").await?
+            } else {
+                c.post_empty("/v1/audit/checkpoint").await?
+            };
             if server.json {
                 crate::output::json(&cp);
             } else {
                 print!("{}", cp["note"].as_str().unwrap_or_default());
             }
         }
+        AuditCommand::Proof(p) => run_proof(p).await?,
     }
     Ok(())
+}
+
+async fn run_proof(cmd: ProofCommand) -> Result<(), CliError> {
+    match cmd {
+        ProofCommand::Inclusion {
+            server,
+            index,
+            size,
+        } => {
+            let c = Client::new(&server.server, server.token.clone());
+            let path = match size {
+                Some(s) => format!("/v1/audit/proof/inclusion?index={index}&size={s}"),
+                None => format!("/v1/audit/proof/inclusion?index={index}"),
+            };
+            let v: InclusionView = c.get(&path).await?;
+            if v.index != index || size.is_some_and(|s| s != v.size) {
+                return Err(CliError::Failed(format!(
+                    "inclusion proof verification FAILED: asked for entry {index}{}, the server answered for entry {} in a tree of size {}",
+                    size.map(|s| format!(" in a tree of size {s}"))
+                        .unwrap_or_default(),
+                    v.index,
+                    v.size
+                )));
+            }
+            let leaf = proof_hash("leaf_hash", &v.leaf_hash)?;
+            let root = proof_hash("root", &v.root)?;
+            let hashes = proof_hashes(&v.proof)?;
+            verify_inclusion(&leaf, v.index, v.size, &hashes, &root).map_err(|e| {
+                CliError::Failed(format!("inclusion proof verification FAILED: {e}"))
+            })?;
+            if server.json {
+                crate::output::json(&v);
+            } else {
+                println!("index:     {}", v.index);
+                println!("size:      {}", v.size);
+                println!("leaf hash: {}", v.leaf_hash);
+                println!("root:      {}", v.root);
+                print_proof(&v.proof);
+                println!(
+                    "inclusion proof verified: entry {} is in the tree of size {}",
+                    v.index, v.size
+                );
+            }
+        }
+        ProofCommand::Consistency { server, from, to } => {
+            let c = Client::new(&server.server, server.token.clone());
+            let path = match to {
+                Some(t) => format!("/v1/audit/proof/consistency?from={from}&to={t}"),
+                None => format!("/v1/audit/proof/consistency?from={from}"),
+            };
+            let v: ConsistencyView = c.get(&path).await?;
+            if v.from != from || to.is_some_and(|t| t != v.to) {
+                return Err(CliError::Failed(format!(
+                    "consistency proof verification FAILED: asked for sizes {from} to {}, the server answered for {} to {}",
+                    to.map(|t| t.to_string())
+                        .unwrap_or_else(|| "current".into()),
+                    v.from,
+                    v.to
+                )));
+            }
+            let old_root = proof_hash("old_root", &v.old_root)?;
+            let new_root = proof_hash("new_root", &v.new_root)?;
+            let hashes = proof_hashes(&v.proof)?;
+            verify_consistency(v.from, v.to, &old_root, &new_root, &hashes).map_err(|e| {
+                CliError::Failed(format!("consistency proof verification FAILED: {e}"))
+            })?;
+            if server.json {
+                crate::output::json(&v);
+            } else {
+                println!("from:      {}", v.from);
+                println!("to:        {}", v.to);
+                println!("old root:  {}", v.old_root);
+                println!("new root:  {}", v.new_root);
+                print_proof(&v.proof);
+                println!(
+                    "consistency proof verified: the tree of size {} is a prefix of the tree of size {}",
+                    v.from, v.to
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn proof_hash(field: &str, hex: &str) -> Result<Hash, CliError> {
+    hash_from_hex(hex).ok_or_else(|| {
+        CliError::Failed(format!(
+            "the server returned a malformed {field} (expected 64 hex digits): {hex:?}"
+        ))
+    })
+}
+
+fn proof_hashes(proof: &[String]) -> Result<Vec<Hash>, CliError> {
+    proof.iter().map(|h| proof_hash("proof hash", h)).collect()
+}
+
+fn print_proof(proof: &[String]) {
+    if proof.is_empty() {
+        println!("proof:     (empty)");
+    }
+    for (i, h) in proof.iter().enumerate() {
+        println!("{:<10} {h}", if i == 0 { "proof:" } else { "" });
+    }
 }
 
 pub fn print_report(r: &VerifyReport) {
