@@ -67,6 +67,57 @@ impl Client {
         self.send(Method::DELETE, path, None::<&()>).await
     }
 
+    /// POSTs a form to an OAuth endpoint, with optional extra headers (DPoP).
+    /// OAuth errors (`error`, `error_description`) come back as one line.
+    pub async fn post_form<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        form: &[(&str, &str)],
+        headers: &[(&str, String)],
+    ) -> Result<T, CliError> {
+        let url = format!("{}{path}", self.base);
+        let mut req = self.http.post(&url).form(form);
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        for (k, v) in headers {
+            req = req.header(*k, v);
+        }
+        self.finish(&url, req).await
+    }
+
+    /// POSTs JSON with extra headers (a DPoP proof for a bound token).
+    pub async fn post_with<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+        headers: &[(&str, String)],
+    ) -> Result<T, CliError> {
+        let url = format!("{}{path}", self.base);
+        let mut req = self.http.post(&url).json(body);
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        for (k, v) in headers {
+            req = req.header(*k, v);
+        }
+        self.finish(&url, req).await
+    }
+
+    /// The base URL requests go to.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// The `iss` Mandate signs with (and expects as `aud`), from its RFC 8414 metadata.
+    pub async fn issuer(&self) -> Result<String, CliError> {
+        let meta: serde_json::Value = self.get("/.well-known/oauth-authorization-server").await?;
+        meta["issuer"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| CliError::Failed(format!("{} did not name its issuer", self.base)))
+    }
+
     async fn send<B: Serialize, T: DeserializeOwned>(
         &self,
         method: Method,
@@ -81,6 +132,14 @@ impl Client {
         if let Some(b) = body {
             req = req.json(b);
         }
+        self.finish(&url, req).await
+    }
+
+    async fn finish<T: DeserializeOwned>(
+        &self,
+        url: &str,
+        req: reqwest::RequestBuilder,
+    ) -> Result<T, CliError> {
         let res = req.send().await.map_err(|e| {
             CliError::Usage(format!(
                 "cannot reach the Mandate server at {}: {} (is `mandate serve` running? set --server or MANDATE_SERVER)",
@@ -102,11 +161,21 @@ impl Client {
 }
 
 fn problem_error(status: StatusCode, body: &[u8]) -> CliError {
-    let detail = serde_json::from_slice::<serde_json::Value>(body)
-        .ok()
+    let v = serde_json::from_slice::<serde_json::Value>(body).ok();
+    let oauth = v.as_ref().and_then(|v| {
+        let code = v.get("error")?.as_str()?;
+        let text = v
+            .get("error_description")
+            .and_then(|d| d.as_str())
+            .unwrap_or("");
+        Some(format!("{code}: {text}"))
+    });
+    let detail = v
+        .as_ref()
         .and_then(|v| v.get("detail").and_then(|d| d.as_str()).map(str::to_owned))
+        .or(oauth)
         .unwrap_or_else(|| String::from_utf8_lossy(body).chars().take(200).collect());
-    let hint = if status == StatusCode::UNAUTHORIZED {
+    let hint = if status == StatusCode::UNAUTHORIZED && detail.contains("admin") {
         " (pass --token or set MANDATE_TOKEN to an admin token)"
     } else {
         ""

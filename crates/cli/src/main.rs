@@ -6,6 +6,7 @@
 
 mod client;
 mod commands;
+mod credentials;
 mod output;
 
 use std::path::PathBuf;
@@ -77,7 +78,7 @@ pub struct ServerArgs {
     pub json: bool,
 }
 
-fn default_data_dir() -> PathBuf {
+pub(crate) fn default_data_dir() -> PathBuf {
     std::env::var_os("HOME")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("."))
@@ -98,6 +99,23 @@ enum Command {
     /// Register and manage agents (non-human identities).
     #[command(subcommand)]
     Agent(commands::agent::AgentCommand),
+    /// Issue, list, show, complete and revoke tasks and their credentials.
+    #[command(subcommand)]
+    Task(commands::task::TaskCommand),
+    /// An agent delegates a narrower subtask to another agent.
+    Delegate(commands::task::DelegateArgs),
+    /// Inspect task tokens.
+    #[command(subcommand)]
+    Token(commands::token::TokenCommand),
+    /// Trust external OIDC issuers for human sign-in.
+    #[command(subcommand)]
+    Issuer(commands::trust::IssuerCommand),
+    /// A local OIDC-style issuer for demos and tests.
+    #[command(subcommand)]
+    DevIssuer(commands::trust::DevIssuerCommand),
+    /// Mandate's token-signing keys.
+    #[command(subcommand)]
+    Keys(commands::trust::KeysCommand),
     /// Verify, export and checkpoint the audit log.
     #[command(subcommand)]
     Audit(commands::audit::AuditCommand),
@@ -129,6 +147,12 @@ fn main() -> ExitCode {
             Command::Demo(a) => commands::demo::run(a).await,
             Command::Human(c) => commands::human::run(c).await,
             Command::Agent(c) => commands::agent::run(c).await,
+            Command::Task(c) => commands::task::run(c).await,
+            Command::Delegate(a) => commands::task::delegate(a).await,
+            Command::Token(c) => commands::token::run(c).await,
+            Command::Issuer(c) => commands::trust::issuer(c).await,
+            Command::DevIssuer(c) => commands::trust::dev(c).await,
+            Command::Keys(c) => commands::trust::keys(c).await,
             Command::Audit(c) => commands::audit::run(c).await,
         }
     });
@@ -138,5 +162,15 @@ fn main() -> ExitCode {
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Clap's own consistency checks over every command (duplicate names, ...).
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
     }
 }

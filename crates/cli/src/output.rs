@@ -113,3 +113,26 @@ pub fn agent_detail(a: &Agent) -> Table {
     }
     t
 }
+
+pub fn tasks(list: &[mandate_core::task::Task]) -> Table {
+    let now = mandate_server::now();
+    let mut t = table(&[
+        "id", "agent", "status", "depth", "purpose", "scope", "expires",
+    ]);
+    for task in list {
+        t.add_row(vec![
+            task.id.to_string(),
+            task.assignee_spiffe.to_string(),
+            task.status_at(now).as_str().to_owned(),
+            task.depth.to_string(),
+            task.purpose.clone(),
+            task.scope
+                .grants()
+                .map(|g| g.to_string())
+                .collect::<Vec<_>>()
+                .join("\n"),
+            task.expires_at.rfc3339(),
+        ]);
+    }
+    t
+}

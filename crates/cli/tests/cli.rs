@@ -51,6 +51,11 @@ fn demo_runs_end_to_end() {
         "spiffe://acme.example/agent/orchestrator",
         "ORPHANED",
         "refused",
+        "chain in the purchase token: human",
+        "refused payments, outside the parent task",
+        "completed; cascaded to 2 subtask(s)",
+        "purchase token: active=false",
+        "the purchase agent's token is refused",
         "audit log OK",
     ] {
         assert!(out.contains(needle), "demo output lacks {needle:?}:\n{out}");

@@ -18,7 +18,7 @@ use std::collections::HashSet;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use ed25519_dalek::{SigningKey, VerifyingKey};
-use jsonwebtoken::jwk::JwkSet;
+pub use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -451,6 +451,25 @@ impl Timed for IdClaims {
     fn times(&self) -> (i64, i64) {
         (self.iat, self.exp)
     }
+}
+
+/// Parses an issuer's JWKS, refusing private key material and symmetric keys.
+pub fn parse_jwks(v: &serde_json::Value) -> Result<JwkSet, TokenError> {
+    let keys = v
+        .get("keys")
+        .and_then(|k| k.as_array())
+        .ok_or_else(|| TokenError::Malformed("a JWKS is an object with a \"keys\" array".into()))?;
+    if keys.is_empty() {
+        return Err(TokenError::Malformed("the JWKS holds no keys".into()));
+    }
+    for k in keys {
+        if k.get("d").is_some() || k.get("k").is_some() {
+            return Err(TokenError::Malformed(
+                "the JWKS holds private or symmetric key material; publish public keys only".into(),
+            ));
+        }
+    }
+    serde_json::from_value(v.clone()).map_err(|e| TokenError::Malformed(format!("JWKS: {e}")))
 }
 
 /// Verifies an ID token against the issuer's JWKS. Asymmetric algorithms only.

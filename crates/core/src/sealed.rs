@@ -16,6 +16,7 @@ use crate::RuleError;
 const VERSION: &str = "v1";
 
 /// A 32-byte key-encryption key. `Debug` does not print it.
+#[derive(Clone)]
 pub struct MasterKey([u8; 32]);
 
 impl MasterKey {

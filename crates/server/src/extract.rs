@@ -112,13 +112,17 @@ impl FromRequestParts<AppState> for Admin {
                 actor: Actor::Admin {
                     credential: token.id(),
                 },
-                request_id: parts
-                    .headers
-                    .get("x-request-id")
-                    .and_then(|v| v.to_str().ok())
-                    .map(|s| s.chars().take(128).collect()),
+                request_id: request_id(&parts.headers),
             }),
             _ => Err(Problem::unauthorized("the admin credential is not valid")),
         }
     }
+}
+
+/// The request id set by the request-id layer, bounded for the audit record.
+pub fn request_id(headers: &axum::http::HeaderMap) -> Option<String> {
+    headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.chars().take(128).collect())
 }

@@ -4,12 +4,10 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use ed25519_dalek::SigningKey;
 use mandate_core::admin::AdminToken;
 use mandate_core::ids::{AdminCredentialId, TrustDomain};
-use mandate_core::jwk::Ed25519Jwk;
 use mandate_core::sealed::MasterKey;
-use mandate_store::{Installation, SigningKeyRecord, Store};
+use mandate_store::{Installation, Store};
 
 use crate::StartError;
 
@@ -100,20 +98,7 @@ pub async fn initialize(
         created_at: crate::now(),
     };
     let token = AdminToken::from_parts(AdminCredentialId::from_uuid(new_uuid()), random());
-    let seed: [u8; 32] = random();
-    let public = SigningKey::from_bytes(&seed).verifying_key();
-    let jwk = Ed25519Jwk::from_verifying_key(&public, None);
-    let kid = jwk.kid().to_owned();
-    let key = SigningKeyRecord {
-        sealed_private: master.seal(&kid, random(), &seed),
-        public_key: serde_json::to_value(&jwk)
-            .ok()
-            .and_then(|v| v["x"].as_str().map(str::to_owned))
-            .unwrap_or_default(),
-        kid,
-        created_at: install.created_at,
-        active: true,
-    };
+    let key = crate::keyring::new_signing_key(master, install.created_at);
     store
         .initialize(&install, (token.id(), token.hash()), &key)
         .await?;

@@ -38,7 +38,9 @@ pub enum LedgerError {
 }
 
 impl Ledger {
-    /// Unseals the active signing key and loads the tree from the store.
+    /// Unseals the log key and loads the tree from the store. The log key is
+    /// the first key made at `mandate init`: auditors pin its verifier key,
+    /// so rotating token-signing keys must not change it.
     pub async fn load(
         store: &dyn Store,
         install: &Installation,
@@ -46,10 +48,8 @@ impl Ledger {
     ) -> Result<Self, StartError> {
         let keys = store.signing_keys().await?;
         let active = keys
-            .iter()
-            .rev()
-            .find(|k| k.active)
-            .ok_or_else(|| StartError::Key("no active signing key in the store".into()))?;
+            .first()
+            .ok_or_else(|| StartError::Key("no signing key in the store".into()))?;
         let seed = master
             .open(&active.kid, &active.sealed_private)
             .map_err(|e| StartError::MasterKey(e.to_string()))?;

@@ -1,18 +1,23 @@
 //! Mandate's HTTP server.
 //!
-//! Owns the HTTP surface: the admin API over humans and agents, the audit
-//! log endpoints (checkpoints and proofs), health, readiness, Prometheus
-//! metrics and the generated OpenAPI document. State lives behind the
+//! Owns the HTTP surface: the admin API over humans and agents, the
+//! authorization server (token exchange, introspection, revocation, JWKS),
+//! tasks and their delegation trees, the audit log endpoints (checkpoints
+//! and proofs), health, readiness, Prometheus metrics and the generated
+//! OpenAPI document. State lives behind the
 //! [`mandate_store::Store`] trait; rules live in `mandate-core`.
 
 #![forbid(unsafe_code)]
 
+pub mod access;
 mod extract;
 pub mod install;
+pub mod issuance;
+pub mod keyring;
 pub mod ledger;
 mod metrics_layer;
 pub mod problem;
-mod routes;
+pub mod routes;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,6 +25,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use mandate_core::delegation::Bounds;
 use mandate_core::time::Timestamp;
 use mandate_store::{Installation, Store, StoreError};
 use tokio::net::TcpListener;
@@ -39,6 +45,9 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     pub install: Arc<Installation>,
     pub ledger: Arc<Ledger>,
+    pub keys: Arc<keyring::Keyring>,
+    /// Limits on what any task may be granted (maximum TTL and depth).
+    pub bounds: Bounds,
 }
 
 /// The current time as the domain sees it.
@@ -50,7 +59,7 @@ pub fn now() -> Timestamp {
 #[openapi(
     info(title = "Mandate", description = "Identity control plane and runtime authorization for AI agents."),
     modifiers(&SecurityAddon),
-    tags((name = "humans"), (name = "agents"), (name = "audit"), (name = "operations"))
+    tags((name = "humans"), (name = "agents"), (name = "oauth"), (name = "tasks"), (name = "keys"), (name = "audit"), (name = "operations"))
 )]
 struct ApiDoc;
 
@@ -65,6 +74,25 @@ impl utoipa::Modify for SecurityAddon {
                 "admin",
                 SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
             );
+        let c = api.components.get_or_insert_with(Default::default);
+        c.add_security_scheme(
+            "task_token",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT (Mandate task token; DPoP proof too when bound)")
+                    .build(),
+            ),
+        );
+        c.add_security_scheme(
+            "id_token",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT (ID token from a trusted issuer)")
+                    .build(),
+            ),
+        );
     }
 }
 
@@ -73,6 +101,9 @@ pub fn router(state: AppState) -> Router {
     let (api, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(routes::humans::router())
         .merge(routes::agents::router())
+        .merge(routes::oauth::router())
+        .merge(routes::tasks::router())
+        .merge(routes::keys::router())
         .merge(routes::audit::router())
         .merge(routes::operations::router())
         .split_for_parts();
@@ -93,16 +124,20 @@ pub fn router(state: AppState) -> Router {
 pub async fn app_state(
     store: Arc<dyn Store>,
     master: &mandate_core::sealed::MasterKey,
+    bounds: Bounds,
 ) -> Result<AppState, StartError> {
     let install = store
         .installation()
         .await?
         .ok_or(StoreError::NotInitialized)?;
     let ledger = Ledger::load(store.as_ref(), &install, master).await?;
+    let keys = keyring::Keyring::load(store.as_ref(), master.clone(), bounds.max_ttl_ms).await?;
     Ok(AppState {
         store,
         install: Arc::new(install),
         ledger: Arc::new(ledger),
+        keys: Arc::new(keys),
+        bounds,
     })
 }
 

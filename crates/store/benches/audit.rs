@@ -53,7 +53,7 @@ async fn audited_writes(t: TestStore, label: &str) {
     let secs = start.elapsed().as_secs_f64();
     assert_eq!(store.audit_len().await.unwrap(), WRITES as u64);
     println!(
-        "{label:<10} durable audited writes (state change + audit event, one transaction each, {WRITERS} writers): {:>8.0}/s",
+        "{label:<10} durable audited writes (state change + audit event; group commit on SQLite; {WRITERS} writers): {:>8.0}/s",
         WRITES as f64 / secs
     );
 }

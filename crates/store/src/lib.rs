@@ -22,8 +22,11 @@ use mandate_core::audit::Actor;
 use mandate_core::audit::checkpoint::SignedCheckpoint;
 use mandate_core::audit::verify::StoredEntry;
 use mandate_core::human::{Human, HumanStatus, NewHuman};
-use mandate_core::ids::{AdminCredentialId, AgentId, AgentName, HumanId, SpiffeId, TrustDomain};
+use mandate_core::ids::{
+    AdminCredentialId, AgentId, AgentName, HumanId, SpiffeId, TaskId, TrustDomain,
+};
 use mandate_core::jwk::Ed25519Jwk;
+use mandate_core::task::{Ending, Task, TaskStatus};
 use mandate_core::time::Timestamp;
 
 pub use sql::SqlStore;
@@ -81,6 +84,51 @@ pub struct SigningKeyRecord {
     pub sealed_private: String,
     pub created_at: Timestamp,
     pub active: bool,
+    /// When it stopped signing; its public key stays published until every
+    /// token it signed has expired.
+    pub retired_at: Option<Timestamp>,
+}
+
+/// An issued task credential. The token itself is never stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CredentialRecord {
+    pub jti: String,
+    pub task: TaskId,
+    pub agent: AgentId,
+    /// The signing key's id.
+    pub kid: String,
+    pub issued_at: Timestamp,
+    pub expires_at: Timestamp,
+    /// DPoP binding (RFC 9449 `cnf.jkt`), when the token is bound.
+    pub cnf_jkt: Option<String>,
+    pub revoked_at: Option<Timestamp>,
+}
+
+/// A task to create with its first credential, atomically.
+#[derive(Debug, Clone)]
+pub struct NewTask {
+    pub task: Task,
+    pub credential: CredentialRecord,
+    /// Single-use ids (agent assertion and DPoP proof jtis) to consume in the
+    /// same transaction; any one already used refuses the whole request.
+    pub single_use: Vec<(String, Timestamp)>,
+    /// Human initiator, then each agent hop, for the audit record.
+    pub chain: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct TaskFilter {
+    pub assignee: Option<AgentId>,
+    pub initiator: Option<HumanId>,
+    pub status: Option<TaskStatus>,
+    pub root: Option<TaskId>,
+}
+
+/// The outcome of ending a task: the task and every descendant it ended.
+#[derive(Debug, Clone)]
+pub struct Ended {
+    pub task: Task,
+    pub cascaded: Vec<TaskId>,
 }
 
 /// A page request: at most `limit` items after `after` (exclusive).
@@ -136,6 +184,8 @@ pub trait Store: Send + Sync + 'static {
     // ---- humans ---------------------------------------------------------
     async fn create_human(&self, change: &Change, id: HumanId, new: &NewHuman) -> Result<Human>;
     async fn human(&self, id: HumanId) -> Result<Option<Human>>;
+    /// The human an external IdP knows as `subject` at `issuer`.
+    async fn human_by_subject(&self, issuer: &str, subject: &str) -> Result<Option<Human>>;
     async fn list_humans(&self, filter: &HumanFilter, page: &PageRequest) -> Result<Page<Human>>;
     /// Deactivates a human; every agent they own becomes orphaned.
     async fn deactivate_human(&self, change: &Change, id: HumanId) -> Result<Human>;
@@ -167,6 +217,41 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Agent>;
     async fn add_agent_key(&self, change: &Change, id: AgentId, key: &Ed25519Jwk) -> Result<Agent>;
     async fn remove_agent_key(&self, change: &Change, id: AgentId, kid: &str) -> Result<Agent>;
+
+    // ---- credentials and tasks -------------------------------------------
+    /// Trusts (or re-keys) an OIDC issuer whose ID tokens prove humans.
+    async fn trust_issuer(
+        &self,
+        change: &Change,
+        issuer: &str,
+        jwks: &serde_json::Value,
+    ) -> Result<()>;
+    /// The JWKS of a trusted issuer.
+    async fn trusted_issuer(&self, issuer: &str) -> Result<Option<serde_json::Value>>;
+    /// Makes `key` the active signing key; the others stop signing now.
+    async fn rotate_signing_key(&self, change: &Change, key: &SigningKeyRecord) -> Result<()>;
+    /// Creates a task and its credential, consuming the single-use ids,
+    /// re-checking inside the transaction that the assignee is active and the
+    /// parent still open.
+    async fn create_task(&self, change: &Change, new: &NewTask) -> Result<()>;
+    async fn task(&self, id: TaskId) -> Result<Option<Task>>;
+    /// Every task sharing `root`, parents before children.
+    async fn task_tree(&self, root: TaskId) -> Result<Vec<Task>>;
+    async fn list_tasks(&self, filter: &TaskFilter, page: &PageRequest) -> Result<Page<Task>>;
+    async fn credential(&self, jti: &str) -> Result<Option<CredentialRecord>>;
+    /// Ends an open task and every open descendant, revoking their
+    /// credentials, with the audit events, in one transaction.
+    async fn end_task(
+        &self,
+        change: &Change,
+        id: TaskId,
+        ending: Ending,
+        reason: &str,
+    ) -> Result<Ended>;
+    /// Revokes one credential (RFC 7009). False if it was already revoked.
+    async fn revoke_credential(&self, change: &Change, jti: &str) -> Result<bool>;
+    /// Records a single-use id; refused if it was seen before.
+    async fn consume_jti(&self, jti: &str, expires_at: Timestamp) -> Result<()>;
 
     // ---- audit ----------------------------------------------------------
     async fn audit_len(&self) -> Result<u64>;

@@ -125,6 +125,7 @@ async fn initialises_once(t: TestStore) {
         sealed_private: "sealed".into(),
         created_at: change().at,
         active: true,
+        retired_at: None,
     };
     s.initialize(&install, (token.id(), token.hash()), &key)
         .await
@@ -456,6 +457,52 @@ async fn concurrent_writers_keep_the_log_dense(t: TestStore) {
     assert_eq!(verify(&*store, None).await, Ok(24));
 }
 
+/// Under concurrency (on SQLite, many writes share one group-committed
+/// transaction), a refused write takes nothing else down with it: exactly
+/// the good writes are kept, each with its one audit event.
+async fn refused_writes_in_a_busy_batch_lose_nothing_else(t: TestStore) {
+    let store = t.store.clone();
+    // Every third subject repeats an earlier one: a unique violation mid-batch.
+    let tasks: Vec<_> = (0..90)
+        .map(|i| {
+            let s = store.clone();
+            let subject = if i % 3 == 2 {
+                format!("user{}", i - 2)
+            } else {
+                format!("user{i}")
+            };
+            tokio::spawn(async move {
+                let new = NewHuman {
+                    issuer: "https://idp.acme.example".into(),
+                    subject: subject.clone(),
+                    display_name: subject,
+                    email: None,
+                };
+                let id = hid();
+                s.create_human(&change(), id, &new).await.map(|_| id)
+            })
+        })
+        .collect();
+    let mut kept = Vec::new();
+    let mut refused = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(id) => kept.push(id),
+            Err(StoreError::Rule(RuleError::Conflict(_))) => refused += 1,
+            Err(e) => panic!("unexpected error: {e}"),
+        }
+    }
+    assert_eq!((kept.len(), refused), (60, 30));
+    for id in &kept {
+        assert!(
+            store.human(*id).await.unwrap().is_some(),
+            "an acknowledged write is missing"
+        );
+    }
+    assert_eq!(store.audit_len().await.unwrap(), 60);
+    assert_eq!(verify(&*store, None).await, Ok(60));
+}
+
 // ---- tampering: the attacker has write access to the database ------------------
 
 async fn tampered(t: &TestStore, n: usize) -> mandate_core::audit::checkpoint::SignedCheckpoint {
@@ -600,6 +647,7 @@ mandate_store::backend_tests!(
     filters_and_pages_without_gaps_or_repeats,
     every_change_is_audited_in_order,
     concurrent_writers_keep_the_log_dense,
+    refused_writes_in_a_busy_batch_lose_nothing_else,
     detects_a_changed_field,
     detects_a_changed_field_with_recomputed_hash,
     detects_a_deleted_event,

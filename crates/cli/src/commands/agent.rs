@@ -44,6 +44,12 @@ pub enum AgentCommand {
         #[arg(long = "tag")]
         tags: Vec<String>,
     },
+    /// Make an Ed25519 key pair for an agent: the private JWK goes to FILE
+    /// (mode 0600, stays with the agent), the public JWK to stdout for `register --key`.
+    Keygen {
+        #[arg(long)]
+        out: std::path::PathBuf,
+    },
     /// List agents (the inventory).
     List {
         #[command(flatten)]
@@ -232,6 +238,11 @@ pub async fn run(cmd: AgentCommand) -> Result<(), CliError> {
                 &server,
                 &c.get(&format!("/v1/agents/{}", urlencode(&agent))).await?,
             );
+        }
+        AgentCommand::Keygen { out } => {
+            let key = ed25519_dalek::SigningKey::from_bytes(&mandate_server::install::random());
+            let public = crate::credentials::write_key_file(&out, &key)?;
+            output::json(&public);
         }
         AgentCommand::Suspend { server, agent } => lifecycle(&server, &agent, "suspend").await?,
         AgentCommand::Resume { server, agent } => lifecycle(&server, &agent, "resume").await?,

@@ -17,8 +17,11 @@ use tokio::net::TcpListener;
 
 use super::agent::{list_all, parse_grant, print_inventory};
 use super::audit::{print_report, verify_store};
+use super::task::{TaskNode, print_tree};
+use super::trust::{DEV_ISSUER, dev_issuer};
 use crate::CliError;
 use crate::client::Client;
+use crate::credentials::{self, AgentIdentity, Subject, TaskAsk};
 
 #[derive(clap::Args)]
 pub struct DemoArgs {
@@ -70,7 +73,7 @@ pub async fn run(a: DemoArgs) -> Result<(), CliError> {
         install.trust_domain
     );
 
-    let state = app_state(store.clone(), &master).await?;
+    let state = app_state(store.clone(), &master, Default::default()).await?;
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
         .map_err(|e| CliError::Failed(e.to_string()))?;
@@ -88,14 +91,14 @@ pub async fn run(a: DemoArgs) -> Result<(), CliError> {
     let alice: Human = c
         .post(
             "/v1/humans",
-            &json!({ "issuer": "https://idp.acme.example", "subject": "alice",
+            &json!({ "issuer": DEV_ISSUER, "subject": "alice",
             "display_name": "Alice Martin (Head of Procurement)", "email": "alice@acme.example" }),
         )
         .await?;
     let bob: Human = c
         .post(
             "/v1/humans",
-            &json!({ "issuer": "https://idp.acme.example", "subject": "bob",
+            &json!({ "issuer": DEV_ISSUER, "subject": "bob",
             "display_name": "Bob Chen (Platform Engineering)", "email": "bob@acme.example" }),
         )
         .await?;
@@ -150,8 +153,10 @@ pub async fn run(a: DemoArgs) -> Result<(), CliError> {
             vec!["team:platform"],
         ),
     ];
+    let mut identities = std::collections::HashMap::new();
     for (i, (name, kind, owner, description, grants, tags)) in specs.iter().enumerate() {
-        let key = SigningKey::from_bytes(&mandate_server::install::random()).verifying_key();
+        let secret = SigningKey::from_bytes(&mandate_server::install::random());
+        let key = secret.verifying_key();
         let ceiling = grants
             .iter()
             .map(|g| parse_grant(g))
@@ -172,6 +177,11 @@ pub async fn run(a: DemoArgs) -> Result<(), CliError> {
             agent.name,
             agent.spiffe_id,
             owner.display_name
+        );
+        let kid = Ed25519Jwk::from_verifying_key(&key, None).kid().to_owned();
+        identities.insert(
+            *name,
+            AgentIdentity::new(agent.spiffe_id.as_str(), secret, kid)?,
         );
     }
 
@@ -234,7 +244,9 @@ pub async fn run(a: DemoArgs) -> Result<(), CliError> {
     step(6, "Inventory");
     print_inventory(&c, &list_all(&c, "").await?).await?;
 
-    step(7, "Audit: sign a checkpoint and verify the whole log");
+    delegation(&c, &dir, &identities).await?;
+
+    step(12, "Audit: sign a checkpoint and verify the whole log");
     let cp: serde_json::Value = c.post_empty("/v1/audit/checkpoint").await?;
     print!("{}", cp["note"].as_str().unwrap_or_default());
     let _ = stop.send(());
@@ -244,5 +256,206 @@ pub async fn run(a: DemoArgs) -> Result<(), CliError> {
         .map_err(|e| CliError::Failed(e.to_string()))?;
     let report = verify_store(store.as_ref(), None, None).await?;
     print_report(&report);
+    Ok(())
+}
+
+fn strings(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+fn ask(purpose: &str, actions: &[&str], resources: &[&str], max_calls: u64) -> TaskAsk {
+    TaskAsk {
+        purpose: purpose.to_owned(),
+        entries: vec![(strings(actions), strings(resources))],
+        max_calls: Some(max_calls),
+        ttl_s: Some(900),
+    }
+}
+
+async fn introspect(c: &Client, token: &str) -> Result<serde_json::Value, CliError> {
+    c.post_form("/oauth2/introspect", &[("token", token)], &[])
+        .await
+}
+
+/// Steps 7-11: a task through the orchestrator, narrower subtasks, a refused
+/// over-broad delegation, and the cascade when the parent completes.
+async fn delegation(
+    c: &Client,
+    dir: &std::path::Path,
+    agents: &std::collections::HashMap<&str, AgentIdentity>,
+) -> Result<(), CliError> {
+    step(
+        7,
+        "Trust the dev issuer; Alice signs in with an ID token from it",
+    );
+    let dev = dev_issuer(dir)?;
+    let _: serde_json::Value = c
+        .post(
+            "/v1/issuers",
+            &json!({ "issuer": dev.issuer(), "jwks": dev.jwks() }),
+        )
+        .await?;
+    let id_token = dev.mint("alice", &c.issuer().await?, mandate_server::now(), 300);
+    println!("trusting {}; Alice holds a 5-minute ID token", dev.issuer());
+
+    step(
+        8,
+        "Alice starts a procurement task through the orchestrator (RFC 8693 token exchange)",
+    );
+    let root = credentials::exchange(
+        c,
+        Subject::Human(&id_token),
+        &agents["orchestrator"],
+        &TaskAsk {
+            entries: vec![
+                (
+                    strings(&["procurement.read", "procurement.po.create"]),
+                    strings(&["erp:*"]),
+                ),
+                (
+                    strings(&["research.search", "research.read"]),
+                    strings(&["web:*"]),
+                ),
+            ],
+            ..ask("Buy 20 laptops for the new Lyon office", &[], &[], 200)
+        },
+        None,
+    )
+    .await?;
+    println!(
+        "task {} -> orchestrator, {} token valid {} s",
+        root.task_id, root.token_type, root.expires_in
+    );
+
+    step(
+        9,
+        "The orchestrator delegates narrower subtasks to two agents",
+    );
+    let research = credentials::exchange(
+        c,
+        Subject::Parent(&root.access_token),
+        &agents["research-agent"],
+        &ask(
+            "Compare laptop suppliers",
+            &["research.search", "research.read"],
+            &["web:suppliers/*"],
+            50,
+        ),
+        None,
+    )
+    .await?;
+    let purchase = credentials::exchange(
+        c,
+        Subject::Parent(&root.access_token),
+        &agents["procurement-agent"],
+        &ask(
+            "Raise the laptop purchase order",
+            &["procurement.po.create"],
+            &["erp:purchase-orders/*"],
+            5,
+        ),
+        None,
+    )
+    .await?;
+    let claims: mandate_core::credential::TaskClaims =
+        mandate_core::credential::peek_claims(&purchase.access_token)
+            .map_err(|e| CliError::Failed(e.to_string()))?;
+    println!(
+        "chain in the purchase token: human {} -> {}",
+        claims.sub,
+        claims.act.chain().join(" -> ")
+    );
+    let tree: TaskNode = c.get(&format!("/v1/tasks/{}", root.task_id)).await?;
+    print_tree(&tree, 0);
+
+    step(10, "Over-broad delegations are refused with the reason");
+    for (agent, what, a) in [
+        (
+            "procurement-agent",
+            "payments, outside the parent task (though inside the agent's ceiling)",
+            ask(
+                "Pay the supplier",
+                &["payments.initiate"],
+                &["bank:acme/ops"],
+                1,
+            ),
+        ),
+        (
+            "research-agent",
+            "purchase orders, outside the research agent's ceiling",
+            ask(
+                "Raise a PO too",
+                &["procurement.po.create"],
+                &["erp:purchase-orders/*"],
+                1,
+            ),
+        ),
+    ] {
+        match credentials::exchange(
+            c,
+            Subject::Parent(&root.access_token),
+            &agents[agent],
+            &a,
+            None,
+        )
+        .await
+        {
+            Err(e) => println!("refused {what}: {e}"),
+            Ok(t) => {
+                return Err(CliError::Failed(format!(
+                    "the demo expected {what} to be refused, but task {} was issued",
+                    t.task_id
+                )));
+            }
+        }
+    }
+
+    step(
+        11,
+        "The orchestrator completes the parent task: the subtasks end with it",
+    );
+    let task_client = Client::new(c.base(), Some(root.access_token.clone()));
+    let ended: serde_json::Value = task_client
+        .post(
+            &format!("/v1/tasks/{}/complete", root.task_id),
+            &json!({ "reason": "PO raised" }),
+        )
+        .await?;
+    println!(
+        "task {} {}; cascaded to {} subtask(s)",
+        root.task_id,
+        ended["task"]["status"].as_str().unwrap_or("?"),
+        ended["cascaded"].as_array().map_or(0, Vec::len)
+    );
+    for (name, t) in [("research", &research), ("purchase", &purchase)] {
+        let i = introspect(c, &t.access_token).await?;
+        println!(
+            "{name} token: active={} ({})",
+            i["active"],
+            i["reason"].as_str().unwrap_or("-")
+        );
+        if i["active"] != false {
+            return Err(CliError::Failed(format!(
+                "the {name} token should be refused after the cascade"
+            )));
+        }
+    }
+    let child_client = Client::new(c.base(), Some(purchase.access_token.clone()));
+    match child_client
+        .post::<_, serde_json::Value>(
+            &format!("/v1/tasks/{}/complete", purchase.task_id),
+            &json!({}),
+        )
+        .await
+    {
+        Err(e) => println!("the purchase agent's token is refused: {e}"),
+        Ok(_) => {
+            return Err(CliError::Failed(
+                "a revoked child token was accepted".into(),
+            ));
+        }
+    }
+    let tree: TaskNode = c.get(&format!("/v1/tasks/{}", root.task_id)).await?;
+    print_tree(&tree, 0);
     Ok(())
 }

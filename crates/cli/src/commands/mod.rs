@@ -6,6 +6,9 @@ pub mod demo;
 pub mod human;
 pub mod init;
 pub mod serve;
+pub mod task;
+pub mod token;
+pub mod trust;
 
 use std::sync::Arc;
 

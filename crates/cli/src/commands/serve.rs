@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use mandate_core::delegation::Bounds;
 use mandate_server::{app_state, load_master_key, serve};
 use tokio::net::TcpListener;
 
@@ -18,12 +19,22 @@ pub struct ServeArgs {
     /// Seconds between automatic audit checkpoints (when the log has grown).
     #[arg(long, default_value_t = 10)]
     checkpoint_interval: u64,
+    /// Longest lifetime of any task token, in seconds.
+    #[arg(long, default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    max_token_ttl: u64,
+    /// Longest delegation chain below a human (hops).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=16))]
+    max_delegation_depth: u32,
 }
 
 pub async fn run(a: ServeArgs) -> Result<(), CliError> {
     let store = open_store(&a.store).await?;
     let (master, _) = load_master_key(&a.store.data_dir, false)?;
-    let state = app_state(store, &master).await?;
+    let bounds = Bounds {
+        max_ttl_ms: a.max_token_ttl as i64 * 1000,
+        max_depth: a.max_delegation_depth,
+    };
+    let state = app_state(store, &master, bounds).await?;
     let listener = TcpListener::bind(&a.listen).await.map_err(|e| {
         CliError::Usage(format!(
             "cannot listen on {}: {e} (choose another with --listen)",

@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{AdminCredentialId, AgentId, HumanId};
+use crate::ids::{AdminCredentialId, AgentId, HumanId, TaskId};
 use crate::time::Timestamp;
 
 use super::merkle::{Hash, leaf_hash};
@@ -38,6 +38,24 @@ pub enum EventKind {
     AgentKeyAdded,
     #[serde(rename = "agent.key_removed")]
     AgentKeyRemoved,
+    #[serde(rename = "issuer.trusted")]
+    IssuerTrusted,
+    #[serde(rename = "signing_key.rotated")]
+    SigningKeyRotated,
+    /// A human started a task for an agent, and its credential was issued.
+    #[serde(rename = "task.created")]
+    TaskCreated,
+    /// An agent delegated a narrower child task, and its credential was issued.
+    #[serde(rename = "task.delegated")]
+    TaskDelegated,
+    #[serde(rename = "task.completed")]
+    TaskCompleted,
+    #[serde(rename = "task.failed")]
+    TaskFailed,
+    #[serde(rename = "task.revoked")]
+    TaskRevoked,
+    #[serde(rename = "credential.revoked")]
+    CredentialRevoked,
 }
 
 impl EventKind {
@@ -54,6 +72,14 @@ impl EventKind {
             EventKind::AgentOwnerTransferred => "agent.owner_transferred",
             EventKind::AgentKeyAdded => "agent.key_added",
             EventKind::AgentKeyRemoved => "agent.key_removed",
+            EventKind::IssuerTrusted => "issuer.trusted",
+            EventKind::SigningKeyRotated => "signing_key.rotated",
+            EventKind::TaskCreated => "task.created",
+            EventKind::TaskDelegated => "task.delegated",
+            EventKind::TaskCompleted => "task.completed",
+            EventKind::TaskFailed => "task.failed",
+            EventKind::TaskRevoked => "task.revoked",
+            EventKind::CredentialRevoked => "credential.revoked",
         }
     }
 }
@@ -67,6 +93,10 @@ pub enum Actor {
     System,
     /// An operator holding an admin credential, named by its public id.
     Admin { credential: AdminCredentialId },
+    /// A human authenticated by a trusted issuer's ID token.
+    Human { id: HumanId },
+    /// An agent, by its SPIFFE id (authenticated by assertion or task token).
+    Agent { id: AgentId, spiffe_id: String },
 }
 
 /// One auditable fact.
@@ -82,6 +112,14 @@ pub struct AuditEvent {
     pub human: Option<HumanId>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent: Option<AgentId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<TaskId>,
+    /// A credential, by its jti (never the token itself).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
+    /// The authority chain: the human initiator, then each agent hop.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chain: Vec<String>,
     /// Kind-specific facts (names, scopes, key ids, old and new owner ...).
     #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
     #[cfg_attr(feature = "openapi", schema(value_type = Object))]
@@ -97,6 +135,9 @@ impl AuditEvent {
             actor,
             human: None,
             agent: None,
+            task: None,
+            credential: None,
+            chain: Vec::new(),
             details: serde_json::Value::Null,
         }
     }
@@ -110,6 +151,18 @@ impl AuditEvent {
     }
     pub fn agent(mut self, id: AgentId) -> Self {
         self.agent = Some(id);
+        self
+    }
+    pub fn task(mut self, id: TaskId) -> Self {
+        self.task = Some(id);
+        self
+    }
+    pub fn credential(mut self, jti: impl Into<String>) -> Self {
+        self.credential = Some(jti.into());
+        self
+    }
+    pub fn chain(mut self, chain: Vec<String>) -> Self {
+        self.chain = chain;
         self
     }
     pub fn details(mut self, d: serde_json::Value) -> Self {

@@ -3,7 +3,10 @@
 pub mod agents;
 pub mod audit;
 pub mod humans;
+pub mod keys;
+pub mod oauth;
 pub mod operations;
+pub mod tasks;
 
 use serde::{Deserialize, Serialize};
 

@@ -77,3 +77,55 @@ pub(crate) fn agent(r: &AnyRow) -> Result<Agent> {
         updated_at: millis(r, "updated_at")?,
     })
 }
+
+pub(crate) fn opt_millis(r: &AnyRow, col: &str) -> Result<Option<Timestamp>> {
+    Ok(r.try_get::<Option<i64>, _>(col)
+        .map_err(db_error)?
+        .map(Timestamp::from_millis))
+}
+
+pub(crate) fn opt_text(r: &AnyRow, col: &str) -> Result<Option<String>> {
+    r.try_get::<Option<String>, _>(col).map_err(db_error)
+}
+
+pub(crate) fn task(r: &AnyRow) -> Result<mandate_core::task::Task> {
+    let spiffe = text(r, "assignee_spiffe")?;
+    let (td, kind, name) = SpiffeId::parse(&spiffe).map_err(|e| corrupt("assignee_spiffe", e))?;
+    Ok(mandate_core::task::Task {
+        id: parsed(r, "id")?,
+        parent: opt_text(r, "parent_id")?
+            .map(|p| p.parse())
+            .transpose()
+            .map_err(|e| corrupt("parent_id", e))?,
+        root: parsed(r, "root_id")?,
+        depth: r.try_get::<i64, _>("depth").map_err(db_error)? as u32,
+        purpose: text(r, "purpose")?,
+        initiator: parsed(r, "initiator")?,
+        assignee: parsed(r, "assignee")?,
+        assignee_spiffe: SpiffeId::for_agent(&td, kind, &name),
+        delegator: opt_text(r, "delegator")?
+            .map(|p| p.parse())
+            .transpose()
+            .map_err(|e| corrupt("delegator", e))?,
+        scope: json(r, "scope")?,
+        limits: json(r, "limits")?,
+        expires_at: millis(r, "expires_at")?,
+        status: parsed(r, "status")?,
+        created_at: millis(r, "created_at")?,
+        ended_at: opt_millis(r, "ended_at")?,
+        end_reason: opt_text(r, "end_reason")?,
+    })
+}
+
+pub(crate) fn credential(r: &AnyRow) -> Result<crate::CredentialRecord> {
+    Ok(crate::CredentialRecord {
+        jti: text(r, "jti")?,
+        task: parsed(r, "task_id")?,
+        agent: parsed(r, "agent_id")?,
+        kid: text(r, "kid")?,
+        issued_at: millis(r, "issued_at")?,
+        expires_at: millis(r, "expires_at")?,
+        cnf_jkt: opt_text(r, "cnf_jkt")?,
+        revoked_at: opt_millis(r, "revoked_at")?,
+    })
+}

@@ -7,7 +7,9 @@
 
 mod audit;
 mod convert;
+mod group;
 mod registry;
+mod tasks;
 
 use std::path::Path;
 use std::sync::Once;
@@ -19,16 +21,22 @@ use sqlx::SqlSafeStr;
 use sqlx::any::AnyPoolOptions;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{AnyPool, Transaction};
-use tokio::sync::{Mutex, MutexGuard};
 
 use crate::*;
 
 /// Migrations compiled into the binary; the SQL is portable to both backends.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "registry and audit",
-    include_str!("../../migrations/0001_registry_and_audit.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "registry and audit",
+        include_str!("../../migrations/0001_registry_and_audit.sql"),
+    ),
+    (
+        2,
+        "tasks and credentials",
+        include_str!("../../migrations/0002_tasks_and_credentials.sql"),
+    ),
+];
 
 /// A store on SQLite or PostgreSQL.
 pub struct SqlStore {
@@ -36,22 +44,37 @@ pub struct SqlStore {
     backend: Backend,
     /// SQLite has one writer at a time; queueing writers here (instead of
     /// letting them collide on the file lock) keeps latency flat.
-    sqlite_writer: Option<Mutex<()>>,
+    sqlite_writer: Option<group::GroupWriter>,
 }
 
 /// An open write transaction, holding the writer slot on SQLite.
 pub(crate) struct WriteTx<'a> {
-    pub(crate) tx: Transaction<'static, sqlx::Any>,
+    inner: Inner,
     pub(crate) backend: Backend,
-    _writer: Option<MutexGuard<'a, ()>>,
+    _store: std::marker::PhantomData<&'a SqlStore>,
+}
+
+enum Inner {
+    /// PostgreSQL: a transaction of its own (the server batches WAL flushes).
+    Own(Transaction<'static, sqlx::Any>),
+    /// SQLite: a savepoint in a group-committed transaction.
+    Group(group::Turn),
 }
 
 impl WriteTx<'_> {
     pub(crate) fn conn(&mut self) -> &mut AnyConnection {
-        &mut self.tx
+        match &mut self.inner {
+            Inner::Own(tx) => tx,
+            Inner::Group(turn) => turn.conn(),
+        }
     }
+
+    /// Returns once the write is durable; an error means it was not kept.
     pub(crate) async fn commit(self) -> Result<()> {
-        self.tx.commit().await.map_err(db_error)
+        match self.inner {
+            Inner::Own(tx) => tx.commit().await.map_err(db_error),
+            Inner::Group(turn) => turn.commit().await,
+        }
     }
 }
 
@@ -127,9 +150,10 @@ impl SqlStore {
             });
         let pool = options.connect(url).await.map_err(db_error)?;
         let store = SqlStore {
-            pool,
+            pool: pool.clone(),
             backend,
-            sqlite_writer: (backend == Backend::Sqlite).then(|| Mutex::new(())),
+            sqlite_writer: (backend == Backend::Sqlite)
+                .then(|| group::GroupWriter::new(pool.clone())),
         };
         store.migrate().await?;
         Ok(store)
@@ -161,21 +185,14 @@ impl SqlStore {
     /// Starts a write transaction. On PostgreSQL, concurrent writers are
     /// ordered where it matters by row locks and the audit advisory lock.
     pub(crate) async fn write(&self) -> Result<WriteTx<'_>> {
-        let guard = match &self.sqlite_writer {
-            Some(m) => Some(m.lock().await),
-            None => None,
+        let inner = match &self.sqlite_writer {
+            Some(g) => Inner::Group(g.turn().await?),
+            None => Inner::Own(self.pool.begin().await.map_err(db_error)?),
         };
-        let tx = match self.backend {
-            // IMMEDIATE takes the write lock up front, so another process's
-            // writer makes us wait (busy_timeout) instead of failing mid-way.
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
-            Backend::Postgres => self.pool.begin().await,
-        }
-        .map_err(db_error)?;
         Ok(WriteTx {
-            tx,
+            inner,
             backend: self.backend,
-            _writer: guard,
+            _store: std::marker::PhantomData,
         })
     }
 
@@ -258,6 +275,9 @@ impl Store for SqlStore {
     async fn human(&self, id: HumanId) -> Result<Option<Human>> {
         registry::human(&self.pool, id).await
     }
+    async fn human_by_subject(&self, issuer: &str, subject: &str) -> Result<Option<Human>> {
+        registry::human_by_subject(&self.pool, issuer, subject).await
+    }
     async fn list_humans(&self, filter: &HumanFilter, page: &PageRequest) -> Result<Page<Human>> {
         registry::list_humans(self, filter, page).await
     }
@@ -304,6 +324,51 @@ impl Store for SqlStore {
     }
     async fn remove_agent_key(&self, change: &Change, id: AgentId, kid: &str) -> Result<Agent> {
         registry::remove_agent_key(self, change, id, kid).await
+    }
+
+    async fn trust_issuer(
+        &self,
+        change: &Change,
+        issuer: &str,
+        jwks: &serde_json::Value,
+    ) -> Result<()> {
+        tasks::trust_issuer(self, change, issuer, jwks).await
+    }
+    async fn trusted_issuer(&self, issuer: &str) -> Result<Option<serde_json::Value>> {
+        tasks::trusted_issuer(&self.pool, issuer).await
+    }
+    async fn rotate_signing_key(&self, change: &Change, key: &SigningKeyRecord) -> Result<()> {
+        tasks::rotate_signing_key(self, change, key).await
+    }
+    async fn create_task(&self, change: &Change, new: &NewTask) -> Result<()> {
+        tasks::create_task(self, change, new).await
+    }
+    async fn task(&self, id: TaskId) -> Result<Option<Task>> {
+        tasks::task(&self.pool, id).await
+    }
+    async fn task_tree(&self, root: TaskId) -> Result<Vec<Task>> {
+        tasks::task_tree(&self.pool, root).await
+    }
+    async fn list_tasks(&self, filter: &TaskFilter, page: &PageRequest) -> Result<Page<Task>> {
+        tasks::list_tasks(self, filter, page).await
+    }
+    async fn credential(&self, jti: &str) -> Result<Option<CredentialRecord>> {
+        tasks::credential(&self.pool, jti).await
+    }
+    async fn end_task(
+        &self,
+        change: &Change,
+        id: TaskId,
+        ending: Ending,
+        reason: &str,
+    ) -> Result<Ended> {
+        tasks::end_task(self, change, id, ending, reason).await
+    }
+    async fn revoke_credential(&self, change: &Change, jti: &str) -> Result<bool> {
+        tasks::revoke_credential(self, change, jti).await
+    }
+    async fn consume_jti(&self, jti: &str, expires_at: Timestamp) -> Result<()> {
+        tasks::consume_jti(self, jti, expires_at).await
     }
 
     async fn audit_len(&self) -> Result<u64> {

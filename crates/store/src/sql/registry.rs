@@ -19,7 +19,7 @@ const AGENT_SELECT: &str = "SELECT a.id, a.name, a.kind, a.spiffe_id, a.owner_id
      a.keys, a.tools, a.data_sources, a.tags, a.status, a.created_at, a.updated_at, h.status AS owner_status \
      FROM agents a JOIN humans h ON h.id = a.owner_id";
 
-fn event(change: &Change, kind: EventKind) -> AuditEvent {
+pub(crate) fn event(change: &Change, kind: EventKind) -> AuditEvent {
     AuditEvent::new(kind, change.at, change.actor.clone()).request_id(change.request_id.clone())
 }
 
@@ -55,17 +55,7 @@ pub(crate) async fn initialize(
         .execute(w.conn())
         .await
         .map_err(db_error)?;
-    sqlx::query(
-        "INSERT INTO signing_keys (kid, public_key, sealed_private, created_at, active) VALUES ($1, $2, $3, $4, $5)",
-    )
-    .bind(key.kid.clone())
-    .bind(key.public_key.clone())
-    .bind(key.sealed_private.clone())
-    .bind(key.created_at.as_millis())
-    .bind(i64::from(key.active))
-    .execute(w.conn())
-    .await
-    .map_err(db_error)?;
+    insert_signing_key(&mut w, key).await?;
     let at = install.created_at;
     append(
         &mut w,
@@ -82,6 +72,23 @@ pub(crate) async fn initialize(
     )
     .await?;
     w.commit().await
+}
+
+pub(crate) async fn insert_signing_key(w: &mut WriteTx<'_>, key: &SigningKeyRecord) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO signing_keys (kid, public_key, sealed_private, created_at, active, retired_at) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(key.kid.clone())
+    .bind(key.public_key.clone())
+    .bind(key.sealed_private.clone())
+    .bind(key.created_at.as_millis())
+    .bind(i64::from(key.active))
+    .bind(key.retired_at.map(|t| t.as_millis()))
+    .execute(w.conn())
+    .await
+    .map_err(db_error)?;
+    Ok(())
 }
 
 pub(crate) async fn installation(store: &SqlStore) -> Result<Option<Installation>> {
@@ -116,7 +123,7 @@ pub(crate) async fn admin_credential(
 }
 
 pub(crate) async fn signing_keys(store: &SqlStore) -> Result<Vec<SigningKeyRecord>> {
-    let rows = sqlx::query("SELECT kid, public_key, sealed_private, created_at, active FROM signing_keys ORDER BY created_at")
+    let rows = sqlx::query("SELECT kid, public_key, sealed_private, created_at, active, retired_at FROM signing_keys ORDER BY created_at")
         .fetch_all(store.pool())
         .await
         .map_err(db_error)?;
@@ -128,6 +135,7 @@ pub(crate) async fn signing_keys(store: &SqlStore) -> Result<Vec<SigningKeyRecor
                 sealed_private: convert::text(r, "sealed_private")?,
                 created_at: convert::millis(r, "created_at")?,
                 active: r.try_get::<i64, _>("active").map_err(db_error)? == 1,
+                retired_at: convert::opt_millis(r, "retired_at")?,
             })
         })
         .collect()
@@ -192,6 +200,20 @@ pub(crate) async fn human<'e>(
     let row = sqlx::query("SELECT * FROM humans WHERE id = $1")
         .bind(id.to_string())
         .fetch_optional(db)
+        .await
+        .map_err(db_error)?;
+    row.as_ref().map(convert::human).transpose()
+}
+
+pub(crate) async fn human_by_subject(
+    pool: &sqlx::AnyPool,
+    issuer: &str,
+    subject: &str,
+) -> Result<Option<Human>> {
+    let row = sqlx::query("SELECT * FROM humans WHERE issuer = $1 AND subject = $2")
+        .bind(issuer.to_owned())
+        .bind(subject.to_owned())
+        .fetch_optional(pool)
         .await
         .map_err(db_error)?;
     row.as_ref().map(convert::human).transpose()
@@ -379,6 +401,10 @@ pub(crate) async fn agent_where<'e>(
 }
 
 /// Reads and, on PostgreSQL, row-locks an agent for the rest of the transaction.
+pub(crate) async fn agent_for_update(w: &mut WriteTx<'_>, id: AgentId) -> Result<Agent> {
+    agent_in(w, id).await
+}
+
 async fn agent_in(w: &mut WriteTx<'_>, id: AgentId) -> Result<Agent> {
     let lock = if w.backend == Backend::Postgres {
         " FOR UPDATE OF a"
@@ -450,6 +476,10 @@ pub(crate) async fn change_agent_lifecycle(
         .execute(w.conn())
         .await
         .map_err(db_error)?;
+    if matches!(op, Lifecycle::Suspend | Lifecycle::Retire) {
+        let reason = format!("agent {} was {}", agent.spiffe_id, status.as_str());
+        super::tasks::revoke_agent_tasks(&mut w, change, id, &reason).await?;
+    }
     let kind = match op {
         Lifecycle::Suspend => EventKind::AgentSuspended,
         Lifecycle::Resume => EventKind::AgentResumed,
@@ -561,7 +591,7 @@ pub(crate) async fn remove_agent_key(
 
 /// Builds `SELECT ... WHERE a = $1 AND b = $2 ... ORDER BY id LIMIT n`. Only
 /// placeholders go into the SQL text; every value is bound.
-struct Filtered {
+pub(crate) struct Filtered {
     sql: String,
     binds: Vec<String>,
     conditions: usize,
@@ -569,7 +599,7 @@ struct Filtered {
 }
 
 impl Filtered {
-    fn new(select: &str) -> Self {
+    pub(crate) fn new(select: &str) -> Self {
         Filtered {
             sql: select.to_owned(),
             binds: Vec::new(),
@@ -578,7 +608,7 @@ impl Filtered {
         }
     }
 
-    fn and(&mut self, column: &'static str, value: String) {
+    pub(crate) fn and(&mut self, column: &'static str, value: String) {
         self.binds.push(value);
         let n = self.binds.len();
         self.push_cond(&format!("{column} = ${n}"));
@@ -601,7 +631,7 @@ impl Filtered {
         self.sql.push_str(cond);
     }
 
-    fn page(mut self, key: &'static str, page: &PageRequest) -> Self {
+    pub(crate) fn page(mut self, key: &'static str, page: &PageRequest) -> Self {
         if let Some(after) = &page.after {
             self.and_raw_key(key, after.clone());
         }
@@ -618,7 +648,7 @@ impl Filtered {
         self.push_cond(&format!("{key} > ${n}"));
     }
 
-    async fn fetch_all(self, store: &SqlStore) -> Result<Vec<sqlx::any::AnyRow>> {
+    pub(crate) async fn fetch_all(self, store: &SqlStore) -> Result<Vec<sqlx::any::AnyRow>> {
         let mut q = sqlx::query(AssertSqlSafe(self.sql));
         for b in self.binds {
             q = q.bind(b);
@@ -631,7 +661,11 @@ pub(crate) fn clamp_limit(limit: u32) -> u32 {
     if limit == 0 { 50 } else { limit.min(MAX_PAGE) }
 }
 
-fn paginate<T>(mut items: Vec<T>, page: &PageRequest, key: impl Fn(&T) -> String) -> Page<T> {
+pub(crate) fn paginate<T>(
+    mut items: Vec<T>,
+    page: &PageRequest,
+    key: impl Fn(&T) -> String,
+) -> Page<T> {
     let limit = clamp_limit(page.limit) as usize;
     let next = if items.len() > limit {
         items.truncate(limit);

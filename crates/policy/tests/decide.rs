@@ -1,0 +1,277 @@
+//! Decisions: allow, deny, needs_approval and default deny, with reasons.
+
+mod common;
+
+use common::{ALICE, BOB, DEFAULT, agent, human, request, set};
+use mandate_policy::{ApprovalState, Decision, Effect, Evaluation, Role, evaluate};
+
+fn ids(e: &Evaluation) -> Vec<&str> {
+    e.reasons.iter().map(|r| r.policy_id.as_str()).collect()
+}
+
+const LOW_RISK: &str = r#"
+@id("low-risk")
+@reason("low-risk work inside the task scope")
+permit (principal, action, resource) when { context.risk_score < 50 };
+"#;
+
+#[test]
+fn a_satisfied_permit_allows_with_its_id_and_annotations() {
+    let s = set(LOW_RISK);
+    let e = evaluate(&s, &request("invoice.read"));
+    assert_eq!(e.decision, Decision::Allow);
+    assert_eq!(ids(&e), ["low-risk"]);
+    let r = &e.reasons[0];
+    assert_eq!((r.effect, r.role), (Effect::Permit, Role::Permitted));
+    assert_eq!(
+        r.annotations["reason"],
+        "low-risk work inside the task scope"
+    );
+    assert_eq!(r.annotations["id"], "low-risk");
+    assert!(e.errors.is_empty());
+}
+
+#[test]
+fn nothing_permits_means_deny_by_default() {
+    let mut r = request("invoice.read");
+    assert!(evaluate(&set(""), &r).is_default_deny());
+    r.context.risk_score = 80;
+    let e = evaluate(&set(LOW_RISK), &r);
+    assert!(e.is_default_deny(), "{e:?}");
+    // A forbid-only set denies everything, by default where nothing matches.
+    let forbids =
+        set("@id(\"f\")\nforbid (principal, action, resource) when { context.hour < 6 };");
+    assert!(evaluate(&forbids, &request("invoice.read")).is_default_deny());
+}
+
+#[test]
+fn a_satisfied_forbid_overrides_every_permit() {
+    let s = set(&format!(
+        "{LOW_RISK}\n@id(\"everything\")\npermit (principal, action, resource);\n@id(\"no-prod\")\n@reason(\"not in prod\")\nforbid (principal, action, resource) when {{ context.environment == \"prod\" }};"
+    ));
+    assert_eq!(
+        evaluate(&s, &request("invoice.read")).decision,
+        Decision::Allow
+    );
+    let mut r = request("invoice.read");
+    r.context.environment = "prod".into();
+    let e = evaluate(&s, &r);
+    assert_eq!(e.decision, Decision::Deny);
+    assert_eq!(ids(&e), ["no-prod"]);
+    assert_eq!(e.reasons[0].role, Role::Forbidden);
+    assert_eq!(e.reasons[0].annotations["reason"], "not in prod");
+}
+
+#[test]
+fn an_approval_gate_needs_approval_then_allows_once_approved() {
+    let s = set(DEFAULT);
+    let mut r = request("payments.initiate");
+    r.context.amount = Some(250_000);
+    let e = evaluate(&s, &r);
+    assert_eq!(e.decision, Decision::Allow);
+    assert_eq!(ids(&e), ["in-scope"]);
+
+    r.context.amount = Some(2_500_000);
+    let e = evaluate(&s, &r);
+    assert_eq!(e.decision, Decision::NeedsApproval);
+    assert_eq!(ids(&e), ["large-payment"]);
+    assert_eq!(e.reasons[0].role, Role::ApprovalRequired);
+    assert_eq!(e.reasons[0].annotations["approval"], "required");
+
+    r.context.approval = ApprovalState::Approved;
+    let e = evaluate(&s, &r);
+    assert_eq!(e.decision, Decision::Allow);
+    assert_eq!(ids(&e), ["in-scope", "large-payment"]);
+    assert_eq!(e.reasons[1].role, Role::ApprovalGranted);
+
+    r.context.approval = ApprovalState::Denied;
+    let e = evaluate(&s, &r);
+    assert_eq!(e.decision, Decision::Deny);
+    assert_eq!(e.reasons[0].role, Role::ApprovalDenied);
+}
+
+#[test]
+fn an_approval_cannot_lift_a_plain_forbid_nor_stand_in_for_a_permit() {
+    let s = set(DEFAULT);
+    // Not tagged finance: the plain forbid wins, approved or not.
+    let mut r = request("payments.initiate");
+    r.agent = agent("helper", &[]);
+    r.context.amount = Some(2_500_000);
+    for approval in [ApprovalState::None, ApprovalState::Approved] {
+        r.context.approval = approval;
+        let e = evaluate(&s, &r);
+        assert_eq!(e.decision, Decision::Deny);
+        assert_eq!(ids(&e), ["payments-finance-only"]);
+    }
+    // Critical risk: no permit, so asking a human is pointless.
+    let mut r = request("invoice.read");
+    r.context.risk_score = 95;
+    let e = evaluate(&s, &r);
+    assert!(e.is_default_deny(), "{e:?}");
+    r.context.approval = ApprovalState::Approved;
+    assert!(evaluate(&s, &r).is_default_deny());
+}
+
+#[test]
+fn the_example_policy_set_covers_risk_data_depth_and_environment() {
+    let s = set(DEFAULT);
+    let mut r = request("invoice.read");
+    r.context.risk_score = 65;
+    let e = evaluate(&s, &r);
+    assert_eq!(e.decision, Decision::NeedsApproval);
+    assert_eq!(ids(&e), ["elevated-risk"]);
+
+    let mut r = request("invoice.read");
+    r.resource.sensitivity = "confidential".into();
+    assert_eq!(ids(&evaluate(&s, &r)), ["confidential-needs-clearance"]);
+    r.agent = agent("billing", &["finance", "cleared"]);
+    assert_eq!(evaluate(&s, &r).decision, Decision::Allow);
+
+    let mut r = request("invoice.read");
+    r.delegators = vec![
+        agent("a", &[]),
+        agent("b", &[]),
+        agent("c", &[]),
+        agent("d", &[]),
+    ];
+    assert_eq!(ids(&evaluate(&s, &r)), ["delegation-depth"]);
+    r.delegators.pop();
+    assert_eq!(evaluate(&s, &r).decision, Decision::Allow);
+
+    let mut r = request("records.delete");
+    assert_eq!(evaluate(&s, &r).decision, Decision::Allow);
+    r.context.environment = "prod".into();
+    assert_eq!(ids(&evaluate(&s, &r)), ["prod-deletes"]);
+}
+
+#[test]
+fn groups_cover_named_and_unnamed_actions_by_prefix() {
+    let s = set(r#"
+@id("all") permit (principal, action, resource);
+@id("payments") forbid (principal, action in Mandate::Action::"payments.*", resource) when { context.environment == "prod" };
+@id("refund") forbid (principal, action == Mandate::Action::"payments.refund", resource) when { context.risk_score > 30 };
+@id("group-itself") forbid (principal, action == Mandate::Action::"payments.*", resource);
+"#);
+    let mut r = request("payments.initiate");
+    assert_eq!(evaluate(&s, &r).decision, Decision::Allow);
+    r.context.environment = "prod".into();
+    assert_eq!(ids(&evaluate(&s, &r)), ["payments"]);
+    // No policy names payments.capture: it is reached through the group.
+    r.action = "payments.capture".into();
+    assert_eq!(ids(&evaluate(&s, &r)), ["payments"]);
+    r.action = "invoice.read".into();
+    assert_eq!(evaluate(&s, &r).decision, Decision::Allow);
+    let mut r = request("payments.refund");
+    r.context.risk_score = 40;
+    assert_eq!(ids(&evaluate(&s, &r)), ["refund"]);
+    r.context.environment = "prod".into();
+    assert_eq!(ids(&evaluate(&s, &r)), ["payments", "refund"]);
+    // "*" is the group of every action.
+    let star = set("@id(\"any\") permit (principal, action in Mandate::Action::\"*\", resource);");
+    assert_eq!(
+        evaluate(&star, &request("mail.send")).decision,
+        Decision::Allow
+    );
+}
+
+#[test]
+fn every_context_field_and_entity_reaches_policies() {
+    let policy = format!(
+        r#"
+@id("all-facts")
+permit (principal, action == Mandate::Action::"tickets.update", resource in Mandate::Environment::"staging")
+when {{
+  context has tool && context.tool == "jira" && resource in Mandate::Tool::"jira" &&
+  context.environment == "staging" && context.data_sensitivity == "internal" &&
+  context.time == {time} && context.hour == 14 && context.risk_score == 10 &&
+  context.purpose == "pay supplier invoices" && context.chain_depth == 1 &&
+  context.chain.contains("spiffe://acme.example/agent/orchestrator") &&
+  context.chain.contains("spiffe://acme.example/agent/billing") &&
+  context.approval == "none" && !(context has amount) &&
+  context.task.purpose == "pay supplier invoices" && context.task.depth == 1 &&
+  context.task.initiator == Mandate::Human::"{alice}" && context.initiator == Mandate::Human::"{alice}" &&
+  principal == Mandate::Agent::"spiffe://acme.example/agent/billing" &&
+  principal.kind == "agent" && principal.owner == Mandate::Human::"{bob}" &&
+  principal.spiffe_id like "spiffe://acme.example/*" && principal.tags.contains("finance") &&
+  Mandate::Agent::"spiffe://acme.example/agent/orchestrator".tags.contains("router") &&
+  resource.path like "erp:invoices/*" && resource.sensitivity == "internal" &&
+  resource.labels.contains("pii")
+}};
+"#,
+        time = common::NOON_ISH,
+        alice = ALICE,
+        bob = BOB,
+    );
+    let s = set(&policy);
+    let mut r = request("tickets.update");
+    r.delegators = vec![agent("orchestrator", &["router"])];
+    r.task.depth = 1;
+    r.context.tool = Some("jira".into());
+    r.resource.labels.insert("pii".into());
+    let e = evaluate(&s, &r);
+    assert_eq!(e.decision, Decision::Allow, "{e:?}");
+    assert!(e.errors.is_empty(), "{e:?}");
+
+    // Each fact matters: change one and the permit no longer holds.
+    let mut other = r.clone();
+    other.context.tool = Some("github".into());
+    assert!(evaluate(&s, &other).is_default_deny());
+    let mut other = r.clone();
+    other.initiator = human(BOB);
+    assert!(evaluate(&s, &other).is_default_deny());
+    let mut other = r.clone();
+    other.context.environment = "prod".into();
+    assert!(evaluate(&s, &other).is_default_deny());
+}
+
+#[test]
+fn a_forbid_that_fails_to_evaluate_denies_and_a_failing_permit_does_not_allow() {
+    // Overflows for any risk score above 1.
+    let overflow = "context.risk_score * 9223372036854775807 > 0";
+    let s = set(&format!(
+        "@id(\"all\") permit (principal, action, resource);\n@id(\"broken\") forbid (principal, action, resource) when {{ {overflow} }};"
+    ));
+    let e = evaluate(&s, &request("invoice.read"));
+    assert_eq!(e.decision, Decision::Deny);
+    assert_eq!(ids(&e), ["broken"]);
+    assert_eq!(e.errors.len(), 1);
+    assert_eq!(e.errors[0].policy_id.as_deref(), Some("broken"));
+
+    let s = set(&format!(
+        "@id(\"broken\") permit (principal, action, resource) when {{ {overflow} }};"
+    ));
+    let e = evaluate(&s, &request("invoice.read"));
+    assert!(e.is_default_deny());
+    assert_eq!(e.errors.len(), 1);
+}
+
+#[test]
+fn requests_for_malformed_actions_are_denied_with_an_error() {
+    let s = set("@id(\"all\") permit (principal, action, resource);");
+    for action in ["", "payments.*", "*", "Payments.Initiate", "pay now"] {
+        let e = evaluate(&s, &request(action));
+        assert_eq!(e.decision, Decision::Deny, "{action:?}");
+        assert_eq!(e.errors.len(), 1, "{action:?}");
+    }
+}
+
+#[test]
+fn risk_scores_above_100_count_as_100() {
+    let s = set(
+        "@id(\"all\") permit (principal, action, resource);\n@id(\"max\") forbid (principal, action, resource) when { context.risk_score == 100 };",
+    );
+    let mut r = request("invoice.read");
+    r.context.risk_score = 250;
+    assert_eq!(ids(&evaluate(&s, &r)), ["max"]);
+}
+
+#[test]
+fn evaluations_serialise_with_snake_case_names() {
+    let s = set(DEFAULT);
+    let mut r = request("invoice.read");
+    r.context.risk_score = 65;
+    let json = serde_json::to_value(evaluate(&s, &r)).unwrap();
+    assert_eq!(json["decision"], "needs_approval");
+    assert_eq!(json["reasons"][0]["role"], "approval_required");
+    assert_eq!(json["reasons"][0]["policy_id"], "elevated-risk");
+}

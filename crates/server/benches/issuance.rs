@@ -1,0 +1,270 @@
+//! Credential figures: issuances per second (signed token + durable task,
+//! credential and audit records) on each backend, the full RFC 8693 exchange
+//! over HTTP on loopback, and token verifications per second.
+//!
+//! Run: `cargo bench -p mandate-server --bench issuance`
+//! (PostgreSQL figures when MANDATE_TEST_DATABASE_URL is set).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ed25519_dalek::SigningKey;
+use mandate_core::agent::{Agent, AgentKind, NewAgent};
+use mandate_core::audit::Actor;
+use mandate_core::credential::{
+    self, DevIssuer, GRANT_TOKEN_EXCHANGE, TOKEN_TYPE_ID, TOKEN_TYPE_JWT,
+};
+use mandate_core::delegation::{self, TaskRequest};
+use mandate_core::human::NewHuman;
+use mandate_core::ids::{AgentId, AgentName, HumanId, SpiffeId, TrustDomain};
+use mandate_core::jwk::Ed25519Jwk;
+use mandate_core::scope::{Grant, Scope};
+use mandate_core::sealed::MasterKey;
+use mandate_core::task::Limits;
+use mandate_server::{AppState, InitOptions, app_state, initialize, now, serve};
+use mandate_store::testing::{self, TestStore};
+use mandate_store::{Backend, Change, Store};
+
+const ISSUANCES: usize = 6_000;
+const ISSUERS: usize = 64;
+const HTTP_EXCHANGES: usize = 2_000;
+const HTTP_CLIENTS: usize = 32;
+const VERIFICATIONS: usize = 50_000;
+
+fn change() -> Change {
+    Change {
+        actor: Actor::System,
+        at: now(),
+        request_id: None,
+    }
+}
+
+struct Setup {
+    state: AppState,
+    human: HumanId,
+    agent: Agent,
+    agent_key: SigningKey,
+    dev: DevIssuer,
+    _t: TestStore,
+}
+
+async fn setup(t: TestStore) -> Setup {
+    let store: Arc<dyn Store> = t.store.clone();
+    let master = MasterKey::from_bytes([7; 32]);
+    let opts = InitOptions {
+        trust_domain: TrustDomain::parse("bench.example").unwrap(),
+        issuer: None,
+    };
+    initialize(store.as_ref(), opts, &master).await.unwrap();
+    let state = app_state(store.clone(), &master, Default::default())
+        .await
+        .unwrap();
+    let dev = DevIssuer::new("https://dev-issuer.localhost", [3; 32]);
+    store
+        .trust_issuer(&change(), dev.issuer(), &dev.jwks())
+        .await
+        .unwrap();
+    let human = HumanId::from_uuid(uuid::Uuid::now_v7());
+    store
+        .create_human(
+            &change(),
+            human,
+            &NewHuman {
+                issuer: dev.issuer().into(),
+                subject: "alice".into(),
+                display_name: "Alice".into(),
+                email: None,
+            },
+        )
+        .await
+        .unwrap();
+    let agent_key = SigningKey::from_bytes(&[5; 32]);
+    let name = AgentName::parse("orchestrator").unwrap();
+    let spiffe = SpiffeId::for_agent(&state.install.trust_domain, AgentKind::Agent, &name);
+    let agent = store
+        .create_agent(
+            &change(),
+            AgentId::from_uuid(uuid::Uuid::now_v7()),
+            &spiffe,
+            &NewAgent {
+                name,
+                kind: AgentKind::Agent,
+                owner: human,
+                description: "bench".into(),
+                ceiling: scope(),
+                keys: vec![Ed25519Jwk::from_verifying_key(
+                    &agent_key.verifying_key(),
+                    None,
+                )],
+                tools: vec![],
+                data_sources: vec![],
+                tags: Default::default(),
+            },
+        )
+        .await
+        .unwrap();
+    Setup {
+        state,
+        human,
+        agent,
+        agent_key,
+        dev,
+        _t: t,
+    }
+}
+
+fn scope() -> Scope {
+    Scope::new([Grant::new("procurement.*", "erp:*").unwrap()]).unwrap()
+}
+
+/// Token minting plus the durable records, concurrently, as the token
+/// endpoint does after it has authenticated the caller.
+async fn issuances(s: &Setup, label: &str) -> Vec<String> {
+    let start = Instant::now();
+    let workers: Vec<_> = (0..ISSUERS)
+        .map(|w| {
+            let state = s.state.clone();
+            let agent = s.agent.clone();
+            let human = s.human;
+            tokio::spawn(async move {
+                let mut tokens = Vec::new();
+                for _ in (w..ISSUANCES).step_by(ISSUERS) {
+                    let req = TaskRequest {
+                        purpose: "bench".into(),
+                        scope: scope(),
+                        limits: Limits::default(),
+                        ttl_ms: Some(600_000),
+                    };
+                    let at = now();
+                    let granted = delegation::grant_root(&req, &agent, at, state.bounds).unwrap();
+                    let issued = mandate_server::issuance::issue(
+                        &state, &agent, "bench", granted, human, None, None, None, at,
+                    );
+                    state
+                        .store
+                        .create_task(&change(), &issued.record)
+                        .await
+                        .unwrap();
+                    tokens.push(issued.response.access_token);
+                }
+                tokens
+            })
+        })
+        .collect();
+    let mut tokens = Vec::new();
+    for w in workers {
+        tokens.extend(w.await.unwrap());
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "{label:<10} credential issuances (signed token + durable task, credential, audit event; {ISSUERS} concurrent): {:>7.0}/s",
+        ISSUANCES as f64 / secs
+    );
+    tokens
+}
+
+/// The whole RFC 8693 exchange over HTTP: ID token and assertion verified,
+/// jti spent, task stored, token signed.
+async fn http_exchanges(s: &Setup, label: &str) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve(
+        listener,
+        s.state.clone(),
+        Duration::from_secs(3600),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    let http = reqwest::Client::new();
+    let issuer = s.state.install.issuer.clone();
+    let details = serde_json::json!([{ "type": "mandate_task", "purpose": "bench",
+        "actions": ["procurement.read"], "resources": ["erp:*"] }])
+    .to_string();
+    let start = Instant::now();
+    let clients: Vec<_> = (0..HTTP_CLIENTS)
+        .map(|c| {
+            let (http, base, issuer, details) =
+                (http.clone(), base.clone(), issuer.clone(), details.clone());
+            let key = s.agent_key.clone();
+            let kid = s.agent.keys[0].kid.clone();
+            let spiffe = s.agent.spiffe_id.clone();
+            let id_token = s.dev.mint("alice", &issuer, now(), 600);
+            tokio::spawn(async move {
+                for _ in (c..HTTP_EXCHANGES).step_by(HTTP_CLIENTS) {
+                    let jti = uuid::Uuid::now_v7().to_string();
+                    let assertion =
+                        credential::mint_assertion(&key, &kid, &spiffe, &issuer, now(), &jti);
+                    let res = http
+                        .post(format!("{base}/oauth2/token"))
+                        .form(&[
+                            ("grant_type", GRANT_TOKEN_EXCHANGE),
+                            ("subject_token", id_token.as_str()),
+                            ("subject_token_type", TOKEN_TYPE_ID),
+                            ("actor_token", assertion.as_str()),
+                            ("actor_token_type", TOKEN_TYPE_JWT),
+                            ("authorization_details", details.as_str()),
+                        ])
+                        .send()
+                        .await
+                        .unwrap();
+                    assert!(res.status().is_success(), "{}", res.text().await.unwrap());
+                }
+            })
+        })
+        .collect();
+    for c in clients {
+        c.await.unwrap();
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "{label:<10} token exchanges over HTTP on loopback (verify ID token + assertion, store, sign; {HTTP_CLIENTS} clients): {:>7.0}/s",
+        HTTP_EXCHANGES as f64 / secs
+    );
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+}
+
+fn verifications(s: &Setup, token: &str) {
+    let at = now();
+    let key = s.state.keys.signer().kid().to_owned();
+    let start = Instant::now();
+    for _ in 0..VERIFICATIONS {
+        let claims = credential::verify_task_token(
+            token,
+            |kid| s.state.keys.key(kid, at),
+            &s.state.install.issuer,
+            &s.state.install.issuer,
+            at,
+        )
+        .unwrap();
+        assert_eq!(claims.iss, s.state.install.issuer);
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "token verifications (EdDSA signature, iss, aud, times; kid {}; one core): {:>7.0}/s",
+        &key[..8],
+        VERIFICATIONS as f64 / secs
+    );
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let sqlite = setup(testing::store(Backend::Sqlite).await).await;
+        let tokens = issuances(&sqlite, "sqlite").await;
+        http_exchanges(&sqlite, "sqlite").await;
+        verifications(&sqlite, &tokens[0]);
+        if std::env::var("MANDATE_TEST_DATABASE_URL").is_ok() {
+            let pg = setup(testing::store(Backend::Postgres).await).await;
+            issuances(&pg, "postgres").await;
+            http_exchanges(&pg, "postgres").await;
+        } else {
+            println!("postgres   skipped: set MANDATE_TEST_DATABASE_URL for PostgreSQL figures");
+        }
+    });
+}

@@ -1,0 +1,279 @@
+//! Who is calling: task tokens (with their DPoP binding), agent assertions
+//! and human ID tokens, each checked against the live store.
+//!
+//! A task token is only as good as its task: the signature and times are
+//! checked first, then the credential record (revoked means refused) and the
+//! task state (ended or expired means refused), so a revocation that has
+//! committed is seen by the very next request on every node.
+
+use axum::http::HeaderMap;
+use axum::http::request::Parts;
+use mandate_core::agent::{Agent, AgentStatus};
+use mandate_core::credential::{self, AssertionClaims, IdClaims, TaskClaims, TokenError};
+use mandate_core::dpop;
+use mandate_core::human::{Human, HumanStatus};
+use mandate_core::ids::SpiffeId;
+use mandate_core::task::Task;
+use mandate_core::time::Timestamp;
+use mandate_store::{CredentialRecord, StoreError};
+
+use crate::AppState;
+
+/// Why a presented credential was refused. The text is safe to return.
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    #[error("{0}")]
+    Token(#[from] TokenError),
+    #[error("the token was revoked")]
+    Revoked,
+    #[error("the task {0} is {1}")]
+    TaskEnded(String, &'static str),
+    #[error("the token is not one Mandate issued")]
+    UnknownCredential,
+    #[error("the token is DPoP-bound: send a DPoP proof made with its key")]
+    DpopMissing,
+    #[error("the DPoP proof is for another key than the token is bound to")]
+    DpopMismatch,
+    #[error("DPoP proof: {0}")]
+    Dpop(TokenError),
+    #[error("the DPoP proof was already used: replay refused")]
+    DpopReplay,
+    #[error("{0}")]
+    Principal(String),
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+impl From<StoreError> for Refusal {
+    fn from(e: StoreError) -> Self {
+        Refusal::Store(e)
+    }
+}
+
+/// The DPoP side of a request: the proof header and what it must be bound to.
+pub struct Presented {
+    pub proof: Option<String>,
+    pub method: String,
+    /// The request URL without query, as the client addressed it (`htu`).
+    pub url: String,
+}
+
+impl Presented {
+    pub fn from_parts(parts: &Parts) -> Self {
+        Self::new(&parts.headers, parts.method.as_str(), parts.uri.path())
+    }
+
+    pub fn new(headers: &HeaderMap, method: &str, path: &str) -> Self {
+        let host = headers
+            .get("x-forwarded-host")
+            .or_else(|| headers.get(axum::http::header::HOST))
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("localhost");
+        let scheme = headers
+            .get("x-forwarded-proto")
+            .and_then(|h| h.to_str().ok())
+            .filter(|p| *p == "https")
+            .unwrap_or("http");
+        Presented {
+            proof: headers
+                .get("dpop")
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_owned),
+            method: method.to_owned(),
+            url: format!("{scheme}://{host}{path}"),
+        }
+    }
+}
+
+/// A task token that passed every check.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    pub token: String,
+    pub claims: TaskClaims,
+    pub task: Task,
+    pub credential: CredentialRecord,
+}
+
+/// Verifies a DPoP proof and spends its jti. `token` is set when the proof
+/// accompanies an access token (RFC 9449 `ath`).
+pub async fn dpop_proof(
+    s: &AppState,
+    p: &Presented,
+    token: Option<&str>,
+    now: Timestamp,
+) -> Result<Option<dpop::VerifiedProof>, Refusal> {
+    let Some(proof) = &p.proof else {
+        return Ok(None);
+    };
+    let v = dpop::verify_proof(proof, &p.method, &p.url, token, now).map_err(Refusal::Dpop)?;
+    let until = Timestamp::from_millis(now.as_millis() + 2 * dpop::PROOF_WINDOW_S * 1000);
+    match s.store.consume_jti(&format!("dpop:{}", v.jti), until).await {
+        Ok(()) => Ok(Some(v)),
+        Err(StoreError::Rule(_)) => Err(Refusal::DpopReplay),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Signature, issuer, audience and times of a task token, without the store.
+pub async fn verify_signature(
+    s: &AppState,
+    token: &str,
+    now: Timestamp,
+) -> Result<TaskClaims, Refusal> {
+    let header = peek_kid(token)?;
+    // Make sure a key rotated on another node is known before verifying.
+    s.keys.key_or_reload(s.store.as_ref(), &header, now).await?;
+    Ok(credential::verify_task_token(
+        token,
+        |kid| s.keys.key(kid, now),
+        &s.install.issuer,
+        &s.install.issuer,
+        now,
+    )?)
+}
+
+fn peek_kid(token: &str) -> Result<String, Refusal> {
+    let header = token
+        .split('.')
+        .next()
+        .and_then(|h| {
+            use base64::Engine;
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(h)
+                .ok()
+        })
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .ok_or_else(|| TokenError::Malformed("the token is not a JWS".into()))?;
+    header["kid"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| TokenError::Malformed("no kid in the header".into()).into())
+}
+
+/// A live task token: signature, times, credential not revoked, task open.
+/// The DPoP binding is not checked here (introspection reports `cnf` for the
+/// resource server to check); [`verify_presented`] checks both.
+pub async fn verify_task_token(
+    s: &AppState,
+    token: &str,
+    now: Timestamp,
+) -> Result<Verified, Refusal> {
+    let claims = verify_signature(s, token, now).await?;
+    let credential = s
+        .store
+        .credential(&claims.jti)
+        .await?
+        .filter(|c| c.task == claims.task_id)
+        .ok_or(Refusal::UnknownCredential)?;
+    if credential.revoked_at.is_some() {
+        return Err(Refusal::Revoked);
+    }
+    let task = s
+        .store
+        .task(claims.task_id)
+        .await?
+        .ok_or(Refusal::UnknownCredential)?;
+    if !task.is_live(now) {
+        return Err(Refusal::TaskEnded(
+            task.id.to_string(),
+            task.status_at(now).as_str(),
+        ));
+    }
+    Ok(Verified {
+        token: token.to_owned(),
+        claims,
+        task,
+        credential,
+    })
+}
+
+/// Everything a task token must pass before anything is done on its behalf,
+/// the proof of possession included when the token is bound.
+pub async fn verify_presented(
+    s: &AppState,
+    token: &str,
+    p: &Presented,
+    now: Timestamp,
+) -> Result<Verified, Refusal> {
+    let v = verify_task_token(s, token, now).await?;
+    if let Some(cnf) = &v.claims.cnf {
+        let proof = dpop_proof(s, p, Some(token), now)
+            .await?
+            .ok_or(Refusal::DpopMissing)?;
+        if proof.jkt != cnf.jkt {
+            return Err(Refusal::DpopMismatch);
+        }
+    }
+    Ok(v)
+}
+
+/// A human proven by an ID token from a trusted issuer, active in the registry.
+pub async fn verify_human(s: &AppState, token: &str, now: Timestamp) -> Result<Human, Refusal> {
+    let unverified: IdClaims = credential::peek_claims(token)?;
+    let jwks = s
+        .store
+        .trusted_issuer(&unverified.iss)
+        .await?
+        .ok_or_else(|| {
+            Refusal::Principal(format!("the issuer {:?} is not trusted", unverified.iss))
+        })?;
+    let jwks = credential::parse_jwks(&jwks)?;
+    let claims =
+        credential::verify_id_token(token, &unverified.iss, &jwks, &s.install.issuer, now)?;
+    let human = s
+        .store
+        .human_by_subject(&claims.iss, &claims.sub)
+        .await?
+        .ok_or_else(|| {
+            Refusal::Principal(format!(
+                "no human is registered as {} at {}",
+                claims.sub, claims.iss
+            ))
+        })?;
+    if human.status != HumanStatus::Active {
+        return Err(Refusal::Principal(format!(
+            "human {} is deactivated",
+            human.id
+        )));
+    }
+    Ok(human)
+}
+
+/// An agent proven by an RFC 7523 assertion signed with one of its keys. The
+/// returned claims' jti must still be spent (in the write it authorises).
+pub async fn verify_agent(
+    s: &AppState,
+    token: &str,
+    now: Timestamp,
+) -> Result<(Agent, AssertionClaims), Refusal> {
+    let unverified: AssertionClaims = credential::peek_claims(token)?;
+    let (td, _, name) = SpiffeId::parse(&unverified.iss)
+        .map_err(|e| Refusal::Principal(format!("the assertion's issuer: {e}")))?;
+    if td != s.install.trust_domain {
+        return Err(Refusal::Principal(format!(
+            "{} is not in the trust domain {}",
+            unverified.iss, s.install.trust_domain
+        )));
+    }
+    let agent = s
+        .store
+        .agent_by_name(&name)
+        .await?
+        .filter(|a| a.spiffe_id.as_str() == unverified.iss)
+        .ok_or_else(|| Refusal::Principal(format!("no agent {} is registered", unverified.iss)))?;
+    let keys: Vec<_> = agent
+        .keys
+        .iter()
+        .map(|k| (k.kid.clone(), k.jwk.verifying_key()))
+        .collect();
+    let claims =
+        credential::verify_assertion(token, &agent.spiffe_id, &keys, &s.install.issuer, now)?;
+    if agent.status != AgentStatus::Active {
+        return Err(Refusal::Principal(format!(
+            "agent {} is {}",
+            agent.spiffe_id,
+            agent.status.as_str()
+        )));
+    }
+    Ok((agent, claims))
+}

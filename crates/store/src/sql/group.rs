@@ -1,0 +1,203 @@
+//! Group commit for the embedded store.
+//!
+//! SQLite has one writer and `synchronous = FULL` makes every COMMIT an
+//! fsync, which caps a one-transaction-per-request design at a few hundred
+//! writes per second. Here concurrent writes share one transaction: each
+//! runs alone (the writer lock) inside its own SAVEPOINT, so a failing write
+//! rolls back only itself; a write that succeeds releases its savepoint and
+//! waits for the shared COMMIT. Whoever finishes while nobody else is queued
+//! commits the batch and tells every member the outcome. No write is
+//! acknowledged before the fsync that makes it durable.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use sqlx::{AnyConnection, AnyPool, Transaction};
+use tokio::sync::{Mutex, OwnedMutexGuard, oneshot};
+
+use super::db_error;
+use crate::{Result, StoreError};
+
+/// Upper bound on writes per shared transaction, so one batch cannot grow
+/// without limit under sustained load.
+const MAX_BATCH: usize = 512;
+
+struct Batch {
+    tx: Transaction<'static, sqlx::Any>,
+    /// Writes whose savepoints were released, awaiting the COMMIT.
+    members: Vec<oneshot::Sender<Result<()>>>,
+}
+
+pub(crate) struct GroupWriter {
+    pool: AnyPool,
+    batch: Arc<Mutex<Option<Batch>>>,
+    /// Writes queued for the writer lock: while any are, a finished write
+    /// leaves the COMMIT to them.
+    waiting: Arc<AtomicUsize>,
+}
+
+/// One write's turn on the shared transaction.
+pub(crate) struct Turn {
+    guard: Option<OwnedMutexGuard<Option<Batch>>>,
+    waiting: Arc<AtomicUsize>,
+}
+
+/// Counts a queued write; if it gives up before its turn (cancelled) and was
+/// the last one queued, an open batch would wait forever, so flush it.
+struct Queued {
+    waiting: Arc<AtomicUsize>,
+    batch: Arc<Mutex<Option<Batch>>>,
+    armed: bool,
+}
+
+impl Drop for Queued {
+    fn drop(&mut self) {
+        let last = self.waiting.fetch_sub(1, Ordering::SeqCst) == 1;
+        if self.armed && last {
+            let batch = self.batch.clone();
+            let waiting = self.waiting.clone();
+            tokio::spawn(async move {
+                let mut g = batch.lock_owned().await;
+                if waiting.load(Ordering::SeqCst) == 0 {
+                    commit_batch(&mut g).await;
+                }
+            });
+        }
+    }
+}
+
+impl GroupWriter {
+    pub(crate) fn new(pool: AnyPool) -> Self {
+        GroupWriter {
+            pool,
+            batch: Arc::new(Mutex::new(None)),
+            waiting: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// Waits for the writer lock, joins (or opens) the batch and starts a savepoint.
+    pub(crate) async fn turn(&self) -> Result<Turn> {
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        let mut queued = Queued {
+            waiting: self.waiting.clone(),
+            batch: self.batch.clone(),
+            armed: true,
+        };
+        let mut guard = self.batch.clone().lock_owned().await;
+        queued.armed = false;
+        drop(queued);
+        if guard.is_none() {
+            // IMMEDIATE takes the write lock up front, so another process's
+            // writer makes us wait (busy_timeout) instead of failing mid-way.
+            let tx = self
+                .pool
+                .begin_with("BEGIN IMMEDIATE")
+                .await
+                .map_err(db_error)?;
+            *guard = Some(Batch {
+                tx,
+                members: Vec::new(),
+            });
+        }
+        let mut turn = Turn {
+            guard: Some(guard),
+            waiting: self.waiting.clone(),
+        };
+        if let Err(e) = sqlx::raw_sql("SAVEPOINT write_op")
+            .execute(turn.conn())
+            .await
+        {
+            // Leave the batch as it was; `Drop` finishes the turn.
+            return Err(db_error(e));
+        }
+        Ok(turn)
+    }
+}
+
+async fn commit_batch(g: &mut Option<Batch>) {
+    let Some(batch) = g.take() else { return };
+    let result = batch.tx.commit().await.map_err(db_error);
+    for m in batch.members {
+        let _ = m.send(match &result {
+            Ok(()) => Ok(()),
+            Err(e) => Err(StoreError::Unavailable(format!("group commit failed: {e}"))),
+        });
+    }
+}
+
+impl Turn {
+    pub(crate) fn conn(&mut self) -> &mut AnyConnection {
+        &mut self
+            .guard
+            .as_mut()
+            .and_then(|g| g.as_mut())
+            .expect("a turn holds an open batch")
+            .tx
+    }
+
+    fn nobody_waiting(&self, members: usize) -> bool {
+        self.waiting.load(Ordering::SeqCst) == 0 || members >= MAX_BATCH
+    }
+
+    /// Keeps this write and returns once it is durably committed.
+    pub(crate) async fn commit(mut self) -> Result<()> {
+        let mut guard = self.guard.take().expect("a turn commits once");
+        if let Err(e) = sqlx::raw_sql("RELEASE SAVEPOINT write_op")
+            .execute(&mut *guard.as_mut().expect("open batch").tx)
+            .await
+        {
+            self.guard = Some(guard);
+            return Err(db_error(e));
+        }
+        let (tx, rx) = oneshot::channel();
+        let batch = guard.as_mut().expect("open batch");
+        batch.members.push(tx);
+        if self.nobody_waiting(batch.members.len()) {
+            commit_batch(&mut guard).await;
+        }
+        drop(guard);
+        rx.await.unwrap_or_else(|_| {
+            Err(StoreError::Unavailable(
+                "the group commit was abandoned".into(),
+            ))
+        })
+    }
+}
+
+impl Drop for Turn {
+    /// A write that did not commit (an error, or cancellation) is undone to
+    /// its savepoint; the batch goes on, and is committed here if nobody else
+    /// is queued to do it.
+    fn drop(&mut self) {
+        let Some(mut guard) = self.guard.take() else {
+            return;
+        };
+        let waiting = self.waiting.clone();
+        tokio::spawn(async move {
+            let Some(batch) = guard.as_mut() else { return };
+            let undo = sqlx::raw_sql("ROLLBACK TO SAVEPOINT write_op; RELEASE SAVEPOINT write_op")
+                .execute(&mut *batch.tx)
+                .await;
+            if let Err(e) = undo {
+                // The shared transaction is unusable: fail every member.
+                tracing::error!(error = %e, "undoing a failed write failed; abandoning its batch");
+                if let Some(b) = guard.take() {
+                    for m in b.members {
+                        let _ = m.send(Err(StoreError::Unavailable(format!(
+                            "group commit abandoned: {e}"
+                        ))));
+                    }
+                }
+                return;
+            }
+            if batch.members.is_empty() && waiting.load(Ordering::SeqCst) == 0 {
+                // Nothing to keep: end the transaction so the file lock is released.
+                if let Some(b) = guard.take() {
+                    let _ = b.tx.rollback().await;
+                }
+            } else if waiting.load(Ordering::SeqCst) == 0 || batch.members.len() >= MAX_BATCH {
+                commit_batch(&mut guard).await;
+            }
+        });
+    }
+}
