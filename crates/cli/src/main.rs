@@ -116,6 +116,17 @@ enum Command {
     /// Mandate's token-signing keys.
     #[command(subcommand)]
     Keys(commands::trust::KeysCommand),
+    /// Validate, push, list, show and diff Cedar policy sets.
+    #[command(subcommand)]
+    Policy(commands::policy::PolicyCommand),
+    /// Ask for a runtime decision under a task token (allow, deny or needs_approval).
+    Decide(commands::decide::DecideArgs),
+    /// The human approval queue.
+    #[command(subcommand)]
+    Approvals(commands::approvals::ApprovalsCommand),
+    /// Emergency grants outside normal policy, and their review.
+    #[command(subcommand)]
+    Breakglass(commands::approvals::BreakGlassCommand),
     /// Verify, export and checkpoint the audit log.
     #[command(subcommand)]
     Audit(commands::audit::AuditCommand),
@@ -153,6 +164,10 @@ fn main() -> ExitCode {
             Command::Issuer(c) => commands::trust::issuer(c).await,
             Command::DevIssuer(c) => commands::trust::dev(c).await,
             Command::Keys(c) => commands::trust::keys(c).await,
+            Command::Policy(c) => commands::policy::run(c).await,
+            Command::Decide(a) => commands::decide::run(a).await,
+            Command::Approvals(c) => commands::approvals::approvals(c).await,
+            Command::Breakglass(c) => commands::approvals::breakglass(c).await,
             Command::Audit(c) => commands::audit::run(c).await,
         }
     });

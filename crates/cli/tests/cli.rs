@@ -56,6 +56,16 @@ fn demo_runs_end_to_end() {
         "completed; cascaded to 2 subtask(s)",
         "purchase token: active=false",
         "the purchase agent's token is refused",
+        "refused a policy with a typo",
+        "allow  procurement.read on erp:invoices/inv-2291",
+        "outside_task_scope",
+        "needs_approval  payments.initiate on bank:acme/ops",
+        "Alice (the initiator) cannot approve",
+        "Carol approved",
+        "approval_granted",
+        "(break-glass ",
+        "1 break-glass grant(s) awaiting review",
+        "decision.made",
         "audit log OK",
     ] {
         assert!(out.contains(needle), "demo output lacks {needle:?}:\n{out}");

@@ -3,6 +3,8 @@
 //! Mandate does not hold passwords: a human is the subject of an external
 //! identity provider, identified by (issuer, subject).
 
+use std::collections::BTreeSet;
+
 use serde::{Deserialize, Serialize};
 
 use crate::RuleError;
@@ -38,6 +40,23 @@ impl HumanStatus {
     }
 }
 
+/// What a human may do in Mandate beyond owning agents and starting tasks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum HumanRole {
+    /// May answer approval requests (never for tasks they initiated).
+    Approver,
+}
+
+impl HumanRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HumanRole::Approver => "approver",
+        }
+    }
+}
+
 /// A human as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -47,6 +66,7 @@ pub struct Human {
     pub subject: String,
     pub display_name: String,
     pub email: Option<String>,
+    pub roles: BTreeSet<HumanRole>,
     pub status: HumanStatus,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
@@ -87,6 +107,8 @@ pub struct NewHuman {
     pub display_name: String,
     #[serde(default)]
     pub email: Option<String>,
+    #[serde(default)]
+    pub roles: BTreeSet<HumanRole>,
 }
 
 pub(crate) fn check_free_text(what: &'static str, s: &str, max: usize) -> Result<(), RuleError> {
@@ -143,6 +165,7 @@ mod tests {
             subject: "alice".into(),
             display_name: "Alice".into(),
             email: email.map(Into::into),
+            roles: BTreeSet::new(),
         }
     }
 
@@ -173,6 +196,7 @@ mod tests {
             subject: "s".into(),
             display_name: "S".into(),
             email: None,
+            roles: BTreeSet::new(),
             status: HumanStatus::Active,
             created_at: Timestamp::from_millis(0),
             updated_at: Timestamp::from_millis(0),

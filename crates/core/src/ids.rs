@@ -62,6 +62,18 @@ uuid_id!(
     TaskId, "task id"
 );
 uuid_id!(
+    /// One authorization decision, as recorded in the audit log.
+    DecisionId, "decision id"
+);
+uuid_id!(
+    /// A request for a human approval, bound to one exact request.
+    ApprovalId, "approval id"
+);
+uuid_id!(
+    /// An emergency grant outside normal policy.
+    BreakGlassId, "break-glass id"
+);
+uuid_id!(
     /// An admin credential's public id (the part of the token before the secret).
     AdminCredentialId, "admin credential id"
 );

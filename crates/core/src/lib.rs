@@ -9,8 +9,11 @@
 
 pub mod admin;
 pub mod agent;
+pub mod approval;
 pub mod audit;
+pub mod breakglass;
 pub mod credential;
+pub mod decision;
 pub mod delegation;
 pub mod dpop;
 pub mod error;

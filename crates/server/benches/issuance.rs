@@ -5,117 +5,23 @@
 //! Run: `cargo bench -p mandate-server --bench issuance`
 //! (PostgreSQL figures when MANDATE_TEST_DATABASE_URL is set).
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ed25519_dalek::SigningKey;
-use mandate_core::agent::{Agent, AgentKind, NewAgent};
-use mandate_core::audit::Actor;
-use mandate_core::credential::{
-    self, DevIssuer, GRANT_TOKEN_EXCHANGE, TOKEN_TYPE_ID, TOKEN_TYPE_JWT,
-};
+use mandate_core::credential::{self, GRANT_TOKEN_EXCHANGE, TOKEN_TYPE_ID, TOKEN_TYPE_JWT};
 use mandate_core::delegation::{self, TaskRequest};
-use mandate_core::human::NewHuman;
-use mandate_core::ids::{AgentId, AgentName, HumanId, SpiffeId, TrustDomain};
-use mandate_core::jwk::Ed25519Jwk;
-use mandate_core::scope::{Grant, Scope};
-use mandate_core::sealed::MasterKey;
 use mandate_core::task::Limits;
-use mandate_server::{AppState, InitOptions, app_state, initialize, now, serve};
-use mandate_store::testing::{self, TestStore};
-use mandate_store::{Backend, Change, Store};
+use mandate_server::{now, serve};
+use mandate_store::Backend;
+use mandate_store::testing;
+
+mod common;
+use common::{Setup, change, scope, setup};
 
 const ISSUANCES: usize = 6_000;
 const ISSUERS: usize = 64;
 const HTTP_EXCHANGES: usize = 2_000;
 const HTTP_CLIENTS: usize = 32;
 const VERIFICATIONS: usize = 50_000;
-
-fn change() -> Change {
-    Change {
-        actor: Actor::System,
-        at: now(),
-        request_id: None,
-    }
-}
-
-struct Setup {
-    state: AppState,
-    human: HumanId,
-    agent: Agent,
-    agent_key: SigningKey,
-    dev: DevIssuer,
-    _t: TestStore,
-}
-
-async fn setup(t: TestStore) -> Setup {
-    let store: Arc<dyn Store> = t.store.clone();
-    let master = MasterKey::from_bytes([7; 32]);
-    let opts = InitOptions {
-        trust_domain: TrustDomain::parse("bench.example").unwrap(),
-        issuer: None,
-    };
-    initialize(store.as_ref(), opts, &master).await.unwrap();
-    let state = app_state(store.clone(), &master, Default::default())
-        .await
-        .unwrap();
-    let dev = DevIssuer::new("https://dev-issuer.localhost", [3; 32]);
-    store
-        .trust_issuer(&change(), dev.issuer(), &dev.jwks())
-        .await
-        .unwrap();
-    let human = HumanId::from_uuid(uuid::Uuid::now_v7());
-    store
-        .create_human(
-            &change(),
-            human,
-            &NewHuman {
-                issuer: dev.issuer().into(),
-                subject: "alice".into(),
-                display_name: "Alice".into(),
-                email: None,
-            },
-        )
-        .await
-        .unwrap();
-    let agent_key = SigningKey::from_bytes(&[5; 32]);
-    let name = AgentName::parse("orchestrator").unwrap();
-    let spiffe = SpiffeId::for_agent(&state.install.trust_domain, AgentKind::Agent, &name);
-    let agent = store
-        .create_agent(
-            &change(),
-            AgentId::from_uuid(uuid::Uuid::now_v7()),
-            &spiffe,
-            &NewAgent {
-                name,
-                kind: AgentKind::Agent,
-                owner: human,
-                description: "bench".into(),
-                ceiling: scope(),
-                keys: vec![Ed25519Jwk::from_verifying_key(
-                    &agent_key.verifying_key(),
-                    None,
-                )],
-                tools: vec![],
-                data_sources: vec![],
-                tags: Default::default(),
-            },
-        )
-        .await
-        .unwrap();
-    Setup {
-        state,
-        human,
-        agent,
-        agent_key,
-        dev,
-        _t: t,
-    }
-}
-
-fn scope() -> Scope {
-    Scope::new([Grant::new("procurement.*", "erp:*").unwrap()]).unwrap()
-}
 
 /// Token minting plus the durable records, concurrently, as the token
 /// endpoint does after it has authenticated the caller.

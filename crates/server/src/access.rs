@@ -6,6 +6,9 @@
 //! task state (ended or expired means refused), so a revocation that has
 //! committed is seen by the very next request on every node.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
 use mandate_core::agent::{Agent, AgentStatus};
@@ -16,6 +19,7 @@ use mandate_core::ids::SpiffeId;
 use mandate_core::task::Task;
 use mandate_core::time::Timestamp;
 use mandate_store::{CredentialRecord, StoreError};
+use sha2::{Digest, Sha256};
 
 use crate::AppState;
 
@@ -114,22 +118,60 @@ pub async fn dpop_proof(
     }
 }
 
+/// Task tokens whose signature, issuer and audience already verified, by the
+/// SHA-256 of the whole token, until they expire. A signature check costs
+/// tens of microseconds and an agent presents the same token on every call;
+/// revocation is unaffected because the credential and task are still read
+/// from the store on every request.
+#[derive(Default)]
+pub struct VerifiedTokens(Mutex<HashMap<[u8; 32], TaskClaims>>);
+
+/// Entries beyond this are dropped (expired ones first) rather than grow.
+const MAX_VERIFIED: usize = 100_000;
+
+impl VerifiedTokens {
+    fn get(&self, digest: &[u8; 32], now: Timestamp) -> Option<TaskClaims> {
+        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(digest)
+            // Only expiry can change with time: `iat` was checked on insert.
+            .filter(|c| now.as_secs() < c.exp)
+            .cloned()
+    }
+
+    fn put(&self, digest: [u8; 32], claims: &TaskClaims, now: Timestamp) {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= MAX_VERIFIED {
+            map.retain(|_, c| c.exp > now.as_secs());
+            if map.len() >= MAX_VERIFIED {
+                map.clear();
+            }
+        }
+        map.insert(digest, claims.clone());
+    }
+}
+
 /// Signature, issuer, audience and times of a task token, without the store.
 pub async fn verify_signature(
     s: &AppState,
     token: &str,
     now: Timestamp,
 ) -> Result<TaskClaims, Refusal> {
+    let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+    if let Some(claims) = s.verified.get(&digest, now) {
+        return Ok(claims);
+    }
     let header = peek_kid(token)?;
     // Make sure a key rotated on another node is known before verifying.
     s.keys.key_or_reload(s.store.as_ref(), &header, now).await?;
-    Ok(credential::verify_task_token(
+    let claims = credential::verify_task_token(
         token,
         |kid| s.keys.key(kid, now),
         &s.install.issuer,
         &s.install.issuer,
         now,
-    )?)
+    )?;
+    s.verified.put(digest, &claims, now);
+    Ok(claims)
 }
 
 fn peek_kid(token: &str) -> Result<String, Refusal> {

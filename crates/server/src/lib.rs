@@ -2,7 +2,9 @@
 //!
 //! Owns the HTTP surface: the admin API over humans and agents, the
 //! authorization server (token exchange, introspection, revocation, JWKS),
-//! tasks and their delegation trees, the audit log endpoints (checkpoints
+//! tasks and their delegation trees, runtime decisions (Mandate's own and
+//! OpenID AuthZEN) under Cedar policy versions, approvals and break-glass,
+//! the audit log endpoints (checkpoints
 //! and proofs), health, readiness, Prometheus metrics and the generated
 //! OpenAPI document. State lives behind the
 //! [`mandate_store::Store`] trait; rules live in `mandate-core`.
@@ -10,6 +12,7 @@
 #![forbid(unsafe_code)]
 
 pub mod access;
+pub mod decision;
 mod extract;
 pub mod install;
 pub mod issuance;
@@ -48,6 +51,10 @@ pub struct AppState {
     pub keys: Arc<keyring::Keyring>,
     /// Limits on what any task may be granted (maximum TTL and depth).
     pub bounds: Bounds,
+    /// The policy set decisions are made under.
+    pub policy: Arc<decision::ActivePolicy>,
+    /// Task tokens whose signature already verified.
+    pub verified: Arc<access::VerifiedTokens>,
 }
 
 /// The current time as the domain sees it.
@@ -59,7 +66,7 @@ pub fn now() -> Timestamp {
 #[openapi(
     info(title = "Mandate", description = "Identity control plane and runtime authorization for AI agents."),
     modifiers(&SecurityAddon),
-    tags((name = "humans"), (name = "agents"), (name = "oauth"), (name = "tasks"), (name = "keys"), (name = "audit"), (name = "operations"))
+    tags((name = "humans"), (name = "agents"), (name = "oauth"), (name = "tasks"), (name = "keys"), (name = "policies"), (name = "decisions"), (name = "approvals"), (name = "breakglass"), (name = "audit"), (name = "operations"))
 )]
 struct ApiDoc;
 
@@ -104,6 +111,10 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::oauth::router())
         .merge(routes::tasks::router())
         .merge(routes::keys::router())
+        .merge(routes::policies::router())
+        .merge(routes::decisions::router())
+        .merge(routes::approvals::router())
+        .merge(routes::breakglass::router())
         .merge(routes::audit::router())
         .merge(routes::operations::router())
         .split_for_parts();
@@ -132,12 +143,15 @@ pub async fn app_state(
         .ok_or(StoreError::NotInitialized)?;
     let ledger = Ledger::load(store.as_ref(), &install, master).await?;
     let keys = keyring::Keyring::load(store.as_ref(), master.clone(), bounds.max_ttl_ms).await?;
+    let policy = decision::ActivePolicy::load(store.as_ref()).await?;
     Ok(AppState {
         store,
         install: Arc::new(install),
         ledger: Arc::new(ledger),
         keys: Arc::new(keys),
         bounds,
+        policy: Arc::new(policy),
+        verified: Arc::default(),
     })
 }
 

@@ -16,6 +16,10 @@ pub struct Problem {
     pub status: u16,
     /// What exactly was wrong with this request.
     pub detail: String,
+    /// Each problem found, when there are several (e.g. every error of a
+    /// refused policy set, with line and column).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errors: Option<serde_json::Value>,
 }
 
 impl Problem {
@@ -25,7 +29,13 @@ impl Problem {
             title: status.canonical_reason().unwrap_or("Error").to_owned(),
             status: status.as_u16(),
             detail: detail.into(),
+            errors: None,
         }
+    }
+
+    pub fn with_errors(mut self, errors: serde_json::Value) -> Self {
+        self.errors = Some(errors);
+        self
     }
 
     pub fn bad_request(detail: impl Into<String>) -> Self {

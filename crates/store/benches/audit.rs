@@ -39,6 +39,7 @@ async fn audited_writes(t: TestStore, label: &str) {
                         subject: format!("user-{i}"),
                         display_name: "Bench".into(),
                         email: None,
+                        roles: Default::default(),
                     };
                     s.create_human(&change, HumanId::from_uuid(uuid::Uuid::now_v7()), &new)
                         .await

@@ -18,12 +18,16 @@ use async_trait::async_trait;
 use mandate_core::RuleError;
 use mandate_core::admin::AdminSecretHash;
 use mandate_core::agent::{Agent, AgentKind, AgentStatus, Lifecycle, NewAgent};
+use mandate_core::approval::{Approval, ApprovalStatus};
 use mandate_core::audit::Actor;
 use mandate_core::audit::checkpoint::SignedCheckpoint;
 use mandate_core::audit::verify::StoredEntry;
+use mandate_core::breakglass::BreakGlass;
+use mandate_core::decision::Verdict;
 use mandate_core::human::{Human, HumanStatus, NewHuman};
 use mandate_core::ids::{
-    AdminCredentialId, AgentId, AgentName, HumanId, SpiffeId, TaskId, TrustDomain,
+    AdminCredentialId, AgentId, AgentName, ApprovalId, BreakGlassId, DecisionId, HumanId, SpiffeId,
+    TaskId, TrustDomain,
 };
 use mandate_core::jwk::Ed25519Jwk;
 use mandate_core::task::{Ending, Task, TaskStatus};
@@ -161,6 +165,61 @@ pub struct AgentFilter {
     pub orphaned: Option<bool>,
 }
 
+/// One stored version of the policy set. Versions are immutable and
+/// identified by the SHA-256 of their text; exactly one is active.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyVersion {
+    /// 1, 2, 3 ... in push order.
+    pub version: i64,
+    pub hash: String,
+    pub text: String,
+    pub pushed_at: Timestamp,
+    pub pushed_by: Actor,
+    pub active: bool,
+}
+
+/// A decision to record, with what it spends. The audit event is written in
+/// the same transaction as the spending, so a counted call or a used approval
+/// always has its decision on the log, and the reverse.
+#[derive(Debug, Clone)]
+pub struct DecisionWrite {
+    pub id: DecisionId,
+    pub task: TaskId,
+    pub agent: AgentId,
+    pub action: String,
+    pub resource: String,
+    pub verdict: Verdict,
+    /// The decision as shown to callers (reasons, policy hash ...): the
+    /// audit event's details.
+    pub details: serde_json::Value,
+    /// When set and the task has a call limit: the call is counted only if
+    /// fewer than this many were made, atomically.
+    pub max_calls: Option<u64>,
+    /// Whether this decision counts as a call (allowed decisions do).
+    pub counts_call: bool,
+    /// An approved approval this decision spends (status approved -> used).
+    pub spends_approval: Option<ApprovalId>,
+    /// A new approval request this decision raises.
+    pub raises_approval: Option<Approval>,
+}
+
+/// What recording a decision came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    /// Recorded with everything it spends.
+    Done,
+    /// Nothing written: the task has no calls left.
+    OverLimit,
+    /// Nothing written: the approval was spent (or changed) meanwhile.
+    ApprovalSpent,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ApprovalFilter {
+    pub status: Option<ApprovalStatus>,
+    pub task: Option<TaskId>,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     fn backend(&self) -> Backend;
@@ -252,6 +311,54 @@ pub trait Store: Send + Sync + 'static {
     async fn revoke_credential(&self, change: &Change, jti: &str) -> Result<bool>;
     /// Records a single-use id; refused if it was seen before.
     async fn consume_jti(&self, jti: &str, expires_at: Timestamp) -> Result<()>;
+
+    /// Calls counted against the task's limit so far.
+    async fn calls_used(&self, task: TaskId) -> Result<u64>;
+
+    // ---- policy ---------------------------------------------------------
+    /// Stores a validated policy set (if this hash is new) and makes it the
+    /// active version, with its `policy.activated` event.
+    async fn activate_policy(
+        &self,
+        change: &Change,
+        hash: &str,
+        text: &str,
+    ) -> Result<PolicyVersion>;
+    async fn active_policy(&self) -> Result<Option<PolicyVersion>>;
+    /// A version by hash (a unique prefix of at least 8 hex digits also works).
+    async fn policy_version(&self, hash: &str) -> Result<Option<PolicyVersion>>;
+    /// Every version, newest first.
+    async fn policy_versions(&self) -> Result<Vec<PolicyVersion>>;
+
+    // ---- decisions, approvals, break-glass --------------------------------
+    async fn record_decision(&self, change: &Change, d: &DecisionWrite) -> Result<Recorded>;
+    async fn approval(&self, id: ApprovalId) -> Result<Option<Approval>>;
+    /// The newest approval raised for exactly this request digest of `task`.
+    async fn approval_for(&self, task: TaskId, digest: &str) -> Result<Option<Approval>>;
+    async fn list_approvals(&self, filter: &ApprovalFilter) -> Result<Vec<Approval>>;
+    /// Records a human's answer to a pending approval (re-checked pending in
+    /// the transaction), with its event.
+    async fn answer_approval(
+        &self,
+        change: &Change,
+        id: ApprovalId,
+        approve: bool,
+        by: HumanId,
+        note: Option<&str>,
+    ) -> Result<Approval>;
+    async fn grant_breakglass(&self, change: &Change, grant: &BreakGlass) -> Result<()>;
+    async fn breakglass(&self, id: BreakGlassId) -> Result<Option<BreakGlass>>;
+    /// Every grant, newest first; only unreviewed ones when asked.
+    async fn list_breakglass(&self, unreviewed_only: bool) -> Result<Vec<BreakGlass>>;
+    /// Unexpired grants for `agent` at `now`.
+    async fn active_breakglass(&self, agent: AgentId, now: Timestamp) -> Result<Vec<BreakGlass>>;
+    async fn review_breakglass(
+        &self,
+        change: &Change,
+        id: BreakGlassId,
+        by: HumanId,
+        note: &str,
+    ) -> Result<BreakGlass>;
 
     // ---- audit ----------------------------------------------------------
     async fn audit_len(&self) -> Result<u64>;

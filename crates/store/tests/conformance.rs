@@ -59,6 +59,7 @@ async fn human(s: &dyn Store, subject: &str) -> HumanId {
         subject: subject.into(),
         display_name: subject.to_uppercase(),
         email: Some(format!("{subject}@acme.example")),
+        roles: Default::default(),
     };
     s.create_human(&change(), id, &new).await.unwrap();
     id
@@ -167,6 +168,7 @@ async fn humans_are_unique_per_issuer_and_subject(t: TestStore) {
         subject: "alice".into(),
         display_name: "A2".into(),
         email: None,
+        roles: Default::default(),
     };
     assert!(is_rule(
         &s.create_human(&change(), hid(), &dup).await.unwrap_err()
@@ -176,6 +178,7 @@ async fn humans_are_unique_per_issuer_and_subject(t: TestStore) {
         subject: "x".into(),
         display_name: "X".into(),
         email: None,
+        roles: Default::default(),
     };
     assert!(is_rule(
         &s.create_human(&change(), hid(), &bad).await.unwrap_err()
@@ -477,6 +480,7 @@ async fn refused_writes_in_a_busy_batch_lose_nothing_else(t: TestStore) {
                     subject: subject.clone(),
                     display_name: subject,
                     email: None,
+                    roles: Default::default(),
                 };
                 let id = hid();
                 s.create_human(&change(), id, &new).await.map(|_| id)

@@ -9,230 +9,24 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use ed25519_dalek::SigningKey;
-use mandate_core::RuleError;
 use mandate_core::admin::AdminToken;
-use mandate_core::agent::{Agent, AgentKind, AgentStatus, Lifecycle, NewAgent};
-use mandate_core::audit::checkpoint::{NoteSigner, NoteVerifier};
-use mandate_core::audit::merkle::MerkleTree;
-use mandate_core::audit::{Actor, AuditEvent, EventKind, LogEntry};
-use mandate_core::human::{HumanStatus, NewHuman};
-use mandate_core::ids::{
-    AdminCredentialId, AgentId, AgentName, HumanId, SpiffeId, TaskId, TrustDomain,
-};
-use mandate_core::jwk::Ed25519Jwk;
-use mandate_core::scope::{Grant, Scope};
-use mandate_core::task::{Ending, Limits, Task, TaskStatus};
-use mandate_core::time::Timestamp;
+use mandate_core::agent::{Agent, AgentStatus, Lifecycle};
+use mandate_core::audit::EventKind;
+use mandate_core::human::HumanStatus;
+use mandate_core::ids::{AdminCredentialId, AgentId, TaskId, TrustDomain};
+use mandate_core::task::{Ending, Task, TaskStatus};
 use mandate_store::testing::{TestStore, postgres_url};
 use mandate_store::{
-    Backend, Change, CredentialRecord, Installation, NewTask, PageRequest, SigningKeyRecord, Store,
-    StoreError, TaskFilter, log,
+    Backend, Installation, NewTask, PageRequest, SigningKeyRecord, Store, StoreError, TaskFilter,
 };
 use serde_json::json;
 use uuid::Uuid;
 
-const ORIGIN: &str = "acme.example/mandate/audit";
-const IDP: &str = "https://idp.acme.example";
-/// The clock at the start of every case.
-const T0: i64 = 1_800_000_000_000;
-const HOUR: i64 = 3_600_000;
 /// The key of the audit advisory lock on PostgreSQL (`"mandate"`).
 const AUDIT_LOCK: i64 = 0x006d_616e_6461_7465;
 
-fn at(ms: i64) -> Change {
-    Change {
-        actor: Actor::System,
-        at: Timestamp::from_millis(ms),
-        request_id: Some("req-t".into()),
-    }
-}
-
-fn now() -> Change {
-    at(T0)
-}
-
-fn ts(ms: i64) -> Timestamp {
-    Timestamp::from_millis(ms)
-}
-
-fn jwk(seed: u8) -> Ed25519Jwk {
-    Ed25519Jwk::from_verifying_key(&SigningKey::from_bytes(&[seed; 32]).verifying_key(), None)
-}
-
-async fn human_at(s: &dyn Store, issuer: &str, subject: &str) -> HumanId {
-    let id = HumanId::from_uuid(Uuid::now_v7());
-    let new = NewHuman {
-        issuer: issuer.into(),
-        subject: subject.into(),
-        display_name: subject.to_uppercase(),
-        email: None,
-    };
-    s.create_human(&now(), id, &new).await.unwrap();
-    id
-}
-
-async fn human(s: &dyn Store, subject: &str) -> HumanId {
-    human_at(s, IDP, subject).await
-}
-
-async fn agent(s: &dyn Store, name: &str, owner: HumanId) -> Agent {
-    let new = NewAgent {
-        name: AgentName::parse(name).unwrap(),
-        kind: AgentKind::Agent,
-        owner,
-        description: format!("{name} does things"),
-        ceiling: Scope::new([Grant::new("invoice.*", "erp:invoices/*").unwrap()]).unwrap(),
-        keys: vec![jwk(1)],
-        tools: vec![],
-        data_sources: vec![],
-        tags: BTreeSet::new(),
-    };
-    let td = TrustDomain::parse("acme.example").unwrap();
-    let spiffe = SpiffeId::for_agent(&td, new.kind, &new.name);
-    s.create_agent(&now(), AgentId::from_uuid(Uuid::now_v7()), &spiffe, &new)
-        .await
-        .unwrap()
-}
-
-/// A task as the server would build it: a root for `initiator`, or a
-/// delegation under `parent` (whose initiator and root it inherits).
-fn task_with_id(
-    id: TaskId,
-    parent: Option<&Task>,
-    initiator: HumanId,
-    assignee: &Agent,
-    expires_at: i64,
-) -> Task {
-    Task {
-        id,
-        parent: parent.map(|p| p.id),
-        root: parent.map_or(id, |p| p.root),
-        depth: parent.map_or(0, |p| p.depth + 1),
-        purpose: format!("work for {}", assignee.name.as_str()),
-        initiator: parent.map_or(initiator, |p| p.initiator),
-        assignee: assignee.id,
-        assignee_spiffe: assignee.spiffe_id.clone(),
-        delegator: parent.map(|p| p.assignee),
-        scope: Scope::new([Grant::new("invoice.read", "erp:invoices/*").unwrap()]).unwrap(),
-        limits: Limits {
-            max_calls: Some(10),
-        },
-        expires_at: ts(expires_at),
-        status: TaskStatus::Open,
-        created_at: ts(T0),
-        ended_at: None,
-        end_reason: None,
-    }
-}
-
-fn task_for(parent: Option<&Task>, initiator: HumanId, assignee: &Agent, expires_at: i64) -> Task {
-    task_with_id(
-        TaskId::from_uuid(Uuid::now_v7()),
-        parent,
-        initiator,
-        assignee,
-        expires_at,
-    )
-}
-
-fn jti_of(task: &Task) -> String {
-    format!("cred-{}", task.id)
-}
-
-/// The task with its first credential, consuming `single_use`.
-fn issue(task: Task, single_use: &[&str]) -> NewTask {
-    let credential = CredentialRecord {
-        jti: jti_of(&task),
-        task: task.id,
-        agent: task.assignee,
-        kid: "k1".into(),
-        issued_at: task.created_at,
-        expires_at: task.expires_at.min(ts(T0 + 15 * 60_000)),
-        cnf_jkt: Some(format!("jkt-{}", task.assignee)),
-        revoked_at: None,
-    };
-    NewTask {
-        chain: vec![
-            format!("human:{}", task.initiator),
-            task.assignee_spiffe.as_str().to_owned(),
-        ],
-        single_use: single_use
-            .iter()
-            .map(|j| ((*j).to_owned(), ts(T0 + 60_000)))
-            .collect(),
-        task,
-        credential,
-    }
-}
-
-async fn root(s: &dyn Store, initiator: HumanId, assignee: &Agent) -> Task {
-    let new = issue(task_for(None, initiator, assignee, T0 + HOUR), &[]);
-    s.create_task(&now(), &new).await.unwrap();
-    new.task
-}
-
-async fn child(s: &dyn Store, parent: &Task, assignee: &Agent) -> Task {
-    let new = issue(
-        task_for(Some(parent), parent.initiator, assignee, T0 + HOUR),
-        &[],
-    );
-    s.create_task(&now(), &new).await.unwrap();
-    new.task
-}
-
-async fn stored(s: &dyn Store, id: TaskId) -> Task {
-    s.task(id).await.unwrap().expect("task is stored")
-}
-
-async fn revoked_at(s: &dyn Store, task: &Task) -> Option<Timestamp> {
-    s.credential(&jti_of(task))
-        .await
-        .unwrap()
-        .expect("credential is stored")
-        .revoked_at
-}
-
-/// Every audit event from position `from` on.
-async fn events_from(s: &dyn Store, from: u64) -> Vec<AuditEvent> {
-    s.audit_entries(from, 10_000)
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| serde_json::from_str::<LogEntry>(&r.entry).unwrap().event)
-        .collect()
-}
-
-fn signer() -> NoteSigner {
-    NoteSigner::new(ORIGIN.into(), SigningKey::from_bytes(&[1; 32])).unwrap()
-}
-
-/// Signs a checkpoint over the whole log and verifies it; returns the size.
-async fn verified(s: &dyn Store) -> u64 {
-    let mut tree = MerkleTree::new();
-    log::checkpoint(s, &mut tree, &signer(), ORIGIN, now().at)
-        .await
-        .unwrap();
-    let verifiers: Vec<NoteVerifier> = vec![signer().verifier()];
-    let report = log::verify(s, ORIGIN, &verifiers, None)
-        .await
-        .unwrap()
-        .expect("the audit log verifies");
-    assert_eq!(report.entries, s.audit_len().await.unwrap());
-    report.entries
-}
-
-fn is_conflict(e: &StoreError) -> bool {
-    matches!(e, StoreError::Rule(RuleError::Conflict(_)))
-}
-
-fn is_transition(e: &StoreError) -> bool {
-    matches!(e, StoreError::Rule(RuleError::Transition(_)))
-}
-
-fn ids(tasks: &[Task]) -> BTreeSet<TaskId> {
-    tasks.iter().map(|t| t.id).collect()
-}
+mod common;
+use common::*;
 
 /// Asserts that a refused `new` left no task and no credential, and that
 /// `unspent` (its single-use ids that were fresh) are still unspent.

@@ -22,6 +22,8 @@ use super::trust::{DEV_ISSUER, dev_issuer};
 use crate::CliError;
 use crate::client::Client;
 use crate::credentials::{self, AgentIdentity, Subject, TaskAsk};
+use mandate_core::decision::Verdict;
+use mandate_server::decision::{ContextIn, Outcome};
 
 #[derive(clap::Args)]
 pub struct DemoArgs {
@@ -102,7 +104,18 @@ pub async fn run(a: DemoArgs) -> Result<(), CliError> {
             "display_name": "Bob Chen (Platform Engineering)", "email": "bob@acme.example" }),
         )
         .await?;
-    println!("registered {} and {}", alice.display_name, bob.display_name);
+    let carol: Human = c
+        .post(
+            "/v1/humans",
+            &json!({ "issuer": DEV_ISSUER, "subject": "carol",
+            "display_name": "Carol Diaz (Finance Controller)", "email": "carol@acme.example",
+            "roles": ["approver"] }),
+        )
+        .await?;
+    println!(
+        "registered {}, {} and {} (approver)",
+        alice.display_name, bob.display_name, carol.display_name
+    );
 
     step(
         3,
@@ -139,7 +152,7 @@ pub async fn run(a: DemoArgs) -> Result<(), CliError> {
                 "procurement.read=erp:*",
                 "payments.initiate=bank:acme/ops",
             ],
-            vec!["team:procurement", "data:confidential"],
+            vec!["team:procurement", "finance"],
         ),
         (
             "code-agent",
@@ -245,8 +258,9 @@ pub async fn run(a: DemoArgs) -> Result<(), CliError> {
     print_inventory(&c, &list_all(&c, "").await?).await?;
 
     delegation(&c, &dir, &identities).await?;
+    runtime_authorization(&c, &dir, &identities).await?;
 
-    step(12, "Audit: sign a checkpoint and verify the whole log");
+    step(17, "Audit: sign a checkpoint and verify the whole log");
     let cp: serde_json::Value = c.post_empty("/v1/audit/checkpoint").await?;
     print!("{}", cp["note"].as_str().unwrap_or_default());
     let _ = stop.send(());
@@ -457,5 +471,216 @@ async fn delegation(
     }
     let tree: TaskNode = c.get(&format!("/v1/tasks/{}", root.task_id)).await?;
     print_tree(&tree, 0);
+    Ok(())
+}
+
+/// The policy set the demo pushes: the example shipped with the policy crate.
+const DEFAULT_POLICY: &str = include_str!("../../../policy/examples/default.cedar");
+
+async fn decide(
+    task: &Client,
+    action: &str,
+    resource: &str,
+    context: ContextIn,
+) -> Result<Outcome, CliError> {
+    let o: Outcome = task
+        .post(
+            "/v1/decisions",
+            &super::decide::request(action, resource, "internal", context),
+        )
+        .await?;
+    super::decide::print(&o);
+    Ok(o)
+}
+
+fn expect(o: &Outcome, verdict: Verdict, what: &str) -> Result<(), CliError> {
+    if o.decision == verdict {
+        Ok(())
+    } else {
+        Err(CliError::Failed(format!(
+            "the demo expected {what} to be {}, got {}",
+            verdict.as_str(),
+            o.decision.as_str()
+        )))
+    }
+}
+
+/// Steps 12-16: policy-as-code, the four outcomes of a decision with their
+/// reasons, a human approval under separation of duties, and break-glass.
+async fn runtime_authorization(
+    c: &Client,
+    dir: &std::path::Path,
+    agents: &std::collections::HashMap<&str, AgentIdentity>,
+) -> Result<(), CliError> {
+    step(
+        12,
+        "Push the policy set (Cedar), validated against Mandate's schema",
+    );
+    let broken =
+        "@id(\"typo\")\npermit (principal, action, resource)\nwhen { context.risk < 50 };\n";
+    match c
+        .post::<_, serde_json::Value>("/v1/policies", &json!({ "text": broken }))
+        .await
+    {
+        Err(e) => println!("refused a policy with a typo: {e}"),
+        Ok(_) => {
+            return Err(CliError::Failed(
+                "an invalid policy set was accepted".into(),
+            ));
+        }
+    }
+    let v: serde_json::Value = c
+        .post("/v1/policies", &json!({ "text": DEFAULT_POLICY }))
+        .await?;
+    let ids: Vec<&str> = v["policies"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|p| p["id"].as_str()).collect())
+        .unwrap_or_default();
+    println!(
+        "active: version {} ({}…): {}",
+        v["version"],
+        &v["hash"].as_str().unwrap_or_default()[..12],
+        ids.join(", ")
+    );
+
+    step(
+        13,
+        "Alice gives the procurement agent a payment task; each action is decided as it happens",
+    );
+    let dev = dev_issuer(dir)?;
+    let issuer = c.issuer().await?;
+    let alice = dev.mint("alice", &issuer, mandate_server::now(), 300);
+    let carol = dev.mint("carol", &issuer, mandate_server::now(), 300);
+    let pay = credentials::exchange(
+        c,
+        Subject::Human(&alice),
+        &agents["procurement-agent"],
+        &TaskAsk {
+            entries: vec![
+                (strings(&["procurement.read"]), strings(&["erp:*"])),
+                (strings(&["payments.initiate"]), strings(&["bank:acme/ops"])),
+            ],
+            ..ask("Pay the laptop supplier's invoice", &[], &[], 20)
+        },
+        None,
+    )
+    .await?;
+    let agent = Client::new(c.base(), Some(pay.access_token.clone()));
+    let low = ContextIn {
+        risk_score: Some(10),
+        ..ContextIn::default()
+    };
+    let o = decide(
+        &agent,
+        "procurement.read",
+        "erp:invoices/inv-2291",
+        low.clone(),
+    )
+    .await?;
+    expect(&o, Verdict::Allow, "reading the invoice")?;
+    let o = decide(
+        &agent,
+        "procurement.po.create",
+        "erp:purchase-orders/po-9",
+        low.clone(),
+    )
+    .await?;
+    expect(&o, Verdict::Deny, "raising a PO outside the task")?;
+
+    step(
+        14,
+        "A large payment waits for a human; Alice (the initiator) may not approve it, Carol does",
+    );
+    let payment = ContextIn {
+        amount: Some(1_850_000),
+        ..low.clone()
+    };
+    let o = decide(
+        &agent,
+        "payments.initiate",
+        "bank:acme/ops",
+        payment.clone(),
+    )
+    .await?;
+    expect(&o, Verdict::NeedsApproval, "a 18,500.00 payment")?;
+    let approval = o
+        .approval_id
+        .ok_or_else(|| CliError::Failed("needs_approval without an approval id".into()))?;
+    let path = format!("/v1/approvals/{approval}/approve");
+    match Client::new(c.base(), Some(alice))
+        .post::<_, serde_json::Value>(&path, &json!({ "note": "my own task" }))
+        .await
+    {
+        Err(e) => println!("Alice (the initiator) cannot approve: {e}"),
+        Ok(_) => {
+            return Err(CliError::Failed(
+                "the initiator approved her own task".into(),
+            ));
+        }
+    }
+    let a: mandate_core::approval::Approval = Client::new(c.base(), Some(carol))
+        .post(
+            &path,
+            &json!({ "note": "matches PO-2291 and the signed quote" }),
+        )
+        .await?;
+    println!("Carol approved {} ({})", a.id, a.note.unwrap_or_default());
+    let o = decide(
+        &agent,
+        "payments.initiate",
+        "bank:acme/ops",
+        payment.clone(),
+    )
+    .await?;
+    expect(&o, Verdict::Allow, "the approved payment")?;
+    let o = decide(&agent, "payments.initiate", "bank:acme/ops", payment).await?;
+    expect(
+        &o,
+        Verdict::NeedsApproval,
+        "the same payment a second time (approvals are single-use)",
+    )?;
+
+    step(
+        15,
+        "Break-glass: an admin grants what the task lacks, with a reason, for 15 minutes",
+    );
+    let g: mandate_core::breakglass::BreakGlass = c
+        .post(
+            "/v1/breakglass",
+            &json!({ "agent": "procurement-agent",
+                "scope": [{ "action": "procurement.po.create", "resource": "erp:purchase-orders/*" }],
+                "ttl_s": 900, "reason": "ERP workflow outage INC-4471: raise the PO by hand" }),
+        )
+        .await?;
+    super::approvals::print_grant(&g);
+    let o = decide(
+        &agent,
+        "procurement.po.create",
+        "erp:purchase-orders/po-9",
+        low,
+    )
+    .await?;
+    expect(&o, Verdict::Allow, "the PO under break-glass")?;
+    let open: Vec<mandate_core::breakglass::BreakGlass> =
+        c.get("/v1/breakglass?unreviewed=true").await?;
+    println!("{} break-glass grant(s) awaiting review", open.len());
+
+    step(16, "Every decision, approval and grant is on the audit log");
+    let entries: Vec<mandate_server::routes::audit::EntryView> =
+        c.get("/v1/audit/entries?limit=1000").await?;
+    let mut counts = std::collections::BTreeMap::<String, usize>::new();
+    for e in &entries {
+        let v: serde_json::Value = serde_json::from_str(&e.entry).unwrap_or_default();
+        let kind = v["event"]["kind"].as_str().unwrap_or_default().to_owned();
+        if ["decision.", "approval.", "breakglass.", "policy."]
+            .iter()
+            .any(|p| kind.starts_with(p))
+        {
+            *counts.entry(kind).or_default() += 1;
+        }
+    }
+    for (kind, n) in &counts {
+        println!("{n:>3} {kind}");
+    }
     Ok(())
 }

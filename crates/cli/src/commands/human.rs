@@ -1,7 +1,7 @@
 //! `mandate human ...`: admin commands over `/v1/humans`.
 
 use clap::Subcommand;
-use mandate_core::human::{Human, NewHuman};
+use mandate_core::human::{Human, HumanRole, NewHuman};
 
 use crate::client::Client;
 use crate::output;
@@ -21,6 +21,9 @@ pub enum HumanCommand {
         display_name: String,
         #[arg(long)]
         email: Option<String>,
+        /// A role, repeatable: `approver` may answer approval requests.
+        #[arg(long = "role", value_parser = parse_role)]
+        roles: Vec<HumanRole>,
     },
     /// List humans.
     List {
@@ -60,6 +63,7 @@ pub async fn run(cmd: HumanCommand) -> Result<(), CliError> {
             subject,
             display_name,
             email,
+            roles,
         } => {
             let c = Client::new(&server.server, server.token.clone());
             let h: Human = c
@@ -70,6 +74,7 @@ pub async fn run(cmd: HumanCommand) -> Result<(), CliError> {
                         subject,
                         display_name,
                         email,
+                        roles: roles.into_iter().collect(),
                     },
                 )
                 .await?;
@@ -105,6 +110,13 @@ pub async fn run(cmd: HumanCommand) -> Result<(), CliError> {
         }
     }
     Ok(())
+}
+
+fn parse_role(s: &str) -> Result<HumanRole, String> {
+    match s {
+        "approver" => Ok(HumanRole::Approver),
+        _ => Err(format!("unknown role {s:?}; the roles are: approver")),
+    }
 }
 
 /// Percent-encodes a path or query component.

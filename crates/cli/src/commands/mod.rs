@@ -1,10 +1,13 @@
 //! One module per top-level command.
 
 pub mod agent;
+pub mod approvals;
 pub mod audit;
+pub mod decide;
 pub mod demo;
 pub mod human;
 pub mod init;
+pub mod policy;
 pub mod serve;
 pub mod task;
 pub mod token;

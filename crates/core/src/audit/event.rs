@@ -56,6 +56,22 @@ pub enum EventKind {
     TaskRevoked,
     #[serde(rename = "credential.revoked")]
     CredentialRevoked,
+    /// A policy set version became the active one.
+    #[serde(rename = "policy.activated")]
+    PolicyActivated,
+    /// An authorization decision, with its verdict and reasons.
+    #[serde(rename = "decision.made")]
+    DecisionMade,
+    #[serde(rename = "approval.requested")]
+    ApprovalRequested,
+    #[serde(rename = "approval.granted")]
+    ApprovalGranted,
+    #[serde(rename = "approval.denied")]
+    ApprovalDenied,
+    #[serde(rename = "breakglass.granted")]
+    BreakGlassGranted,
+    #[serde(rename = "breakglass.reviewed")]
+    BreakGlassReviewed,
 }
 
 impl EventKind {
@@ -80,6 +96,13 @@ impl EventKind {
             EventKind::TaskFailed => "task.failed",
             EventKind::TaskRevoked => "task.revoked",
             EventKind::CredentialRevoked => "credential.revoked",
+            EventKind::PolicyActivated => "policy.activated",
+            EventKind::DecisionMade => "decision.made",
+            EventKind::ApprovalRequested => "approval.requested",
+            EventKind::ApprovalGranted => "approval.granted",
+            EventKind::ApprovalDenied => "approval.denied",
+            EventKind::BreakGlassGranted => "breakglass.granted",
+            EventKind::BreakGlassReviewed => "breakglass.reviewed",
         }
     }
 }

@@ -1,11 +1,15 @@
 //! HTTP handlers, one module per resource.
 
 pub mod agents;
+pub mod approvals;
 pub mod audit;
+pub mod breakglass;
+pub mod decisions;
 pub mod humans;
 pub mod keys;
 pub mod oauth;
 pub mod operations;
+pub mod policies;
 pub mod tasks;
 
 use serde::{Deserialize, Serialize};

@@ -142,7 +142,7 @@ async fn list_tasks(
     Ok(axum::Json(s.store.list_tasks(&filter, &page).await?.into()))
 }
 
-async fn agent_id(s: &AppState, key: &str) -> ApiResult<AgentId> {
+pub(crate) async fn agent_id(s: &AppState, key: &str) -> ApiResult<AgentId> {
     if let Ok(id) = key.parse() {
         return Ok(id);
     }

@@ -1,6 +1,8 @@
 //! The server on 127.0.0.1 with a fresh store, and helpers to call it.
 #![allow(dead_code)]
 
+pub mod fixture;
+
 use std::sync::Arc;
 use std::time::Duration;
 

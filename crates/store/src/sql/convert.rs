@@ -2,6 +2,8 @@
 //! an internal error naming the column, never silently defaulted.
 
 use mandate_core::agent::{Agent, AgentStatus};
+use mandate_core::approval::{Approval, ApprovalStatus};
+use mandate_core::breakglass::BreakGlass;
 use mandate_core::human::{Human, HumanStatus};
 use mandate_core::ids::SpiffeId;
 use mandate_core::time::Timestamp;
@@ -48,6 +50,7 @@ pub(crate) fn human(r: &AnyRow) -> Result<Human> {
         subject: text(r, "subject")?,
         display_name: text(r, "display_name")?,
         email: r.try_get::<Option<String>, _>("email").map_err(db_error)?,
+        roles: json(r, "roles")?,
         status: HumanStatus::parse(&text(r, "status")?).map_err(|e| corrupt("status", e))?,
         created_at: millis(r, "created_at")?,
         updated_at: millis(r, "updated_at")?,
@@ -127,5 +130,60 @@ pub(crate) fn credential(r: &AnyRow) -> Result<crate::CredentialRecord> {
         expires_at: millis(r, "expires_at")?,
         cnf_jkt: opt_text(r, "cnf_jkt")?,
         revoked_at: opt_millis(r, "revoked_at")?,
+    })
+}
+
+fn opt_parsed<T: std::str::FromStr>(r: &AnyRow, col: &str) -> Result<Option<T>>
+where
+    T::Err: std::fmt::Display,
+{
+    opt_text(r, col)?
+        .map(|v| v.parse().map_err(|e| corrupt(col, e)))
+        .transpose()
+}
+
+pub(crate) fn policy_version(r: &AnyRow) -> Result<crate::PolicyVersion> {
+    let hash = text(r, "hash")?;
+    Ok(crate::PolicyVersion {
+        version: r.try_get::<i64, _>("version").map_err(db_error)?,
+        active: opt_text(r, "active_hash")?.as_deref() == Some(hash.as_str()),
+        hash,
+        text: text(r, "text")?,
+        pushed_at: millis(r, "pushed_at")?,
+        pushed_by: json(r, "pushed_by")?,
+    })
+}
+
+pub(crate) fn approval(r: &AnyRow) -> Result<Approval> {
+    Ok(Approval {
+        id: parsed(r, "id")?,
+        task: parsed(r, "task_id")?,
+        agent: parsed(r, "agent_id")?,
+        initiator: parsed(r, "initiator")?,
+        action: text(r, "action")?,
+        resource: text(r, "resource")?,
+        digest: text(r, "digest")?,
+        policies: json(r, "policies")?,
+        status: ApprovalStatus::parse(&text(r, "status")?).map_err(|e| corrupt("status", e))?,
+        requested_at: millis(r, "requested_at")?,
+        expires_at: millis(r, "expires_at")?,
+        decided_by: opt_parsed(r, "decided_by")?,
+        decided_at: opt_millis(r, "decided_at")?,
+        note: opt_text(r, "note")?,
+    })
+}
+
+pub(crate) fn breakglass(r: &AnyRow) -> Result<BreakGlass> {
+    Ok(BreakGlass {
+        id: parsed(r, "id")?,
+        agent: parsed(r, "agent_id")?,
+        scope: json(r, "scope")?,
+        reason: text(r, "reason")?,
+        granted_by: json(r, "granted_by")?,
+        granted_at: millis(r, "granted_at")?,
+        expires_at: millis(r, "expires_at")?,
+        reviewed_by: opt_parsed(r, "reviewed_by")?,
+        reviewed_at: opt_millis(r, "reviewed_at")?,
+        review_note: opt_text(r, "review_note")?,
     })
 }

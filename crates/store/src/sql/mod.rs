@@ -7,6 +7,7 @@
 
 mod audit;
 mod convert;
+mod decisions;
 mod group;
 mod registry;
 mod tasks;
@@ -35,6 +36,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         2,
         "tasks and credentials",
         include_str!("../../migrations/0002_tasks_and_credentials.sql"),
+    ),
+    (
+        3,
+        "decisions and approvals",
+        include_str!("../../migrations/0003_decisions_and_approvals.sql"),
     ),
 ];
 
@@ -66,6 +72,20 @@ impl WriteTx<'_> {
         match &mut self.inner {
             Inner::Own(tx) => tx,
             Inner::Group(turn) => turn.conn(),
+        }
+    }
+
+    /// Abandons the write: nothing it did is kept. (Dropping does the same;
+    /// this waits for it on PostgreSQL and says so at the call site.)
+    pub(crate) async fn rollback(self) -> Result<()> {
+        match self.inner {
+            Inner::Own(tx) => tx.rollback().await.map_err(db_error),
+            // The turn's `Drop` rolls back to its savepoint, leaving the rest
+            // of the group's batch as it was.
+            Inner::Group(turn) => {
+                drop(turn);
+                Ok(())
+            }
         }
     }
 
@@ -117,7 +137,9 @@ impl SqlStore {
         let schema = schema.map(str::to_owned);
         let options = AnyPoolOptions::new()
             .max_connections(if backend == Backend::Sqlite { 8 } else { 16 })
-            .acquire_timeout(Duration::from_secs(5))
+            // Generous: appends queue behind one advisory lock, and a loaded
+            // machine must not turn a queue into an outage.
+            .acquire_timeout(Duration::from_secs(15))
             .after_connect(move |conn, _| {
                 let schema = schema.clone();
                 Box::pin(async move {
@@ -369,6 +391,72 @@ impl Store for SqlStore {
     }
     async fn consume_jti(&self, jti: &str, expires_at: Timestamp) -> Result<()> {
         tasks::consume_jti(self, jti, expires_at).await
+    }
+
+    async fn calls_used(&self, task: TaskId) -> Result<u64> {
+        decisions::calls_used(&self.pool, task).await
+    }
+
+    async fn activate_policy(
+        &self,
+        change: &Change,
+        hash: &str,
+        text: &str,
+    ) -> Result<PolicyVersion> {
+        decisions::activate_policy(self, change, hash, text).await
+    }
+    async fn active_policy(&self) -> Result<Option<PolicyVersion>> {
+        decisions::active_policy(&self.pool).await
+    }
+    async fn policy_version(&self, hash: &str) -> Result<Option<PolicyVersion>> {
+        decisions::policy_version(&self.pool, hash).await
+    }
+    async fn policy_versions(&self) -> Result<Vec<PolicyVersion>> {
+        decisions::policy_versions(&self.pool).await
+    }
+
+    async fn record_decision(&self, change: &Change, d: &DecisionWrite) -> Result<Recorded> {
+        decisions::record_decision(self, change, d).await
+    }
+    async fn approval(&self, id: ApprovalId) -> Result<Option<Approval>> {
+        decisions::approval(&self.pool, id).await
+    }
+    async fn approval_for(&self, task: TaskId, digest: &str) -> Result<Option<Approval>> {
+        decisions::approval_for(&self.pool, task, digest).await
+    }
+    async fn list_approvals(&self, filter: &ApprovalFilter) -> Result<Vec<Approval>> {
+        decisions::list_approvals(self, filter).await
+    }
+    async fn answer_approval(
+        &self,
+        change: &Change,
+        id: ApprovalId,
+        approve: bool,
+        by: HumanId,
+        note: Option<&str>,
+    ) -> Result<Approval> {
+        decisions::answer_approval(self, change, id, approve, by, note).await
+    }
+    async fn grant_breakglass(&self, change: &Change, grant: &BreakGlass) -> Result<()> {
+        decisions::grant_breakglass(self, change, grant).await
+    }
+    async fn breakglass(&self, id: BreakGlassId) -> Result<Option<BreakGlass>> {
+        decisions::breakglass(&self.pool, id).await
+    }
+    async fn list_breakglass(&self, unreviewed_only: bool) -> Result<Vec<BreakGlass>> {
+        decisions::list_breakglass(&self.pool, unreviewed_only).await
+    }
+    async fn active_breakglass(&self, agent: AgentId, now: Timestamp) -> Result<Vec<BreakGlass>> {
+        decisions::active_breakglass(&self.pool, agent, now).await
+    }
+    async fn review_breakglass(
+        &self,
+        change: &Change,
+        id: BreakGlassId,
+        by: HumanId,
+        note: &str,
+    ) -> Result<BreakGlass> {
+        decisions::review_breakglass(self, change, id, by, note).await
     }
 
     async fn audit_len(&self) -> Result<u64> {

@@ -166,14 +166,15 @@ pub(crate) async fn create_human(
         .into());
     }
     sqlx::query(
-        "INSERT INTO humans (id, issuer, subject, display_name, email, status, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, 'active', $6, $6)",
+        "INSERT INTO humans (id, issuer, subject, display_name, email, roles, status, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, 'active', $7, $7)",
     )
     .bind(id.to_string())
     .bind(new.issuer.clone())
     .bind(new.subject.clone())
     .bind(new.display_name.clone())
     .bind(new.email.clone())
+    .bind(to_json(&new.roles))
     .bind(change.at.as_millis())
     .execute(w.conn())
     .await
@@ -184,6 +185,7 @@ pub(crate) async fn create_human(
             .human(id)
             .details(json!({
                 "issuer": new.issuer, "subject": new.subject, "display_name": new.display_name,
+                "roles": new.roles,
             })),
     )
     .await?;
@@ -629,6 +631,13 @@ impl Filtered {
         });
         self.conditions += 1;
         self.sql.push_str(cond);
+    }
+
+    /// Orders an unpaged listing by `clause` (constant SQL, e.g. `x DESC`).
+    pub(crate) fn order_by(mut self, clause: &'static str) -> Self {
+        self.sql.push_str(" ORDER BY ");
+        self.sql.push_str(clause);
+        self
     }
 
     pub(crate) fn page(mut self, key: &'static str, page: &PageRequest) -> Self {

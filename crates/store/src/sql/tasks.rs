@@ -141,7 +141,7 @@ async fn task_in(w: &mut WriteTx<'_>, id: TaskId) -> Result<Task> {
 /// run one after the other. Without it, a child created under a descendant
 /// while the tree ends could be missed by the cascade and stay open, or the
 /// two could deadlock on the descendant's row and the audit lock.
-async fn lock_tree(w: &mut WriteTx<'_>, id: TaskId) -> Result<()> {
+pub(crate) async fn lock_tree(w: &mut WriteTx<'_>, id: TaskId) -> Result<()> {
     let root: Option<String> = sqlx::query_scalar("SELECT root_id FROM tasks WHERE id = $1")
         .bind(id.to_string())
         .fetch_optional(w.conn())

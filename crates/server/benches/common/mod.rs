@@ -1,0 +1,105 @@
+//! What every server benchmark starts from: an initialised store with a
+//! trusted dev issuer, Alice, and an orchestrator agent with a known key.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use ed25519_dalek::SigningKey;
+use mandate_core::agent::{Agent, AgentKind, NewAgent};
+use mandate_core::audit::Actor;
+use mandate_core::credential::DevIssuer;
+use mandate_core::human::NewHuman;
+use mandate_core::ids::{AgentId, AgentName, HumanId, SpiffeId, TrustDomain};
+use mandate_core::jwk::Ed25519Jwk;
+use mandate_core::scope::{Grant, Scope};
+use mandate_core::sealed::MasterKey;
+use mandate_server::{AppState, InitOptions, app_state, initialize, now};
+use mandate_store::testing::TestStore;
+use mandate_store::{Change, Store};
+
+pub fn change() -> Change {
+    Change {
+        actor: Actor::System,
+        at: now(),
+        request_id: None,
+    }
+}
+
+pub struct Setup {
+    pub state: AppState,
+    pub human: HumanId,
+    pub agent: Agent,
+    pub agent_key: SigningKey,
+    pub dev: DevIssuer,
+    pub _t: TestStore,
+}
+
+pub async fn setup(t: TestStore) -> Setup {
+    let store: Arc<dyn Store> = t.store.clone();
+    let master = MasterKey::from_bytes([7; 32]);
+    let opts = InitOptions {
+        trust_domain: TrustDomain::parse("bench.example").unwrap(),
+        issuer: None,
+    };
+    initialize(store.as_ref(), opts, &master).await.unwrap();
+    let state = app_state(store.clone(), &master, Default::default())
+        .await
+        .unwrap();
+    let dev = DevIssuer::new("https://dev-issuer.localhost", [3; 32]);
+    store
+        .trust_issuer(&change(), dev.issuer(), &dev.jwks())
+        .await
+        .unwrap();
+    let human = HumanId::from_uuid(uuid::Uuid::now_v7());
+    store
+        .create_human(
+            &change(),
+            human,
+            &NewHuman {
+                issuer: dev.issuer().into(),
+                subject: "alice".into(),
+                display_name: "Alice".into(),
+                email: None,
+                roles: Default::default(),
+            },
+        )
+        .await
+        .unwrap();
+    let agent_key = SigningKey::from_bytes(&[5; 32]);
+    let name = AgentName::parse("orchestrator").unwrap();
+    let spiffe = SpiffeId::for_agent(&state.install.trust_domain, AgentKind::Agent, &name);
+    let agent = store
+        .create_agent(
+            &change(),
+            AgentId::from_uuid(uuid::Uuid::now_v7()),
+            &spiffe,
+            &NewAgent {
+                name,
+                kind: AgentKind::Agent,
+                owner: human,
+                description: "bench".into(),
+                ceiling: scope(),
+                keys: vec![Ed25519Jwk::from_verifying_key(
+                    &agent_key.verifying_key(),
+                    None,
+                )],
+                tools: vec![],
+                data_sources: vec![],
+                tags: Default::default(),
+            },
+        )
+        .await
+        .unwrap();
+    Setup {
+        state,
+        human,
+        agent,
+        agent_key,
+        dev,
+        _t: t,
+    }
+}
+
+pub fn scope() -> Scope {
+    Scope::new([Grant::new("procurement.*", "erp:*").unwrap()]).unwrap()
+}

@@ -1,0 +1,540 @@
+//! The decision pipeline: may this task token do this action on this
+//! resource, now, in this context?
+//!
+//! The steps run in a fixed order and each can stop with its own reason:
+//! token (signature, issuer, audience, times) -> credential not revoked and
+//! proof of possession when bound -> task open -> action and resource inside
+//! the task's scope -> per-task call limit -> Cedar with the whole chain as
+//! entities -> human approval -> break-glass. Anything not explicitly allowed
+//! is denied. Every decision made under a genuine token is recorded in the
+//! audit log in the same transaction that spends a call or an approval; a
+//! request whose token is not genuine cannot be attributed to any task and is
+//! only counted in metrics, so forged traffic cannot flood the log.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+use mandate_core::approval::{APPROVAL_TTL_MS, Approval, ApprovalStatus};
+use mandate_core::audit::Actor;
+use mandate_core::credential::TaskClaims;
+use mandate_core::decision::{self, Stop, Verdict};
+use mandate_core::ids::{AgentId, ApprovalId, BreakGlassId, DecisionId, TaskId};
+use mandate_core::task::Task;
+use mandate_core::time::Timestamp;
+use mandate_policy::{
+    AgentFacts, ApprovalState, Decision, DecisionRequest, Evaluation, PolicySet, RequestContext,
+    ResourceFacts, Role, TaskFacts,
+};
+use mandate_store::{Change, CredentialRecord, DecisionWrite, Recorded, StoreError};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::AppState;
+use crate::access::{self, Presented, Refusal};
+
+/// The active policy set, swapped whole when a new version is pushed.
+#[derive(Default)]
+pub struct ActivePolicy(RwLock<Option<Arc<PolicySet>>>);
+
+impl ActivePolicy {
+    pub fn current(&self) -> Option<Arc<PolicySet>> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn replace(&self, set: PolicySet) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(set));
+    }
+
+    /// Loads the stored active version. A stored set that no longer
+    /// validates (a schema change) is not used: every decision then denies.
+    pub async fn load(store: &dyn mandate_store::Store) -> Result<ActivePolicy, StoreError> {
+        let active = ActivePolicy::default();
+        if let Some(v) = store.active_policy().await? {
+            match PolicySet::parse(&v.text) {
+                Ok(set) => active.replace(set),
+                Err(e) => tracing::error!(hash = %v.hash, error = %e,
+                    "the active policy set no longer validates; every decision will deny"),
+            }
+        }
+        Ok(active)
+    }
+}
+
+/// What the action is done to, as a caller describes it.
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceIn {
+    /// As in task scopes, e.g. `erp:invoices/2026-01`.
+    pub id: String,
+    /// Data classification: public, internal, confidential or restricted.
+    #[serde(default = "internal")]
+    pub sensitivity: String,
+    #[serde(default)]
+    pub labels: Vec<String>,
+}
+
+/// Facts about the moment, as a caller describes them.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ContextIn {
+    pub tool: Option<String>,
+    /// e.g. dev, staging, prod (default prod: the strictest reading).
+    pub environment: Option<String>,
+    pub data_sensitivity: Option<String>,
+    /// 0 to 100.
+    pub risk_score: Option<u8>,
+    /// Money moved, in minor units.
+    pub amount: Option<i64>,
+}
+
+fn internal() -> String {
+    "internal".into()
+}
+
+/// One decision request.
+pub struct Ask {
+    pub action: String,
+    pub resource: ResourceIn,
+    pub context: ContextIn,
+}
+
+/// Why a decision came out as it did: a pipeline step or a policy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ReasonOut {
+    /// Stable machine code: `outside_task_scope`, `policy_forbid`, `approval_required` ...
+    pub code: String,
+    pub message: String,
+    /// The determining policy, when a policy decided.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy_id: Option<String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty", default)]
+    pub annotations: BTreeMap<String, String>,
+}
+
+impl ReasonOut {
+    fn step(code: &str, message: impl Into<String>) -> Self {
+        ReasonOut {
+            code: code.to_owned(),
+            message: message.into(),
+            policy_id: None,
+            annotations: BTreeMap::new(),
+        }
+    }
+}
+
+/// The answer, with everything needed to trace it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Outcome {
+    pub decision_id: DecisionId,
+    pub decision: Verdict,
+    pub reasons: Vec<ReasonOut>,
+    /// The policy set version that decided (absent when a step before policy stopped).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy_hash: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task_id: Option<TaskId>,
+    pub action: String,
+    pub resource: String,
+    /// Set when the decision is `needs_approval`, or when an approval was spent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approval_id: Option<ApprovalId>,
+    /// Set when a break-glass grant allowed what would otherwise be denied.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub breakglass_id: Option<BreakGlassId>,
+}
+
+/// A token that is genuine (signed by Mandate, for Mandate, in its times),
+/// with its credential and task as stored now.
+pub struct Holder {
+    pub claims: TaskClaims,
+    pub credential: CredentialRecord,
+    pub task: Task,
+    /// Why it may not act at all, decided once per token (revoked, missing
+    /// proof of possession ...).
+    pub refused: Option<ReasonOut>,
+}
+
+/// Steps 1-2: who holds this token. `None` (with the reason) when the token
+/// is not genuine; such requests are not attributable and not recorded.
+pub async fn authenticate(
+    s: &AppState,
+    token: &str,
+    presented: &Presented,
+    now: Timestamp,
+) -> Result<Holder, ReasonOut> {
+    let invalid = |why: String| ReasonOut::step("invalid_token", why);
+    let claims = access::verify_signature(s, token, now)
+        .await
+        .map_err(|e| invalid(e.to_string()))?;
+    let lookup = async {
+        let credential = s.store.credential(&claims.jti).await?;
+        let task = s.store.task(claims.task_id).await?;
+        Ok::<_, StoreError>((credential, task))
+    };
+    let (credential, task) = match lookup.await {
+        Ok((Some(c), Some(t))) if c.task == t.id => (c, t),
+        Ok(_) => return Err(invalid("the token is not one Mandate issued".into())),
+        Err(e) => {
+            tracing::warn!(error = %e, "decision: store lookup failed");
+            return Err(ReasonOut::step(
+                "unavailable",
+                "the store is unavailable; denied",
+            ));
+        }
+    };
+    let mut refused = None;
+    if credential.revoked_at.is_some() {
+        refused = Some(ReasonOut::step(
+            "credential_revoked",
+            "the token was revoked",
+        ));
+    } else if let Some(cnf) = &claims.cnf {
+        refused = match access::dpop_proof(s, presented, Some(token), now).await {
+            Ok(Some(p)) if p.jkt == cnf.jkt => None,
+            Ok(Some(_)) => Some(ReasonOut::step(
+                "dpop_mismatch",
+                Refusal::DpopMismatch.to_string(),
+            )),
+            Ok(None) => Some(ReasonOut::step(
+                "dpop_required",
+                Refusal::DpopMissing.to_string(),
+            )),
+            Err(e) => Some(ReasonOut::step("dpop_invalid", e.to_string())),
+        };
+    }
+    Ok(Holder {
+        claims,
+        credential,
+        task,
+        refused,
+    })
+}
+
+/// Decides `ask` for an authenticated holder and records the decision.
+pub async fn decide(
+    s: &AppState,
+    holder: &Holder,
+    ask: &Ask,
+    request_id: Option<String>,
+    now: Timestamp,
+) -> Result<Outcome, StoreError> {
+    let task = &holder.task;
+    let mut out = Outcome {
+        decision_id: DecisionId::from_uuid(Uuid::now_v7()),
+        decision: Verdict::Deny,
+        reasons: Vec::new(),
+        policy_hash: None,
+        task_id: Some(task.id),
+        action: ask.action.clone(),
+        resource: ask.resource.id.clone(),
+        approval_id: None,
+        breakglass_id: None,
+    };
+    let mut write = DecisionWrite {
+        id: out.decision_id,
+        task: task.id,
+        agent: task.assignee,
+        action: ask.action.clone(),
+        resource: ask.resource.id.clone(),
+        verdict: Verdict::Deny,
+        details: serde_json::Value::Null,
+        max_calls: task.limits.max_calls,
+        counts_call: false,
+        spends_approval: None,
+        raises_approval: None,
+    };
+    let change = Change {
+        actor: Actor::Agent {
+            id: task.assignee,
+            spiffe_id: task.assignee_spiffe.to_string(),
+        },
+        at: now,
+        request_id,
+    };
+
+    if let Some(r) = &holder.refused {
+        out.reasons.push(r.clone());
+        return record(s, &change, out, write).await;
+    }
+    // Step 3 and the scope: a break-glass grant may stand in for the scope,
+    // never for an ended task.
+    let mut overridable = false;
+    match decision::admit(task, now, &ask.action, &ask.resource.id) {
+        Ok(()) => {}
+        Err(stop @ Stop::OutsideTaskScope) => {
+            out.reasons.push(stop_reason(&stop, ask));
+            overridable = true;
+        }
+        Err(stop) => {
+            out.reasons.push(stop_reason(&stop, ask));
+            return record(s, &change, out, write).await;
+        }
+    }
+    // Step 4: the call limit is checked here for a clear early answer and
+    // again, atomically, when the call is counted.
+    if task.limits.max_calls.is_some() {
+        let used = s.store.calls_used(task.id).await?;
+        if let Err(stop) = decision::check_calls(task, used) {
+            out.reasons.push(stop_reason(&stop, ask));
+            return record(s, &change, out, write).await;
+        }
+    }
+    if !overridable {
+        // Step 5: policy.
+        match s.policy.current() {
+            None => out.reasons.push(ReasonOut::step(
+                "no_policy",
+                "no policy set is active; push one with `mandate policy push`",
+            )),
+            Some(set) => {
+                out.policy_hash = Some(set.hash().to_owned());
+                let request = policy_request(s, task, ask).await?;
+                let digest = digest(task.id, ask);
+                let mut eval = mandate_policy::evaluate(&set, &request);
+                if eval.decision == Decision::NeedsApproval {
+                    eval =
+                        with_approval(s, &set, request, &digest, now, &mut write, &mut out, &eval)
+                            .await?;
+                }
+                explain(&eval, &mut out);
+                out.decision = verdict(eval.decision);
+                if out.decision == Verdict::NeedsApproval && out.approval_id.is_none() {
+                    let approval = Approval {
+                        id: ApprovalId::from_uuid(Uuid::now_v7()),
+                        task: task.id,
+                        agent: task.assignee,
+                        initiator: task.initiator,
+                        action: ask.action.clone(),
+                        resource: ask.resource.id.clone(),
+                        digest,
+                        policies: gate_ids(&eval),
+                        status: ApprovalStatus::Pending,
+                        requested_at: now,
+                        expires_at: Timestamp::from_millis(now.as_millis() + APPROVAL_TTL_MS),
+                        decided_by: None,
+                        decided_at: None,
+                        note: None,
+                    };
+                    out.approval_id = Some(approval.id);
+                    write.raises_approval = Some(approval);
+                }
+                overridable = out.decision != Verdict::Allow;
+            }
+        }
+    }
+    // Step 6: break-glass, for what scope or policy refused.
+    if overridable {
+        let grants = s.store.active_breakglass(task.assignee, now).await?;
+        if let Some(g) = grants
+            .iter()
+            .find(|g| g.covers(now, &ask.action, &ask.resource.id))
+        {
+            out.decision = Verdict::Allow;
+            out.breakglass_id = Some(g.id);
+            // An approval raised by this request is moot: break-glass decided.
+            if write.raises_approval.take().is_some() {
+                out.approval_id = None;
+            }
+            out.reasons.push(ReasonOut::step(
+                "breakglass",
+                format!("allowed by break-glass grant {}: {}", g.id, g.reason),
+            ));
+        }
+    }
+    record(s, &change, out, write).await
+}
+
+fn stop_reason(stop: &Stop, ask: &Ask) -> ReasonOut {
+    ReasonOut::step(stop.code(), stop.message(&ask.action, &ask.resource.id))
+}
+
+fn verdict(d: Decision) -> Verdict {
+    match d {
+        Decision::Allow => Verdict::Allow,
+        Decision::Deny => Verdict::Deny,
+        Decision::NeedsApproval => Verdict::NeedsApproval,
+    }
+}
+
+/// The approval-state second pass: an approval bound to exactly this request
+/// either lifts the gate (and is spent), refuses it, or is still pending.
+#[allow(clippy::too_many_arguments)]
+async fn with_approval(
+    s: &AppState,
+    set: &PolicySet,
+    mut request: DecisionRequest,
+    digest: &str,
+    now: Timestamp,
+    write: &mut DecisionWrite,
+    out: &mut Outcome,
+    first: &Evaluation,
+) -> Result<Evaluation, StoreError> {
+    let Some(a) = s.store.approval_for(write.task, digest).await? else {
+        return Ok(first.clone());
+    };
+    if a.is_expired(now) {
+        return Ok(first.clone());
+    }
+    match a.status {
+        ApprovalStatus::Approved => {
+            request.context.approval = ApprovalState::Approved;
+            write.spends_approval = Some(a.id);
+            out.approval_id = Some(a.id);
+            Ok(mandate_policy::evaluate(set, &request))
+        }
+        ApprovalStatus::Denied => {
+            request.context.approval = ApprovalState::Denied;
+            out.approval_id = Some(a.id);
+            Ok(mandate_policy::evaluate(set, &request))
+        }
+        ApprovalStatus::Pending => {
+            out.approval_id = Some(a.id);
+            Ok(first.clone())
+        }
+        ApprovalStatus::Used => Ok(first.clone()),
+    }
+}
+
+fn gate_ids(eval: &Evaluation) -> Vec<String> {
+    eval.reasons
+        .iter()
+        .filter(|r| r.role == Role::ApprovalRequired)
+        .map(|r| r.policy_id.clone())
+        .collect()
+}
+
+fn explain(eval: &Evaluation, out: &mut Outcome) {
+    for r in &eval.reasons {
+        let code = match r.role {
+            Role::Permitted => "policy_permit",
+            Role::Forbidden => "policy_forbid",
+            Role::ApprovalRequired => "approval_required",
+            Role::ApprovalGranted => "approval_granted",
+            Role::ApprovalDenied => "approval_denied",
+        };
+        let message = r
+            .annotations
+            .get("reason")
+            .cloned()
+            .unwrap_or_else(|| format!("policy {}", r.policy_id));
+        out.reasons.push(ReasonOut {
+            code: code.into(),
+            message,
+            policy_id: Some(r.policy_id.clone()),
+            annotations: r.annotations.clone(),
+        });
+    }
+    for e in &eval.errors {
+        out.reasons.push(ReasonOut {
+            code: "policy_error".into(),
+            message: e.message.clone(),
+            policy_id: e.policy_id.clone(),
+            annotations: BTreeMap::new(),
+        });
+    }
+    if eval.is_default_deny() {
+        out.reasons.push(ReasonOut::step(
+            "no_permit",
+            "no policy permits this request (default deny)",
+        ));
+    }
+}
+
+/// The digest an approval is bound to: everything about the request except
+/// its time.
+fn digest(task: TaskId, ask: &Ask) -> String {
+    let resource = serde_json::to_value(&ask.resource).unwrap_or_default();
+    let context = serde_json::to_value(&ask.context).unwrap_or_default();
+    decision::request_digest(task, &ask.action, &resource, &context)
+}
+
+/// The Cedar request: the initiator, every agent of the chain, the task.
+async fn policy_request(
+    s: &AppState,
+    task: &Task,
+    ask: &Ask,
+) -> Result<DecisionRequest, StoreError> {
+    let agent = agent_facts(s, task.assignee).await?;
+    let mut delegators = Vec::new();
+    let mut hop = task.delegator;
+    let mut parent = task.parent;
+    // Walk up the tree: each parent task's assignee delegated to its child.
+    while let (Some(_), Some(p)) = (hop, parent) {
+        let Some(pt) = s.store.task(p).await? else {
+            break;
+        };
+        delegators.push(agent_facts(s, pt.assignee).await?);
+        hop = pt.delegator;
+        parent = pt.parent;
+    }
+    delegators.reverse();
+    let c = &ask.context;
+    Ok(DecisionRequest {
+        initiator: task.initiator,
+        delegators,
+        agent,
+        task: TaskFacts::from(task),
+        action: ask.action.clone(),
+        resource: ResourceFacts {
+            id: ask.resource.id.clone(),
+            sensitivity: ask.resource.sensitivity.clone(),
+            labels: ask.resource.labels.iter().cloned().collect(),
+        },
+        context: RequestContext {
+            tool: c.tool.clone(),
+            environment: c.environment.clone().unwrap_or_else(|| "prod".into()),
+            data_sensitivity: c
+                .data_sensitivity
+                .clone()
+                .unwrap_or_else(|| ask.resource.sensitivity.clone()),
+            time: crate::now(),
+            risk_score: c.risk_score.unwrap_or(0),
+            approval: ApprovalState::None,
+            amount: c.amount,
+        },
+    })
+}
+
+async fn agent_facts(s: &AppState, id: AgentId) -> Result<AgentFacts, StoreError> {
+    s.store
+        .agent(id)
+        .await?
+        .map(|a| AgentFacts::from(&a))
+        .ok_or_else(|| StoreError::NotFound(format!("agent {id}")))
+}
+
+/// Records the decision with what it spends. If the call limit or the
+/// approval was used up by a concurrent request, the answer becomes a deny.
+async fn record(
+    s: &AppState,
+    change: &Change,
+    mut out: Outcome,
+    mut write: DecisionWrite,
+) -> Result<Outcome, StoreError> {
+    loop {
+        write.verdict = out.decision;
+        write.counts_call = out.decision == Verdict::Allow;
+        write.details = serde_json::to_value(&out).unwrap_or_default();
+        let lost = match s.store.record_decision(change, &write).await? {
+            Recorded::Done => {
+                metrics::counter!("mandate_decisions_total", "decision" => out.decision.as_str())
+                    .increment(1);
+                return Ok(out);
+            }
+            Recorded::OverLimit => ReasonOut::step(
+                "limit_exceeded",
+                "the task's call limit was reached by a concurrent request",
+            ),
+            Recorded::ApprovalSpent => ReasonOut::step(
+                "approval_spent",
+                "the approval for this request was already used",
+            ),
+        };
+        out.decision = Verdict::Deny;
+        out.breakglass_id = None;
+        out.reasons.push(lost);
+        write.spends_approval = None;
+        write.raises_approval = None;
+    }
+}

@@ -1,0 +1,454 @@
+//! Decision endpoints: Mandate's own `POST /v1/decisions` with full reasons,
+//! and the OpenID AuthZEN Authorization API 1.0 (`/access/v1/evaluation`,
+//! `/access/v1/evaluations`, `/.well-known/authzen-configuration`) so any
+//! AuthZEN enforcement point can ask Mandate.
+//!
+//! The caller presents the task token it acts under: in the Authorization
+//! header for `/v1/decisions`, as `subject.properties.token` for AuthZEN. A
+//! DPoP-bound token needs a DPoP proof for the decision request itself (the
+//! `DPoP` header), so a stolen token is no more use to a PEP than to anyone.
+
+use std::collections::HashMap;
+
+use axum::extract::State;
+use axum::http::HeaderMap;
+use mandate_core::decision::Verdict;
+use mandate_core::ids::DecisionId;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use crate::AppState;
+use crate::access::Presented;
+use crate::decision::{self, Ask, ContextIn, Holder, Outcome, ReasonOut, ResourceIn};
+use crate::extract::{Json, request_id};
+use crate::problem::{ApiResult, Problem};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(decide))
+        .routes(routes!(evaluation))
+        .routes(routes!(evaluations))
+        .routes(routes!(configuration))
+}
+
+/// A decision request under the task token in the Authorization header.
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DecisionRequest {
+    /// The Mandate action, e.g. `payments.initiate`.
+    pub action: String,
+    pub resource: ResourceIn,
+    #[serde(default)]
+    pub context: ContextIn,
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("DPoP "))
+        })
+        .map(str::trim)
+}
+
+/// The answer for a token that is not genuine: denied, not attributable, not recorded.
+fn unattributed(ask: &Ask, reason: ReasonOut) -> Outcome {
+    metrics::counter!("mandate_decisions_total", "decision" => "deny").increment(1);
+    Outcome {
+        decision_id: DecisionId::from_uuid(Uuid::now_v7()),
+        decision: Verdict::Deny,
+        reasons: vec![reason],
+        policy_hash: None,
+        task_id: None,
+        action: ask.action.clone(),
+        resource: ask.resource.id.clone(),
+        approval_id: None,
+        breakglass_id: None,
+    }
+}
+
+async fn run(
+    s: &AppState,
+    holder: &Result<Holder, ReasonOut>,
+    ask: &Ask,
+    headers: &HeaderMap,
+) -> ApiResult<Outcome> {
+    match holder {
+        Err(reason) => Ok(unattributed(ask, reason.clone())),
+        Ok(h) => Ok(decision::decide(s, h, ask, request_id(headers), crate::now()).await?),
+    }
+}
+
+/// Decide one action under a task token, with the full reasons.
+///
+/// Always 200 with `allow`, `deny` or `needs_approval`; a malformed request is 4xx.
+#[utoipa::path(post, path = "/v1/decisions", tag = "decisions", request_body = DecisionRequest,
+    responses((status = 200, body = Outcome), (status = 400, body = Problem), (status = 401, body = Problem)),
+    security(("task_token" = [])))]
+async fn decide(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Json(req): Json<DecisionRequest>,
+) -> ApiResult<axum::Json<Outcome>> {
+    let token = bearer(&headers).ok_or_else(|| {
+        Problem::unauthorized("send the task token as Authorization: Bearer <token>")
+    })?;
+    let ask = Ask {
+        action: req.action,
+        resource: req.resource,
+        context: req.context,
+    };
+    let presented = Presented::new(&headers, "POST", "/v1/decisions");
+    let holder = decision::authenticate(&s, token, &presented, crate::now()).await;
+    Ok(axum::Json(run(&s, &holder, &ask, &headers).await?))
+}
+
+// ---- AuthZEN ----------------------------------------------------------------
+
+/// AuthZEN subject: the agent, with its task token in `properties.token`.
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+pub struct Subject {
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The agent's SPIFFE id; must match the token's agent.
+    pub id: String,
+    #[serde(default)]
+    pub properties: serde_json::Map<String, serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+pub struct Action {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub properties: serde_json::Map<String, serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+pub struct Resource {
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The resource string as in task scopes.
+    pub id: String,
+    /// `sensitivity` (string) and `labels` (array of strings) are read.
+    #[serde(default)]
+    pub properties: serde_json::Map<String, serde_json::Value>,
+}
+
+/// An AuthZEN access evaluation request (section 6).
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+pub struct EvaluationRequest {
+    pub subject: Subject,
+    pub action: Action,
+    pub resource: Resource,
+    /// `tool`, `environment`, `data_sensitivity`, `risk_score`, `amount` are read.
+    #[serde(default)]
+    pub context: serde_json::Map<String, serde_json::Value>,
+}
+
+/// An AuthZEN decision: a boolean, with Mandate's reasons in `context`.
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+pub struct EvaluationResponse {
+    pub decision: bool,
+    pub context: EvaluationContext,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+pub struct EvaluationContext {
+    /// The decision id, as in the audit log.
+    pub id: DecisionId,
+    /// Reasons for administrators (all of them, with policy ids).
+    pub reason_admin: serde_json::Value,
+    /// A reason safe to show the agent's user.
+    pub reason_user: serde_json::Value,
+    /// Mandate's full answer (`allow`, `deny`, `needs_approval`, approval id ...).
+    pub mandate: Outcome,
+}
+
+fn to_authzen(o: Outcome) -> EvaluationResponse {
+    let codes: Vec<&str> = o.reasons.iter().map(|r| r.code.as_str()).collect();
+    let user = match o.decision {
+        Verdict::Allow => "allowed".to_owned(),
+        Verdict::NeedsApproval => "waiting for a human approval".to_owned(),
+        Verdict::Deny => format!("denied: {}", codes.join(", ")),
+    };
+    EvaluationResponse {
+        decision: o.decision == Verdict::Allow,
+        context: EvaluationContext {
+            id: o.decision_id,
+            reason_admin: serde_json::json!({ "en": serde_json::to_value(&o.reasons).unwrap_or_default() }),
+            reason_user: serde_json::json!({ "en": user }),
+            mandate: o,
+        },
+    }
+}
+
+fn field<'a>(
+    m: &'a serde_json::Map<String, serde_json::Value>,
+    k: &str,
+) -> Option<&'a serde_json::Value> {
+    m.get(k).filter(|v| !v.is_null())
+}
+
+fn string_field(
+    m: &serde_json::Map<String, serde_json::Value>,
+    k: &str,
+    what: &str,
+) -> ApiResult<Option<String>> {
+    match field(m, k) {
+        None => Ok(None),
+        Some(serde_json::Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(Problem::bad_request(format!("{what}.{k} must be a string"))),
+    }
+}
+
+/// Maps an AuthZEN request onto Mandate's: the token, and the ask.
+fn ask_of(r: &EvaluationRequest) -> ApiResult<(String, Option<String>, Ask)> {
+    let token =
+        string_field(&r.subject.properties, "token", "subject.properties")?.ok_or_else(|| {
+            Problem::bad_request("subject.properties.token must carry the agent's task token")
+        })?;
+    let dpop = string_field(&r.subject.properties, "dpop", "subject.properties")?;
+    let p = &r.resource.properties;
+    let labels = match field(p, "labels") {
+        None => Vec::new(),
+        Some(v) => serde_json::from_value(v.clone()).map_err(|_| {
+            Problem::bad_request("resource.properties.labels must be an array of strings")
+        })?,
+    };
+    let c = &r.context;
+    let risk_score = match field(c, "risk_score") {
+        None => None,
+        Some(v) => Some(
+            v.as_u64()
+                .filter(|n| *n <= 100)
+                .ok_or_else(|| Problem::bad_request("context.risk_score must be 0 to 100"))?
+                as u8,
+        ),
+    };
+    let amount = match field(c, "amount") {
+        None => None,
+        Some(v) => Some(v.as_i64().ok_or_else(|| {
+            Problem::bad_request("context.amount must be an integer (minor units)")
+        })?),
+    };
+    let ask = Ask {
+        action: r.action.name.clone(),
+        resource: ResourceIn {
+            id: r.resource.id.clone(),
+            sensitivity: string_field(p, "sensitivity", "resource.properties")?
+                .unwrap_or_else(|| "internal".into()),
+            labels,
+        },
+        context: ContextIn {
+            tool: string_field(c, "tool", "context")?,
+            environment: string_field(c, "environment", "context")?,
+            data_sensitivity: string_field(c, "data_sensitivity", "context")?,
+            risk_score,
+            amount,
+        },
+    };
+    Ok((token, dpop, ask))
+}
+
+/// Authenticates each distinct token of a request once (a DPoP proof is
+/// single-use, and a batch shares it), and checks the subject is its agent.
+struct Holders<'a> {
+    s: &'a AppState,
+    headers: &'a HeaderMap,
+    path: &'static str,
+    seen: HashMap<String, Result<Holder, ReasonOut>>,
+}
+
+impl<'a> Holders<'a> {
+    async fn decide(&mut self, r: &EvaluationRequest) -> ApiResult<Outcome> {
+        let (token, dpop, ask) = ask_of(r)?;
+        if !self.seen.contains_key(&token) {
+            let mut presented = Presented::new(self.headers, "POST", self.path);
+            if dpop.is_some() {
+                presented.proof = dpop;
+            }
+            let h = decision::authenticate(self.s, &token, &presented, crate::now()).await;
+            self.seen.insert(token.clone(), h);
+        }
+        let holder = &self.seen[&token];
+        if let Ok(h) = holder
+            && h.claims.client_id != r.subject.id
+        {
+            let reason = ReasonOut {
+                code: "subject_mismatch".into(),
+                message: format!(
+                    "subject.id {:?} is not the agent the token was issued to",
+                    r.subject.id
+                ),
+                policy_id: None,
+                annotations: Default::default(),
+            };
+            return Ok(unattributed(&ask, reason));
+        }
+        run(self.s, holder, &ask, self.headers).await
+    }
+}
+
+/// AuthZEN access evaluation (Authorization API 1.0, section 6).
+#[utoipa::path(post, path = "/access/v1/evaluation", tag = "decisions", request_body = EvaluationRequest,
+    responses((status = 200, body = EvaluationResponse), (status = 400, body = Problem)))]
+async fn evaluation(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Json(req): Json<EvaluationRequest>,
+) -> ApiResult<axum::Json<EvaluationResponse>> {
+    let mut holders = Holders {
+        s: &s,
+        headers: &headers,
+        path: "/access/v1/evaluation",
+        seen: HashMap::new(),
+    };
+    Ok(axum::Json(to_authzen(holders.decide(&req).await?)))
+}
+
+/// One item of a batch: any field left out is taken from the request's top level.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, ToSchema)]
+pub struct EvaluationItem {
+    pub subject: Option<Subject>,
+    pub action: Option<Action>,
+    pub resource: Option<Resource>,
+    pub context: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Semantic {
+    #[default]
+    ExecuteAll,
+    DenyOnFirstDeny,
+    PermitOnFirstPermit,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, ToSchema)]
+pub struct EvaluationsOptions {
+    #[serde(default)]
+    pub evaluations_semantic: Semantic,
+}
+
+/// AuthZEN access evaluations (Authorization API 1.0, section 7).
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+pub struct EvaluationsRequest {
+    pub subject: Option<Subject>,
+    pub action: Option<Action>,
+    pub resource: Option<Resource>,
+    pub context: Option<serde_json::Map<String, serde_json::Value>>,
+    #[serde(default)]
+    pub evaluations: Vec<EvaluationItem>,
+    #[serde(default)]
+    pub options: EvaluationsOptions,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+pub struct EvaluationsResponse {
+    pub evaluations: Vec<EvaluationResponse>,
+}
+
+/// At most this many evaluations per batch.
+pub const MAX_BATCH: usize = 100;
+
+fn merged(
+    top: &EvaluationsRequest,
+    item: &EvaluationItem,
+    i: usize,
+) -> ApiResult<EvaluationRequest> {
+    let missing = |what: &str| {
+        Problem::bad_request(format!(
+            "evaluations[{i}] has no {what} and the request sets no default {what}"
+        ))
+    };
+    Ok(EvaluationRequest {
+        subject: item
+            .subject
+            .clone()
+            .or_else(|| top.subject.clone())
+            .ok_or_else(|| missing("subject"))?,
+        action: item
+            .action
+            .clone()
+            .or_else(|| top.action.clone())
+            .ok_or_else(|| missing("action"))?,
+        resource: item
+            .resource
+            .clone()
+            .or_else(|| top.resource.clone())
+            .ok_or_else(|| missing("resource"))?,
+        context: item
+            .context
+            .clone()
+            .or_else(|| top.context.clone())
+            .unwrap_or_default(),
+    })
+}
+
+/// AuthZEN batch evaluation, with `execute_all`, `deny_on_first_deny` and
+/// `permit_on_first_permit` semantics. With no `evaluations` it is one evaluation.
+#[utoipa::path(post, path = "/access/v1/evaluations", tag = "decisions", request_body = EvaluationsRequest,
+    responses((status = 200, body = EvaluationsResponse), (status = 400, body = Problem)))]
+async fn evaluations(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Json(req): Json<EvaluationsRequest>,
+) -> ApiResult<axum::Json<serde_json::Value>> {
+    if req.evaluations.len() > MAX_BATCH {
+        return Err(Problem::bad_request(format!(
+            "at most {MAX_BATCH} evaluations per request"
+        )));
+    }
+    let mut holders = Holders {
+        s: &s,
+        headers: &headers,
+        path: "/access/v1/evaluations",
+        seen: HashMap::new(),
+    };
+    if req.evaluations.is_empty() {
+        // Section 7: without `evaluations` the request is a single evaluation.
+        let one = merged(&req, &EvaluationItem::default(), 0)?;
+        let r = to_authzen(holders.decide(&one).await?);
+        return Ok(axum::Json(serde_json::to_value(r).unwrap_or_default()));
+    }
+    // Validate the whole batch before deciding anything.
+    let items = req
+        .evaluations
+        .iter()
+        .enumerate()
+        .map(|(i, it)| merged(&req, it, i))
+        .collect::<ApiResult<Vec<_>>>()?;
+    let mut out = Vec::with_capacity(items.len());
+    for item in &items {
+        let r = to_authzen(holders.decide(item).await?);
+        let stop = match req.options.evaluations_semantic {
+            Semantic::ExecuteAll => false,
+            Semantic::DenyOnFirstDeny => !r.decision,
+            Semantic::PermitOnFirstPermit => r.decision,
+        };
+        out.push(r);
+        if stop {
+            break;
+        }
+    }
+    Ok(axum::Json(
+        serde_json::to_value(EvaluationsResponse { evaluations: out }).unwrap_or_default(),
+    ))
+}
+
+/// AuthZEN PDP metadata (Authorization API 1.0, section 9), for this host.
+#[utoipa::path(get, path = "/.well-known/authzen-configuration", tag = "decisions",
+    responses((status = 200, body = serde_json::Value)))]
+async fn configuration(headers: HeaderMap) -> axum::Json<serde_json::Value> {
+    let base = Presented::new(&headers, "GET", "").url;
+    axum::Json(serde_json::json!({
+        "policy_decision_point": base,
+        "access_evaluation_endpoint": format!("{base}/access/v1/evaluation"),
+        "access_evaluations_endpoint": format!("{base}/access/v1/evaluations"),
+    }))
+}

@@ -1,0 +1,826 @@
+//! Runtime authorization over HTTP, on both backends: the decision pipeline
+//! step by step, approvals, break-glass, policy versions and the AuthZEN API.
+//! Each rule is attacked: a valid token outside its scope, a spent or
+//! foreign approval, the initiator approving, an expired grant, an invalid
+//! policy push.
+
+use std::time::Duration;
+
+use mandate_core::approval::{Approval, ApprovalStatus};
+use mandate_core::decision::Verdict;
+use mandate_core::ids::{AgentId, ApprovalId, DecisionId, TaskId};
+use mandate_store::testing::TestStore;
+use mandate_store::{Change, DecisionWrite};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+mod common;
+use common::fixture::*;
+use common::*;
+
+const POLICY: &str = include_str!("../../policy/examples/default.cedar");
+
+/// A payment task for the orchestrator (tagged finance), started by `who`.
+fn payment_task(max_calls: u64) -> Value {
+    json!([
+        { "type": "mandate_task", "purpose": "pay the laptop invoice",
+          "actions": ["procurement.read"], "resources": ["erp:*"], "limits": { "max_calls": max_calls } },
+        { "type": "mandate_task", "purpose": "pay the laptop invoice",
+          "actions": ["payments.initiate"], "resources": ["bank:acme/*"], "limits": { "max_calls": max_calls } },
+    ])
+}
+
+impl Fixture {
+    async fn with_policy(t: TestStore) -> Fixture {
+        let f = Fixture::new(t).await;
+        let (st, b) = f.s.post("/v1/policies", json!({ "text": POLICY })).await;
+        assert_eq!(st, StatusCode::CREATED, "{b}");
+        f
+    }
+
+    async fn task_for(&self, who: &str, max_calls: u64) -> (String, String) {
+        let (st, b) = self
+            .root(
+                &self.id_token(who),
+                &self.agent("orchestrator", ORCH),
+                payment_task(max_calls),
+                None,
+            )
+            .await;
+        assert_eq!(st, StatusCode::OK, "{b}");
+        (token_of(&b), task_of(&b))
+    }
+
+    async fn decide(&self, token: &str, action: &str, resource: &str, context: Value) -> Value {
+        let res = self
+            .s
+            .http
+            .post(format!("{}/v1/decisions", self.s.base))
+            .bearer_auth(token)
+            .json(&json!({ "action": action, "resource": { "id": resource }, "context": context }))
+            .send()
+            .await
+            .unwrap();
+        let (st, b) = read(res).await;
+        assert_eq!(st, StatusCode::OK, "{b}");
+        b
+    }
+
+    async fn as_human(&self, who: &str, path: &str, body: Value) -> (StatusCode, Value) {
+        let res = self
+            .s
+            .http
+            .post(format!("{}{path}", self.s.base))
+            .bearer_auth(self.id_token(who))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        read(res).await
+    }
+}
+
+fn codes(d: &Value) -> Vec<String> {
+    d["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["code"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn low() -> Value {
+    json!({ "risk_score": 10 })
+}
+
+fn big_payment(amount: i64) -> Value {
+    json!({ "risk_score": 10, "amount": amount })
+}
+
+// ---- cases ---------------------------------------------------------------------
+
+async fn each_step_of_the_pipeline_stops_with_its_reason(t: TestStore) {
+    let f = Fixture::with_policy(t).await;
+    let (_, active) = f.s.get("/v1/policies/active").await;
+    let (token, task) = f.task_for("alice", 3).await;
+
+    // Allowed, with the determining policy and the version that decided.
+    let before = f.s.state.store.audit_len().await.unwrap();
+    let d = f
+        .decide(&token, "procurement.read", "erp:invoices/1", low())
+        .await;
+    assert_eq!(d["decision"], "allow", "{d}");
+    assert_eq!(d["policy_hash"], active["hash"]);
+    assert_eq!(d["task_id"].as_str(), Some(task.as_str()));
+    assert!(
+        d["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["policy_id"] == "in-scope"),
+        "{d}"
+    );
+    assert_eq!(
+        f.s.state.store.audit_len().await.unwrap(),
+        before + 1,
+        "one event per decision"
+    );
+
+    // A perfectly valid token, an action outside its task: the confused deputy.
+    let d = f
+        .decide(
+            &token,
+            "procurement.po.create",
+            "erp:purchase-orders/9",
+            low(),
+        )
+        .await;
+    assert_eq!(d["decision"], "deny");
+    assert_eq!(codes(&d), ["outside_task_scope"]);
+    assert!(d.get("policy_hash").is_none(), "stopped before policy: {d}");
+    let d = f
+        .decide(&token, "procurement.read", "hr:payroll/1", low())
+        .await;
+    assert_eq!(codes(&d), ["outside_task_scope"]);
+
+    // Nothing permits a critical-risk request: default deny.
+    let d = f
+        .decide(
+            &token,
+            "procurement.read",
+            "erp:invoices/1",
+            json!({ "risk_score": 95 }),
+        )
+        .await;
+    assert_eq!(d["decision"], "deny", "{d}");
+
+    // A forbid wins over the permit.
+    let d = f
+        .decide(
+            &token,
+            "procurement.read",
+            "erp:x",
+            json!({ "risk_score": 10, "data_sensitivity": "restricted" }),
+        )
+        .await;
+    assert_eq!(d["decision"], "deny");
+    assert!(
+        d["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["policy_id"] == "confidential-needs-clearance"),
+        "{d}"
+    );
+
+    // The call limit (3): one allow so far; two more, then refused. Denials do not count.
+    for _ in 0..2 {
+        let d = f
+            .decide(&token, "procurement.read", "erp:invoices/2", low())
+            .await;
+        assert_eq!(d["decision"], "allow", "{d}");
+    }
+    let d = f
+        .decide(&token, "procurement.read", "erp:invoices/3", low())
+        .await;
+    assert_eq!(codes(&d), ["limit_exceeded"], "{d}");
+
+    // Revoked: every decision after the revocation is a deny.
+    let (token2, task2) = f.task_for("alice", 10).await;
+    assert_eq!(
+        f.decide(&token2, "procurement.read", "erp:a", low()).await["decision"],
+        "allow"
+    );
+    let (st, b) =
+        f.s.post(
+            &format!("/v1/tasks/{task2}/revoke"),
+            json!({ "reason": "test" }),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{b}");
+    let d = f.decide(&token2, "procurement.read", "erp:a", low()).await;
+    assert_eq!(d["decision"], "deny");
+    assert!(
+        ["credential_revoked", "task_revoked"].contains(&codes(&d)[0].as_str()),
+        "{d}"
+    );
+
+    // Forged: not genuine, not attributable, not recorded.
+    let before = f.s.state.store.audit_len().await.unwrap();
+    let mut forged = token.clone();
+    forged.pop();
+    forged.push(if token.ends_with('A') { 'B' } else { 'A' });
+    let d = f
+        .decide(&forged, "procurement.read", "erp:invoices/1", low())
+        .await;
+    assert_eq!(d["decision"], "deny");
+    assert_eq!(codes(&d), ["invalid_token"]);
+    assert!(d.get("task_id").is_none());
+    assert_eq!(f.s.state.store.audit_len().await.unwrap(), before);
+
+    // No token at all is a 401 problem, not a decision.
+    let res =
+        f.s.http
+            .post(format!("{}/v1/decisions", f.s.base))
+            .json(&json!({ "action": "a", "resource": { "id": "b" } }))
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(read(res).await.0, StatusCode::UNAUTHORIZED);
+    // Unknown fields are refused, not ignored.
+    let res =
+        f.s.http
+            .post(format!("{}/v1/decisions", f.s.base))
+            .bearer_auth(&token)
+            .json(&json!({ "action": "a", "resource": { "id": "b" }, "contxt": {} }))
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(read(res).await.0, StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+async fn expired_tasks_decide_nothing(t: TestStore) {
+    let f = Fixture::with_policy(t).await;
+    let assertion = f.assertion(&f.agent("orchestrator", ORCH));
+    let details = payment_task(5).to_string();
+    let (st, b) = f
+        .exchange(
+            &[
+                ("grant_type", mandate_core::credential::GRANT_TOKEN_EXCHANGE),
+                ("subject_token", &f.id_token("alice")),
+                (
+                    "subject_token_type",
+                    mandate_core::credential::TOKEN_TYPE_ID,
+                ),
+                ("actor_token", &assertion),
+                ("actor_token_type", mandate_core::credential::TOKEN_TYPE_JWT),
+                ("authorization_details", &details),
+                ("requested_ttl", "1"),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{b}");
+    let token = token_of(&b);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let d = f.decide(&token, "procurement.read", "erp:a", low()).await;
+    assert_eq!(d["decision"], "deny", "{d}");
+    assert!(
+        ["invalid_token", "task_expired"].contains(&codes(&d)[0].as_str()),
+        "{d}"
+    );
+}
+
+async fn approvals_are_bound_single_use_and_separated(t: TestStore) {
+    let f = Fixture::with_policy(t).await;
+    let (token, _) = f.task_for("alice", 50).await;
+
+    let d = f
+        .decide(
+            &token,
+            "payments.initiate",
+            "bank:acme/ops",
+            big_payment(1_850_000),
+        )
+        .await;
+    assert_eq!(d["decision"], "needs_approval", "{d}");
+    assert!(codes(&d).contains(&"approval_required".to_owned()));
+    let id = d["approval_id"].as_str().unwrap().to_owned();
+    // Asking again waits on the same approval rather than raising another.
+    let again = f
+        .decide(
+            &token,
+            "payments.initiate",
+            "bank:acme/ops",
+            big_payment(1_850_000),
+        )
+        .await;
+    assert_eq!(again["approval_id"].as_str(), Some(id.as_str()));
+    let (_, pending) = f.s.get("/v1/approvals?status=pending").await;
+    assert_eq!(pending.as_array().unwrap().len(), 1, "{pending}");
+
+    let path = format!("/v1/approvals/{id}/approve");
+    // The initiator, someone without the role, and an admin token may not answer.
+    assert_eq!(
+        f.as_human("alice", &path, json!({})).await.0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        f.as_human("mallory", &path, json!({})).await.0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(f.s.post(&path, json!({})).await.0, StatusCode::FORBIDDEN);
+    // Not even an approver, for a task they initiated themselves.
+    let (bobs_token, _) = f.task_for("bob", 5).await;
+    let d = f
+        .decide(
+            &bobs_token,
+            "payments.initiate",
+            "bank:acme/ops",
+            big_payment(2_000_000),
+        )
+        .await;
+    let bobs = d["approval_id"].as_str().unwrap();
+    let (st, b) = f
+        .as_human("bob", &format!("/v1/approvals/{bobs}/approve"), json!({}))
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    assert!(
+        b["detail"]
+            .as_str()
+            .unwrap()
+            .contains("separation of duties"),
+        "{b}"
+    );
+
+    let (st, a) = f
+        .as_human("bob", &path, json!({ "note": "matches the quote" }))
+        .await;
+    assert_eq!(st, StatusCode::OK, "{a}");
+    assert_eq!(a["status"], "approved");
+    assert_eq!(a["decided_by"].as_str(), Some(f.bob.as_str()));
+    // Answered once.
+    assert_eq!(
+        f.as_human("bob", &path, json!({})).await.0,
+        StatusCode::CONFLICT
+    );
+
+    // Another resource or another context is another request.
+    let other = f
+        .decide(
+            &token,
+            "payments.initiate",
+            "bank:acme/treasury",
+            big_payment(1_850_000),
+        )
+        .await;
+    assert_eq!(other["decision"], "needs_approval");
+    assert_ne!(other["approval_id"].as_str(), Some(id.as_str()));
+    let other = f
+        .decide(
+            &token,
+            "payments.initiate",
+            "bank:acme/ops",
+            big_payment(1_850_001),
+        )
+        .await;
+    assert_eq!(other["decision"], "needs_approval");
+    assert_ne!(other["approval_id"].as_str(), Some(id.as_str()));
+
+    // The exact request: allowed once, with the approval as its reason.
+    let d = f
+        .decide(
+            &token,
+            "payments.initiate",
+            "bank:acme/ops",
+            big_payment(1_850_000),
+        )
+        .await;
+    assert_eq!(d["decision"], "allow", "{d}");
+    assert_eq!(d["approval_id"].as_str(), Some(id.as_str()));
+    assert!(codes(&d).contains(&"approval_granted".to_owned()), "{d}");
+    let d = f
+        .decide(
+            &token,
+            "payments.initiate",
+            "bank:acme/ops",
+            big_payment(1_850_000),
+        )
+        .await;
+    assert_eq!(
+        d["decision"], "needs_approval",
+        "an approval is single-use: {d}"
+    );
+    assert_ne!(d["approval_id"].as_str(), Some(id.as_str()));
+    let (_, used) = f.s.get(&format!("/v1/approvals/{id}")).await;
+    assert_eq!(used["status"], "used");
+
+    // A denial is final for that request.
+    let next = d["approval_id"].as_str().unwrap().to_owned();
+    let (st, _) = f
+        .as_human(
+            "bob",
+            &format!("/v1/approvals/{next}/deny"),
+            json!({ "note": "no" }),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let d = f
+        .decide(
+            &token,
+            "payments.initiate",
+            "bank:acme/ops",
+            big_payment(1_850_000),
+        )
+        .await;
+    assert_eq!(d["decision"], "deny", "{d}");
+    assert!(codes(&d).contains(&"approval_denied".to_owned()), "{d}");
+
+    // An approval past its expiry cannot be answered (or used).
+    let (_, task) = f.task_for("alice", 5).await;
+    let task: TaskId = task.parse().unwrap();
+    let stored = f.s.state.store.task(task).await.unwrap().unwrap();
+    let stale = ApprovalId::from_uuid(uuid::Uuid::now_v7());
+    let past = mandate_core::time::Timestamp::from_millis(now().as_millis() - 60_000);
+    f.s.state
+        .store
+        .record_decision(
+            &Change {
+                actor: mandate_core::audit::Actor::System,
+                at: past,
+                request_id: None,
+            },
+            &DecisionWrite {
+                id: DecisionId::from_uuid(uuid::Uuid::now_v7()),
+                task,
+                agent: stored.assignee,
+                action: "payments.initiate".into(),
+                resource: "bank:acme/ops".into(),
+                verdict: Verdict::NeedsApproval,
+                details: json!({}),
+                max_calls: None,
+                counts_call: false,
+                spends_approval: None,
+                raises_approval: Some(Approval {
+                    id: stale,
+                    task,
+                    agent: stored.assignee,
+                    initiator: stored.initiator,
+                    action: "payments.initiate".into(),
+                    resource: "bank:acme/ops".into(),
+                    digest: "d".into(),
+                    policies: vec!["large-payment".into()],
+                    status: ApprovalStatus::Pending,
+                    requested_at: past,
+                    expires_at: mandate_core::time::Timestamp::from_millis(past.as_millis() + 1000),
+                    decided_by: None,
+                    decided_at: None,
+                    note: None,
+                }),
+            },
+        )
+        .await
+        .unwrap();
+    let (st, b) = f
+        .as_human("bob", &format!("/v1/approvals/{stale}/approve"), json!({}))
+        .await;
+    assert_eq!(st, StatusCode::CONFLICT, "{b}");
+    assert!(b["detail"].as_str().unwrap().contains("expired"), "{b}");
+    let _ = AgentId::from_uuid(uuid::Uuid::nil());
+}
+
+async fn breakglass_is_reasoned_capped_reviewed_and_expires(t: TestStore) {
+    let f = Fixture::with_policy(t).await;
+    let (token, task) = f.task_for("alice", 50).await;
+    let grant = |ttl: i64, reason: &str| {
+        json!({ "agent": "orchestrator", "ttl_s": ttl, "reason": reason,
+            "scope": [{ "action": "procurement.po.create", "resource": "erp:purchase-orders/*" }] })
+    };
+    assert_eq!(
+        f.s.post("/v1/breakglass", grant(600, "")).await.0,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    assert_eq!(
+        f.s.post("/v1/breakglass", grant(7200, "incident")).await.0,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    assert_eq!(
+        f.as_human("bob", "/v1/breakglass", grant(600, "incident"))
+            .await
+            .0,
+        StatusCode::UNAUTHORIZED
+    );
+    let d = f
+        .decide(
+            &token,
+            "procurement.po.create",
+            "erp:purchase-orders/7",
+            low(),
+        )
+        .await;
+    assert_eq!(codes(&d), ["outside_task_scope"]);
+
+    let (st, g) =
+        f.s.post("/v1/breakglass", grant(600, "ERP outage INC-1"))
+            .await;
+    assert_eq!(st, StatusCode::CREATED, "{g}");
+    let d = f
+        .decide(
+            &token,
+            "procurement.po.create",
+            "erp:purchase-orders/7",
+            low(),
+        )
+        .await;
+    assert_eq!(d["decision"], "allow", "{d}");
+    assert_eq!(d["breakglass_id"], g["id"]);
+    assert!(codes(&d).contains(&"breakglass".to_owned()));
+    // Only what it grants.
+    let d = f
+        .decide(&token, "records.delete", "erp:purchase-orders/7", low())
+        .await;
+    assert_eq!(d["decision"], "deny");
+
+    let (_, open) = f.s.get("/v1/breakglass?unreviewed=true").await;
+    assert_eq!(open.as_array().unwrap().len(), 1);
+    let review = format!("/v1/breakglass/{}/review", g["id"].as_str().unwrap());
+    assert_eq!(
+        f.s.post(&review, json!({ "note": "fine" })).await.0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        f.as_human("bob", &review, json!({ "note": "" })).await.0,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    let (st, r) = f
+        .as_human("bob", &review, json!({ "note": "checked PO-7" }))
+        .await;
+    assert_eq!(st, StatusCode::OK, "{r}");
+    assert_eq!(
+        f.as_human("bob", &review, json!({ "note": "again" }))
+            .await
+            .0,
+        StatusCode::CONFLICT
+    );
+    let (_, open) = f.s.get("/v1/breakglass?unreviewed=true").await;
+    assert_eq!(open.as_array().unwrap().len(), 0);
+
+    // It never revives an ended task.
+    let (st, _) =
+        f.s.post(&format!("/v1/tasks/{task}/revoke"), json!({}))
+            .await;
+    assert_eq!(st, StatusCode::OK);
+    let d = f
+        .decide(
+            &token,
+            "procurement.po.create",
+            "erp:purchase-orders/7",
+            low(),
+        )
+        .await;
+    assert_eq!(d["decision"], "deny", "{d}");
+
+    // Past its TTL it allows nothing.
+    let (token, _) = f.task_for("alice", 50).await;
+    let (st, short) =
+        f.s.post(
+            "/v1/breakglass",
+            json!({ "agent": "orchestrator", "ttl_s": 1, "reason": "short",
+        "scope": [{ "action": "records.archive", "resource": "erp:*" }] }),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{short}");
+    assert_eq!(
+        f.decide(&token, "records.archive", "erp:x", low()).await["decision"],
+        "allow"
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let d = f.decide(&token, "records.archive", "erp:x", low()).await;
+    assert_eq!(d["decision"], "deny", "{d}");
+}
+
+async fn policies_are_validated_versioned_and_rolled_back(t: TestStore) {
+    let f = Fixture::new(t).await;
+    let (token, _) = f.task_for("alice", 50).await;
+    // No policy yet: default deny, saying why.
+    let d = f.decide(&token, "procurement.read", "erp:a", low()).await;
+    assert_eq!(codes(&d), ["no_policy"]);
+
+    let (st, v1) = f.s.post("/v1/policies", json!({ "text": POLICY })).await;
+    assert_eq!(st, StatusCode::CREATED, "{v1}");
+    let before = f.s.state.store.audit_len().await.unwrap();
+    let broken = "@id(\"x\")\npermit (principal, action, resource)\nwhen { context.risk < 50 };\n";
+    let (st, p) = f.s.post("/v1/policies", json!({ "text": broken })).await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{p}");
+    assert_eq!(p["errors"][0]["location"]["line"], 3, "{p}");
+    assert!(
+        p["errors"][0]["location"]["column"].as_u64().unwrap() > 1,
+        "{p}"
+    );
+    assert_eq!(
+        f.s.state.store.audit_len().await.unwrap(),
+        before,
+        "a refused push changes nothing"
+    );
+    let (_, active) = f.s.get("/v1/policies/active").await;
+    assert_eq!(
+        active["hash"], v1["hash"],
+        "the previous version keeps serving"
+    );
+    assert_eq!(
+        f.decide(&token, "procurement.read", "erp:a", low()).await["policy_hash"],
+        v1["hash"]
+    );
+    let (st, _) =
+        f.s.post("/v1/policies/validate", json!({ "text": broken }))
+            .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
+
+    let v2_text = format!(
+        "{POLICY}\n@id(\"no-archive\")\nforbid (principal, action == Mandate::Action::\"records.archive\", resource);\n"
+    );
+    let (st, v2) = f.s.post("/v1/policies", json!({ "text": v2_text })).await;
+    assert_eq!(st, StatusCode::CREATED, "{v2}");
+    assert_ne!(v2["hash"], v1["hash"]);
+    assert_eq!(v2["version"], 2);
+    assert_eq!(
+        f.decide(&token, "procurement.read", "erp:a", low()).await["policy_hash"],
+        v2["hash"]
+    );
+    // Rolling back is pushing the old text: the same version becomes active again.
+    let (st, back) = f.s.post("/v1/policies", json!({ "text": POLICY })).await;
+    assert_eq!(st, StatusCode::CREATED);
+    assert_eq!(back["hash"], v1["hash"]);
+    assert_eq!(back["version"], 1);
+    let (_, list) = f.s.get("/v1/policies").await;
+    let list = list.as_array().unwrap();
+    assert_eq!(list.len(), 2);
+    assert_eq!(list.iter().filter(|v| v["active"] == true).count(), 1);
+    let (_, shown) =
+        f.s.get(&format!(
+            "/v1/policies/{}",
+            &v2["hash"].as_str().unwrap()[..10]
+        ))
+        .await;
+    assert_eq!(
+        shown["text"].as_str(),
+        Some(v2_text.replace("\r\n", "\n").as_str())
+    );
+    assert_eq!(
+        f.s.get("/v1/policies/zz").await.0,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "too short to be a version"
+    );
+    assert_eq!(
+        f.s.get(&format!("/v1/policies/{}", "ab".repeat(32)))
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+    // Pushing needs an admin.
+    assert_eq!(
+        f.as_human("bob", "/v1/policies", json!({ "text": POLICY }))
+            .await
+            .0,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+async fn authzen_requests_and_responses_follow_the_spec(t: TestStore) {
+    let f = Fixture::with_policy(t).await;
+    let (token, _) = f.task_for("alice", 50).await;
+    let spiffe = f.agent("orchestrator", ORCH).spiffe.to_string();
+
+    let (st, meta) = f.s.get("/.well-known/authzen-configuration").await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(
+        meta["policy_decision_point"].as_str(),
+        Some(f.s.base.as_str())
+    );
+    assert_eq!(
+        meta["access_evaluation_endpoint"],
+        format!("{}/access/v1/evaluation", f.s.base)
+    );
+    assert_eq!(
+        meta["access_evaluations_endpoint"],
+        format!("{}/access/v1/evaluations", f.s.base)
+    );
+
+    let subject = json!({ "type": "agent", "id": spiffe, "properties": { "token": token } });
+    let eval = |action: &str, resource: &str| {
+        json!({
+            "subject": subject, "action": { "name": action },
+            "resource": { "type": "erp", "id": resource, "properties": { "sensitivity": "internal" } },
+            "context": { "risk_score": 10, "environment": "prod" },
+        })
+    };
+    let (st, r) =
+        f.s.post("/access/v1/evaluation", eval("procurement.read", "erp:a"))
+            .await;
+    assert_eq!(st, StatusCode::OK, "{r}");
+    assert_eq!(r["decision"], true);
+    assert!(r["context"]["id"].as_str().is_some());
+    assert!(r["context"]["reason_admin"]["en"].is_array());
+    let (_, r) =
+        f.s.post(
+            "/access/v1/evaluation",
+            eval("procurement.po.create", "erp:a"),
+        )
+        .await;
+    assert_eq!(r["decision"], false);
+    assert_eq!(
+        r["context"]["mandate"]["reasons"][0]["code"],
+        "outside_task_scope"
+    );
+
+    // The subject must be the token's agent.
+    let mut wrong = eval("procurement.read", "erp:a");
+    wrong["subject"]["id"] = json!("spiffe://acme.example/agent/worker");
+    let (_, r) = f.s.post("/access/v1/evaluation", wrong).await;
+    assert_eq!(r["decision"], false);
+    assert_eq!(
+        r["context"]["mandate"]["reasons"][0]["code"],
+        "subject_mismatch"
+    );
+    // No token is a malformed request.
+    let mut bare = eval("procurement.read", "erp:a");
+    bare["subject"]["properties"] = json!({});
+    assert_eq!(
+        f.s.post("/access/v1/evaluation", bare).await.0,
+        StatusCode::BAD_REQUEST
+    );
+    let mut bad = eval("procurement.read", "erp:a");
+    bad["context"]["risk_score"] = json!("high");
+    assert_eq!(
+        f.s.post("/access/v1/evaluation", bad).await.0,
+        StatusCode::BAD_REQUEST
+    );
+
+    // Batch: top-level defaults, per-item overrides, the three semantics.
+    let batch = |semantic: &str| {
+        json!({
+            "subject": subject,
+            "resource": { "type": "erp", "id": "erp:a" },
+            "context": { "risk_score": 10 },
+            "evaluations": [
+                { "action": { "name": "procurement.read" } },
+                { "action": { "name": "records.delete" } },
+                { "action": { "name": "procurement.read" }, "resource": { "type": "erp", "id": "erp:b" } },
+            ],
+            "options": { "evaluations_semantic": semantic },
+        })
+    };
+    let decisions = |r: &Value| -> Vec<bool> {
+        r["evaluations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["decision"].as_bool().unwrap())
+            .collect()
+    };
+    let (st, r) =
+        f.s.post("/access/v1/evaluations", batch("execute_all"))
+            .await;
+    assert_eq!(st, StatusCode::OK, "{r}");
+    assert_eq!(decisions(&r), [true, false, true]);
+    let (_, r) =
+        f.s.post("/access/v1/evaluations", batch("deny_on_first_deny"))
+            .await;
+    assert_eq!(decisions(&r), [true, false]);
+    let (_, r) =
+        f.s.post("/access/v1/evaluations", batch("permit_on_first_permit"))
+            .await;
+    assert_eq!(decisions(&r), [true]);
+    // An item with nothing to inherit is refused before anything is decided.
+    let before = f.s.state.store.audit_len().await.unwrap();
+    let (st, _) = f.s.post("/access/v1/evaluations", json!({
+        "subject": subject, "evaluations": [
+            { "action": { "name": "procurement.read" }, "resource": { "type": "erp", "id": "erp:a" } },
+            { "action": { "name": "procurement.read" } } ] })).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    assert_eq!(f.s.state.store.audit_len().await.unwrap(), before);
+}
+
+async fn dpop_bound_tokens_decide_only_with_a_proof(t: TestStore) {
+    let f = Fixture::with_policy(t).await;
+    let holder = ed25519_dalek::SigningKey::from_bytes(&[77; 32]);
+    let url = format!("{}/oauth2/token", f.s.base);
+    let proof = mandate_core::dpop::mint_proof(&holder, "POST", &url, None, now(), &unique());
+    let (st, b) = f
+        .root(
+            &f.id_token("alice"),
+            &f.agent("orchestrator", ORCH),
+            payment_task(50),
+            Some(proof),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{b}");
+    let token = token_of(&b);
+    let d = f.decide(&token, "procurement.read", "erp:a", low()).await;
+    assert_eq!(codes(&d), ["dpop_required"]);
+    let decide_url = format!("{}/v1/decisions", f.s.base);
+    let with = |key: &ed25519_dalek::SigningKey| {
+        mandate_core::dpop::mint_proof(key, "POST", &decide_url, Some(&token), now(), &unique())
+    };
+    for (key, want) in [
+        (&holder, "allow"),
+        (&ed25519_dalek::SigningKey::from_bytes(&[78; 32]), "deny"),
+    ] {
+        let res = f.s.http.post(&decide_url).header("Authorization", format!("DPoP {token}"))
+            .header("DPoP", with(key))
+            .json(&json!({ "action": "procurement.read", "resource": { "id": "erp:a" }, "context": low() }))
+            .send().await.unwrap();
+        let (_, d) = read(res).await;
+        assert_eq!(d["decision"], want, "{d}");
+    }
+}
+
+mandate_store::backend_tests!(
+    each_step_of_the_pipeline_stops_with_its_reason,
+    expired_tasks_decide_nothing,
+    approvals_are_bound_single_use_and_separated,
+    breakglass_is_reasoned_capped_reviewed_and_expires,
+    policies_are_validated_versioned_and_rolled_back,
+    authzen_requests_and_responses_follow_the_spec,
+    dpop_bound_tokens_decide_only_with_a_proof,
+);
