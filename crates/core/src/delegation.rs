@@ -159,9 +159,14 @@ pub fn grant_child(
     }
     check_request(req, agent)?;
     if !req.limits.within(&parent.limits) {
+        let calls = |l: &Limits| {
+            l.max_calls
+                .map_or("unlimited".to_owned(), |c| c.to_string())
+        };
         return Err(DelegationError::InvalidScope(format!(
-            "limits {:?} are looser than the parent task's {:?}",
-            req.limits, parent.limits
+            "max_calls {} is looser than the parent task's {}",
+            calls(&req.limits),
+            calls(&parent.limits)
         )));
     }
     let expires_at = expiry(req, now, bounds).min(parent.expires_at);

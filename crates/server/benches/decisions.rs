@@ -7,18 +7,18 @@
 //! Run: `cargo bench -p mandate-server --bench decisions`
 //! (PostgreSQL figures when MANDATE_TEST_DATABASE_URL is set).
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use mandate_core::delegation::{self, TaskRequest};
 use mandate_core::task::Limits;
 use mandate_server::access::Presented;
 use mandate_server::decision::{self, Ask, ContextIn, ResourceIn};
-use mandate_server::{now, serve};
+use mandate_server::now;
 use mandate_store::Backend;
 use mandate_store::testing;
 
 mod common;
-use common::{Setup, change, scope, setup};
+use common::{Setup, change, scope, serve_on_loopback, setup};
 
 const POLICY: &str = include_str!("../../policy/examples/default.cedar");
 const IN_PROCESS: usize = 5_000;
@@ -95,17 +95,7 @@ async fn in_process(s: &Setup, token: &str, label: &str) {
 }
 
 async fn over_http(s: &Setup, token: &str, label: &str) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(serve(
-        listener,
-        s.state.clone(),
-        Duration::from_secs(3600),
-        async {
-            let _ = stopped.await;
-        },
-    ));
+    let (base, stop, server) = serve_on_loopback(&s.state).await;
     // The load runs in its own process so it does not share the server's runtime.
     let (exe, token) = (std::env::current_exe().unwrap(), token.to_owned());
     let out = tokio::task::spawn_blocking(move || {

@@ -5,17 +5,17 @@
 //! Run: `cargo bench -p mandate-server --bench issuance`
 //! (PostgreSQL figures when MANDATE_TEST_DATABASE_URL is set).
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use mandate_core::credential::{self, GRANT_TOKEN_EXCHANGE, TOKEN_TYPE_ID, TOKEN_TYPE_JWT};
 use mandate_core::delegation::{self, TaskRequest};
 use mandate_core::task::Limits;
-use mandate_server::{now, serve};
+use mandate_server::now;
 use mandate_store::Backend;
 use mandate_store::testing;
 
 mod common;
-use common::{Setup, change, scope, setup};
+use common::{Setup, change, scope, serve_on_loopback, setup};
 
 const ISSUANCES: usize = 6_000;
 const ISSUERS: usize = 64;
@@ -72,17 +72,7 @@ async fn issuances(s: &Setup, label: &str) -> Vec<String> {
 /// The whole RFC 8693 exchange over HTTP: ID token and assertion verified,
 /// jti spent, task stored, token signed.
 async fn http_exchanges(s: &Setup, label: &str) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(serve(
-        listener,
-        s.state.clone(),
-        Duration::from_secs(3600),
-        async {
-            let _ = stopped.await;
-        },
-    ));
+    let (base, stop, server) = serve_on_loopback(&s.state).await;
     let http = reqwest::Client::new();
     let issuer = s.state.install.issuer.clone();
     let details = serde_json::json!([{ "type": "mandate_task", "purpose": "bench",

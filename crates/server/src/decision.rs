@@ -512,6 +512,10 @@ async fn record(
     mut out: Outcome,
     mut write: DecisionWrite,
 ) -> Result<Outcome, StoreError> {
+    // An approval is spent only by the allow it unlocks.
+    if out.decision != Verdict::Allow {
+        write.spends_approval = None;
+    }
     loop {
         write.verdict = out.decision;
         write.counts_call = out.decision == Verdict::Allow;

@@ -117,7 +117,7 @@ async fn delegation_narrows_and_ending_cascades(t: TestStore) {
             json!([{ "type": "mandate_task", "purpose": "p", "actions": ["procurement.read"],
                 "resources": ["erp:a"], "limits": { "max_calls": 51 } }]),
             "invalid_scope",
-            "limits",
+            "max_calls 51 is looser than the parent task's 50",
         ),
         (
             json!([{ "type": "payment_initiation", "purpose": "p", "actions": ["x"], "resources": ["y"] }]),

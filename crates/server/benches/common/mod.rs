@@ -103,3 +103,26 @@ pub async fn setup(t: TestStore) -> Setup {
 pub fn scope() -> Scope {
     Scope::new([Grant::new("procurement.*", "erp:*").unwrap()]).unwrap()
 }
+
+/// Serves `state` on a free loopback port: the base URL, and a handle that
+/// the sender that stops it, and its task.
+pub async fn serve_on_loopback(
+    state: &AppState,
+) -> (
+    String,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<std::io::Result<()>>,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(mandate_server::serve(
+        listener,
+        state.clone(),
+        std::time::Duration::from_secs(3600),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    (base, stop, server)
+}

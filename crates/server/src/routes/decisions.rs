@@ -45,17 +45,6 @@ pub struct DecisionRequest {
     pub context: ContextIn,
 }
 
-fn bearer(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|h| h.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("DPoP "))
-        })
-        .map(str::trim)
-}
-
 /// The answer for a token that is not genuine: denied, not attributable, not recorded.
 fn unattributed(ask: &Ask, reason: ReasonOut) -> Outcome {
     metrics::counter!("mandate_decisions_total", "decision" => "deny").increment(1);
@@ -95,7 +84,7 @@ async fn decide(
     headers: HeaderMap,
     Json(req): Json<DecisionRequest>,
 ) -> ApiResult<axum::Json<Outcome>> {
-    let token = bearer(&headers).ok_or_else(|| {
+    let token = super::tasks::bearer_token(&headers).ok_or_else(|| {
         Problem::unauthorized("send the task token as Authorization: Bearer <token>")
     })?;
     let ask = Ask {

@@ -44,9 +44,9 @@ fn refused(e: Refusal) -> Problem {
     }
 }
 
-fn bearer(parts: &Parts) -> ApiResult<&str> {
-    parts
-        .headers
+/// The token of an `Authorization: Bearer` (or `DPoP`) header.
+pub(crate) fn bearer_token(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|h| h.to_str().ok())
         .and_then(|v| {
@@ -54,11 +54,14 @@ fn bearer(parts: &Parts) -> ApiResult<&str> {
                 .or_else(|| v.strip_prefix("DPoP "))
         })
         .map(str::trim)
-        .ok_or_else(|| {
-            Problem::unauthorized(
-                "send Authorization: Bearer <token> (or DPoP <token> with a DPoP proof)",
-            )
-        })
+}
+
+fn bearer(parts: &Parts) -> ApiResult<&str> {
+    bearer_token(&parts.headers).ok_or_else(|| {
+        Problem::unauthorized(
+            "send Authorization: Bearer <token> (or DPoP <token> with a DPoP proof)",
+        )
+    })
 }
 
 /// A request made with a live task token (and its DPoP proof when bound).

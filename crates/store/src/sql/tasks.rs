@@ -97,7 +97,11 @@ async fn consume(w: &mut WriteTx<'_>, jti: &str, expires_at: Timestamp) -> Resul
         .await
         .map_err(db_error)?;
     if taken.is_some() {
-        return Err(RuleError::Conflict(format!("{jti} was already used: replay refused")).into());
+        // The stored key is namespaced ("assertion:<iss>:<jti>"); name only the jti.
+        let shown = jti.rsplit(':').next().unwrap_or(jti);
+        return Err(
+            RuleError::Conflict(format!("jti {shown:?} was already used: replay refused")).into(),
+        );
     }
     sqlx::query("INSERT INTO used_jtis (jti, expires_at) VALUES ($1, $2)")
         .bind(jti.to_owned())
