@@ -116,12 +116,12 @@ pub fn verify_proof(
             "the DPoP proof needs a jti of 1 to 128 characters".into(),
         ));
     }
-    if let Some(token) = access_token {
-        if c.ath.as_deref() != Some(access_token_hash(token).as_str()) {
-            return Err(TokenError::Claims(
-                "the DPoP proof is not for this access token (ath)".into(),
-            ));
-        }
+    if let Some(token) = access_token
+        && c.ath.as_deref() != Some(access_token_hash(token).as_str())
+    {
+        return Err(TokenError::Claims(
+            "the DPoP proof is not for this access token (ath)".into(),
+        ));
     }
     Ok(VerifiedProof {
         jkt: thumbprint(&jwk)?,

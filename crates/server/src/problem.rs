@@ -18,8 +18,10 @@ pub struct Problem {
     pub detail: String,
     /// Each problem found, when there are several (e.g. every error of a
     /// refused policy set, with line and column).
+    /// Boxed: it is rare, and every handler's `Result` carries a `Problem`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub errors: Option<serde_json::Value>,
+    #[schema(value_type = Option<Object>)]
+    pub errors: Option<Box<serde_json::Value>>,
 }
 
 impl Problem {
@@ -34,7 +36,7 @@ impl Problem {
     }
 
     pub fn with_errors(mut self, errors: serde_json::Value) -> Self {
-        self.errors = Some(errors);
+        self.errors = Some(Box::new(errors));
         self
     }
 

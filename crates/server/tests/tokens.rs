@@ -475,7 +475,7 @@ async fn rotated_keys_keep_verifying_until_their_tokens_expire(t: TestStore) {
     assert_eq!(after["keys"].as_array().unwrap().len(), 2);
     verify_independently(&old, &after);
     let new_claims = verify_independently(&new, &after);
-    assert_eq!(new_claims["task_id"].as_str().is_some(), true);
+    assert!(new_claims["task_id"].as_str().is_some());
     let header: Value =
         serde_json::from_slice(&B64URL.decode(new.split('.').next().unwrap()).unwrap()).unwrap();
     assert_eq!(header["kid"], rotated["kid"]);
