@@ -9,8 +9,6 @@
 
 use std::time::Instant;
 
-use mandate_core::delegation::{self, TaskRequest};
-use mandate_core::task::Limits;
 use mandate_server::access::Presented;
 use mandate_server::decision::{self, Ask, ContextIn, ResourceIn};
 use mandate_server::now;
@@ -18,7 +16,7 @@ use mandate_store::Backend;
 use mandate_store::testing;
 
 mod common;
-use common::{Setup, change, scope, serve_on_loopback, setup};
+use common::{Setup, change, issue_root, serve_on_loopback, setup};
 
 const POLICY: &str = include_str!("../../policy/examples/default.cedar");
 const IN_PROCESS: usize = 5_000;
@@ -38,23 +36,7 @@ async fn token(s: &Setup) -> String {
         .await
         .unwrap();
     s.state.policy.replace(set);
-    let req = TaskRequest {
-        purpose: "bench".into(),
-        scope: scope(),
-        limits: Limits::default(),
-        ttl_ms: Some(600_000),
-    };
-    let at = now();
-    let granted = delegation::grant_root(&req, &s.agent, at, s.state.bounds).unwrap();
-    let issued = mandate_server::issuance::issue(
-        &s.state, &s.agent, "bench", granted, s.human, None, None, None, at,
-    );
-    s.state
-        .store
-        .create_task(&change(), &issued.record)
-        .await
-        .unwrap();
-    issued.response.access_token
+    issue_root(&s.state, &s.agent, s.human).await
 }
 
 fn ask() -> Ask {

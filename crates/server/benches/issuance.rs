@@ -8,14 +8,12 @@
 use std::time::Instant;
 
 use mandate_core::credential::{self, GRANT_TOKEN_EXCHANGE, TOKEN_TYPE_ID, TOKEN_TYPE_JWT};
-use mandate_core::delegation::{self, TaskRequest};
-use mandate_core::task::Limits;
 use mandate_server::now;
 use mandate_store::Backend;
 use mandate_store::testing;
 
 mod common;
-use common::{Setup, change, scope, serve_on_loopback, setup};
+use common::{Setup, issue_root, serve_on_loopback, setup};
 
 const ISSUANCES: usize = 6_000;
 const ISSUERS: usize = 64;
@@ -35,23 +33,7 @@ async fn issuances(s: &Setup, label: &str) -> Vec<String> {
             tokio::spawn(async move {
                 let mut tokens = Vec::new();
                 for _ in (w..ISSUANCES).step_by(ISSUERS) {
-                    let req = TaskRequest {
-                        purpose: "bench".into(),
-                        scope: scope(),
-                        limits: Limits::default(),
-                        ttl_ms: Some(600_000),
-                    };
-                    let at = now();
-                    let granted = delegation::grant_root(&req, &agent, at, state.bounds).unwrap();
-                    let issued = mandate_server::issuance::issue(
-                        &state, &agent, "bench", granted, human, None, None, None, at,
-                    );
-                    state
-                        .store
-                        .create_task(&change(), &issued.record)
-                        .await
-                        .unwrap();
-                    tokens.push(issued.response.access_token);
+                    tokens.push(issue_root(&state, &agent, human).await);
                 }
                 tokens
             })

@@ -290,12 +290,14 @@ pub async fn decide(
             Some(set) => {
                 out.policy_hash = Some(set.hash().to_owned());
                 let request = policy_request(s, task, ask).await?;
-                let digest = digest(task.id, ask);
                 let mut eval = mandate_policy::evaluate(&set, &request);
+                // The digest is only needed when an approval gate is in play:
+                // keep the hashing off the common allow/deny path.
+                let mut digest = None;
                 if eval.decision == Decision::NeedsApproval {
-                    eval =
-                        with_approval(s, &set, request, &digest, now, &mut write, &mut out, &eval)
-                            .await?;
+                    let d = digest.insert(approval_digest(task.id, ask));
+                    eval = with_approval(s, &set, request, d, now, &mut write, &mut out, &eval)
+                        .await?;
                 }
                 explain(&eval, &mut out);
                 out.decision = verdict(eval.decision);
@@ -307,7 +309,7 @@ pub async fn decide(
                         initiator: task.initiator,
                         action: ask.action.clone(),
                         resource: ask.resource.id.clone(),
-                        digest,
+                        digest: digest.unwrap_or_else(|| approval_digest(task.id, ask)),
                         policies: gate_ids(&eval),
                         status: ApprovalStatus::Pending,
                         requested_at: now,
@@ -443,7 +445,7 @@ fn explain(eval: &Evaluation, out: &mut Outcome) {
 
 /// The digest an approval is bound to: everything about the request except
 /// its time.
-fn digest(task: TaskId, ask: &Ask) -> String {
+fn approval_digest(task: TaskId, ask: &Ask) -> String {
     let resource = serde_json::to_value(&ask.resource).unwrap_or_default();
     let context = serde_json::to_value(&ask.context).unwrap_or_default();
     decision::request_digest(task, &ask.action, &resource, &context)

@@ -126,3 +126,25 @@ pub async fn serve_on_loopback(
     ));
     (base, stop, server)
 }
+
+/// Issues a root task token to `agent` for `human`, as the token endpoint
+/// does once it has authenticated both: signed token plus durable records.
+pub async fn issue_root(state: &AppState, agent: &Agent, human: HumanId) -> String {
+    let req = mandate_core::delegation::TaskRequest {
+        purpose: "bench".into(),
+        scope: scope(),
+        limits: mandate_core::task::Limits::default(),
+        ttl_ms: Some(600_000),
+    };
+    let at = now();
+    let granted = mandate_core::delegation::grant_root(&req, agent, at, state.bounds).unwrap();
+    let issued = mandate_server::issuance::issue(
+        state, agent, "bench", granted, human, None, None, None, at,
+    );
+    state
+        .store
+        .create_task(&change(), &issued.record)
+        .await
+        .unwrap();
+    issued.response.access_token
+}
