@@ -74,6 +74,10 @@ uuid_id!(
     BreakGlassId, "break-glass id"
 );
 uuid_id!(
+    /// A reported outcome (one claimed transaction, or a retry of one).
+    OutcomeId, "outcome id"
+);
+uuid_id!(
     /// An admin credential's public id (the part of the token before the secret).
     AdminCredentialId, "admin credential id"
 );

@@ -20,6 +20,7 @@ pub mod error;
 pub mod human;
 pub mod ids;
 pub mod jwk;
+pub mod outcome;
 pub mod scope;
 pub mod sealed;
 pub mod task;

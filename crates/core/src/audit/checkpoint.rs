@@ -217,16 +217,20 @@ impl NoteSigner {
     /// Signs `cp.body()`. The origin should pass [`Checkpoint::validate`],
     /// otherwise the note will not parse back.
     pub fn sign(&self, cp: &Checkpoint) -> SignedCheckpoint {
-        let body = cp.body();
+        SignedCheckpoint {
+            checkpoint: cp.clone(),
+            note: self.sign_note(&cp.body()),
+        }
+    }
+
+    /// Signs any text as a signed note (the text must end with a newline
+    /// and contain no blank line), e.g. an evidence pack's manifest.
+    pub fn sign_note(&self, body: &str) -> String {
         let sig = self.key.sign(body.as_bytes());
         let mut blob = Vec::with_capacity(4 + 64);
         blob.extend_from_slice(&self.key_id());
         blob.extend_from_slice(&sig.to_bytes());
-        let note = format!("{body}\n{SIG_PREFIX}{} {}\n", self.name, B64.encode(blob));
-        SignedCheckpoint {
-            checkpoint: cp.clone(),
-            note,
-        }
+        format!("{body}\n{SIG_PREFIX}{} {}\n", self.name, B64.encode(blob))
     }
 }
 
@@ -433,30 +437,49 @@ impl SignedCheckpoint {
         if Checkpoint::parse_body(body)? != self.checkpoint {
             return Err(CheckpointError::CheckpointMismatch);
         }
-        let mut seen: Vec<usize> = Vec::new();
-        for line in &sigs {
-            let Some(idx) = verifiers
-                .iter()
-                .position(|v| v.name == line.name && v.key_id == line.key_id)
-            else {
-                continue;
-            };
-            if seen.contains(&idx) {
-                return Err(CheckpointError::DuplicateSignature(line.name.to_owned()));
-            }
-            seen.push(idx);
-            let v = &verifiers[idx];
-            let bad = || CheckpointError::BadSignature(v.name.clone());
-            let sig_bytes: &[u8; 64] = line.sig.as_slice().try_into().map_err(|_| bad())?;
-            let sig = Signature::from_bytes(sig_bytes);
-            v.key
-                .verify_strict(body.as_bytes(), &sig)
-                .map_err(|_| bad())?;
-        }
-        seen.first()
-            .map(|&i| &verifiers[i])
-            .ok_or(CheckpointError::UnknownKey)
+        verify_signatures(body, &sigs, verifiers)
     }
+}
+
+/// Verifies any signed note (see [`NoteSigner::sign_note`]) and returns its
+/// signed text with the key that vouched for it.
+pub fn verify_note<'n, 'v>(
+    note: &'n str,
+    verifiers: &'v [NoteVerifier],
+) -> Result<(&'n str, &'v NoteVerifier), CheckpointError> {
+    let (body, sigs) = split_note(note)?;
+    let v = verify_signatures(body, &sigs, verifiers)?;
+    Ok((body, v))
+}
+
+fn verify_signatures<'v>(
+    body: &str,
+    sigs: &[SigLine<'_>],
+    verifiers: &'v [NoteVerifier],
+) -> Result<&'v NoteVerifier, CheckpointError> {
+    let mut seen: Vec<usize> = Vec::new();
+    for line in sigs {
+        let Some(idx) = verifiers
+            .iter()
+            .position(|v| v.name == line.name && v.key_id == line.key_id)
+        else {
+            continue;
+        };
+        if seen.contains(&idx) {
+            return Err(CheckpointError::DuplicateSignature(line.name.to_owned()));
+        }
+        seen.push(idx);
+        let v = &verifiers[idx];
+        let bad = || CheckpointError::BadSignature(v.name.clone());
+        let sig_bytes: &[u8; 64] = line.sig.as_slice().try_into().map_err(|_| bad())?;
+        let sig = Signature::from_bytes(sig_bytes);
+        v.key
+            .verify_strict(body.as_bytes(), &sig)
+            .map_err(|_| bad())?;
+    }
+    seen.first()
+        .map(|&i| &verifiers[i])
+        .ok_or(CheckpointError::UnknownKey)
 }
 
 #[cfg(test)]

@@ -72,6 +72,11 @@ pub enum EventKind {
     BreakGlassGranted,
     #[serde(rename = "breakglass.reviewed")]
     BreakGlassReviewed,
+    #[serde(rename = "workflow.registered")]
+    WorkflowRegistered,
+    /// An agent reported an outcome; the details are its `OutcomeRecord`.
+    #[serde(rename = "outcome.reported")]
+    OutcomeReported,
 }
 
 impl EventKind {
@@ -103,6 +108,8 @@ impl EventKind {
             EventKind::ApprovalDenied => "approval.denied",
             EventKind::BreakGlassGranted => "breakglass.granted",
             EventKind::BreakGlassReviewed => "breakglass.reviewed",
+            EventKind::WorkflowRegistered => "workflow.registered",
+            EventKind::OutcomeReported => "outcome.reported",
         }
     }
 }
