@@ -26,10 +26,14 @@ use mandate_core::breakglass::BreakGlass;
 use mandate_core::decision::Verdict;
 use mandate_core::human::{Human, HumanStatus, NewHuman};
 use mandate_core::ids::{
-    AdminCredentialId, AgentId, AgentName, ApprovalId, BreakGlassId, DecisionId, HumanId, SpiffeId,
-    TaskId, TrustDomain,
+    AdminCredentialId, AgentId, AgentName, ApprovalId, BreakGlassId, DecisionId, HumanId,
+    OutcomeId, SpiffeId, TaskId, TrustDomain,
 };
 use mandate_core::jwk::Ed25519Jwk;
+use mandate_core::outcome::{
+    Claim, Currency, NewWorkflow, OutcomeRecord, Period, TallyRow, Valuation, Workflow,
+    WorkflowName,
+};
 use mandate_core::task::{Ending, Task, TaskStatus};
 use mandate_core::time::Timestamp;
 
@@ -220,6 +224,43 @@ pub struct ApprovalFilter {
     pub task: Option<TaskId>,
 }
 
+/// An outcome an agent reported, with everything the server established
+/// about who stands behind it. The store decides the classification, under
+/// the task tree's lock, from the task as it is at that moment.
+#[derive(Debug, Clone)]
+pub struct OutcomeWrite {
+    pub id: OutcomeId,
+    pub claim: Claim,
+    pub task: TaskId,
+    /// The reporting credential, by jti (revoked means not counted).
+    pub jti: String,
+    pub agent: AgentId,
+    pub initiator: HumanId,
+    pub owner: HumanId,
+    /// The human initiator, then each agent hop.
+    pub chain: Vec<String>,
+    /// Gaps found in the chain (inactive initiator or owner ...), in words.
+    pub chain_gaps: Vec<String>,
+    pub currency: Currency,
+    pub valuation: Valuation,
+}
+
+/// What reporting an outcome came to.
+#[derive(Debug, Clone)]
+pub struct OutcomeRecorded {
+    /// This report as recorded (a retry is recorded as a `duplicate`).
+    pub record: OutcomeRecord,
+    /// For a retry: the first report of the key, which is the answer.
+    pub first: Option<OutcomeRecord>,
+}
+
+/// A policy version becoming active, from the audit log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyActivation {
+    pub hash: String,
+    pub at: Timestamp,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     fn backend(&self) -> Backend;
@@ -360,10 +401,48 @@ pub trait Store: Send + Sync + 'static {
         note: &str,
     ) -> Result<BreakGlass>;
 
+    // ---- outcomes ------------------------------------------------------
+    /// Registers a workflow, or updates its definition (owner, baseline,
+    /// value model); returns it and whether it was new.
+    async fn register_workflow(
+        &self,
+        change: &Change,
+        wf: &NewWorkflow,
+    ) -> Result<(Workflow, bool)>;
+    async fn workflow(&self, name: &WorkflowName) -> Result<Option<Workflow>>;
+    async fn list_workflows(&self) -> Result<Vec<Workflow>>;
+    /// Records an outcome with its `outcome.reported` event. A key already
+    /// reported with the same claim records a duplicate and returns the first
+    /// report; with a different claim it is refused (conflict), writing nothing.
+    async fn record_outcome(&self, change: &Change, o: &OutcomeWrite) -> Result<OutcomeRecorded>;
+    async fn outcome(&self, id: OutcomeId) -> Result<Option<OutcomeRecord>>;
+    /// The audit entries of a workflow's outcomes reported in `period`, in
+    /// log order, after leaf index `after`.
+    async fn outcome_entries(
+        &self,
+        workflow: &WorkflowName,
+        period: &Period,
+        after: Option<u64>,
+        limit: u32,
+    ) -> Result<Vec<StoredEntry>>;
+    /// Sums of a workflow's outcomes reported in `period`, by agent,
+    /// initiator and class.
+    async fn outcome_tally(
+        &self,
+        workflow: &WorkflowName,
+        period: &Period,
+    ) -> Result<Vec<TallyRow>>;
+    /// Recomputes the per-day sums from the outcomes (repair, bulk loads).
+    async fn rebuild_outcome_rollup(&self) -> Result<()>;
+    /// Every policy activation, oldest first.
+    async fn policy_activations(&self) -> Result<Vec<PolicyActivation>>;
+
     // ---- audit ----------------------------------------------------------
     async fn audit_len(&self) -> Result<u64>;
     /// Entries with index >= `from`, in order, at most `limit`.
     async fn audit_entries(&self, from: u64, limit: u32) -> Result<Vec<StoredEntry>>;
+    /// The entries at these leaf indexes (missing ones are left out).
+    async fn audit_entries_at(&self, indexes: &[u64]) -> Result<Vec<StoredEntry>>;
     /// Stores a checkpoint; a second one for the same size is ignored.
     async fn add_checkpoint(&self, cp: &SignedCheckpoint, at: Timestamp) -> Result<()>;
     async fn checkpoints(&self) -> Result<Vec<SignedCheckpoint>>;

@@ -84,19 +84,43 @@ pub(crate) async fn entries(pool: &AnyPool, from: u64, limit: u32) -> Result<Vec
     .fetch_all(pool)
     .await
     .map_err(db_error)?;
-    rows.into_iter()
-        .map(|r| {
-            let index: i64 = r.try_get(0).map_err(db_error)?;
-            let hash: String = r.try_get(1).map_err(db_error)?;
-            // A malformed stored hash is reported as an all-zero hash so the
-            // verifier, not this reader, names the tampered entry.
-            Ok(StoredEntry {
-                index: index as u64,
-                leaf_hash: hash_from_hex(&hash).unwrap_or([0; 32]),
-                entry: r.try_get(2).map_err(db_error)?,
-            })
-        })
-        .collect()
+    rows.iter().map(stored_entry).collect()
+}
+
+/// Reads a row of `idx, leaf_hash, entry`.
+pub(crate) fn stored_entry(r: &sqlx::any::AnyRow) -> Result<StoredEntry> {
+    let index: i64 = r.try_get(0).map_err(db_error)?;
+    let hash: String = r.try_get(1).map_err(db_error)?;
+    // A malformed stored hash is reported as an all-zero hash so the
+    // verifier, not this reader, names the tampered entry.
+    Ok(StoredEntry {
+        index: index as u64,
+        leaf_hash: hash_from_hex(&hash).unwrap_or([0; 32]),
+        entry: r.try_get(2).map_err(db_error)?,
+    })
+}
+
+/// Entries by leaf index, a bounded batch per query.
+pub(crate) async fn entries_at(pool: &AnyPool, indexes: &[u64]) -> Result<Vec<StoredEntry>> {
+    let mut out = Vec::with_capacity(indexes.len());
+    for chunk in indexes.chunks(500) {
+        let list = chunk
+            .iter()
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        // Only integers are formatted into the statement.
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT idx, leaf_hash, entry FROM audit_log WHERE idx IN ({list}) ORDER BY idx"
+        )))
+        .fetch_all(pool)
+        .await
+        .map_err(db_error)?;
+        for r in &rows {
+            out.push(stored_entry(r)?);
+        }
+    }
+    Ok(out)
 }
 
 pub(crate) async fn add_checkpoint(

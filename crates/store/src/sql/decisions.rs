@@ -251,6 +251,13 @@ pub(crate) async fn record_decision(
             return Ok(Recorded::OverLimit);
         }
     }
+    if d.verdict == Verdict::Deny {
+        sqlx::query("UPDATE tasks SET denied_calls = denied_calls + 1 WHERE id = $1")
+            .bind(d.task.to_string())
+            .execute(w.conn())
+            .await
+            .map_err(db_error)?;
+    }
     if let Some(id) = d.spends_approval {
         let spent = sqlx::query(
             "UPDATE approvals SET status = 'used' \

@@ -9,6 +9,7 @@ mod audit;
 mod convert;
 mod decisions;
 mod group;
+mod outcomes;
 mod registry;
 mod tasks;
 
@@ -41,6 +42,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         3,
         "decisions and approvals",
         include_str!("../../migrations/0003_decisions_and_approvals.sql"),
+    ),
+    (
+        4,
+        "outcomes",
+        include_str!("../../migrations/0004_outcomes.sql"),
     ),
 ];
 
@@ -457,6 +463,51 @@ impl Store for SqlStore {
         note: &str,
     ) -> Result<BreakGlass> {
         decisions::review_breakglass(self, change, id, by, note).await
+    }
+
+    async fn register_workflow(
+        &self,
+        change: &Change,
+        wf: &NewWorkflow,
+    ) -> Result<(Workflow, bool)> {
+        outcomes::register_workflow(self, change, wf).await
+    }
+    async fn workflow(&self, name: &WorkflowName) -> Result<Option<Workflow>> {
+        outcomes::workflow(&self.pool, name).await
+    }
+    async fn list_workflows(&self) -> Result<Vec<Workflow>> {
+        outcomes::list_workflows(&self.pool).await
+    }
+    async fn record_outcome(&self, change: &Change, o: &OutcomeWrite) -> Result<OutcomeRecorded> {
+        outcomes::record_outcome(self, change, o).await
+    }
+    async fn outcome(&self, id: OutcomeId) -> Result<Option<OutcomeRecord>> {
+        outcomes::outcome(&self.pool, id).await
+    }
+    async fn outcome_entries(
+        &self,
+        workflow: &WorkflowName,
+        period: &Period,
+        after: Option<u64>,
+        limit: u32,
+    ) -> Result<Vec<StoredEntry>> {
+        outcomes::outcome_entries(&self.pool, workflow, period, after, limit).await
+    }
+    async fn outcome_tally(
+        &self,
+        workflow: &WorkflowName,
+        period: &Period,
+    ) -> Result<Vec<TallyRow>> {
+        outcomes::outcome_tally(&self.pool, workflow, period).await
+    }
+    async fn rebuild_outcome_rollup(&self) -> Result<()> {
+        outcomes::rebuild_outcome_rollup(self).await
+    }
+    async fn policy_activations(&self) -> Result<Vec<PolicyActivation>> {
+        outcomes::policy_activations(&self.pool).await
+    }
+    async fn audit_entries_at(&self, indexes: &[u64]) -> Result<Vec<StoredEntry>> {
+        audit::entries_at(&self.pool, indexes).await
     }
 
     async fn audit_len(&self) -> Result<u64> {

@@ -221,7 +221,7 @@ pub(crate) async fn human_by_subject(
     row.as_ref().map(convert::human).transpose()
 }
 
-async fn human_in(conn: &mut AnyConnection, id: HumanId) -> Result<Human> {
+pub(crate) async fn human_in(conn: &mut AnyConnection, id: HumanId) -> Result<Human> {
     human(conn, id)
         .await?
         .ok_or_else(|| StoreError::NotFound(format!("human {id}")))

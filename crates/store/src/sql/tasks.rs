@@ -118,7 +118,7 @@ pub(crate) async fn consume_jti(store: &SqlStore, jti: &str, expires_at: Timesta
     w.commit().await
 }
 
-async fn task_in(w: &mut WriteTx<'_>, id: TaskId) -> Result<Task> {
+pub(crate) async fn task_in(w: &mut WriteTx<'_>, id: TaskId) -> Result<Task> {
     let lock = if w.backend == Backend::Postgres {
         " FOR UPDATE OF t"
     } else {
