@@ -47,12 +47,15 @@ impl HumanStatus {
 pub enum HumanRole {
     /// May answer approval requests (never for tasks they initiated).
     Approver,
+    /// May read Return-on-AI reports and export evidence packs.
+    Auditor,
 }
 
 impl HumanRole {
     pub fn as_str(self) -> &'static str {
         match self {
             HumanRole::Approver => "approver",
+            HumanRole::Auditor => "auditor",
         }
     }
 }

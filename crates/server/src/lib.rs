@@ -115,6 +115,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::decisions::router())
         .merge(routes::approvals::router())
         .merge(routes::breakglass::router())
+        .merge(routes::outcomes::router())
         .merge(routes::audit::router())
         .merge(routes::operations::router())
         .split_for_parts();

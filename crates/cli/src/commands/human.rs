@@ -115,7 +115,10 @@ pub async fn run(cmd: HumanCommand) -> Result<(), CliError> {
 fn parse_role(s: &str) -> Result<HumanRole, String> {
     match s {
         "approver" => Ok(HumanRole::Approver),
-        _ => Err(format!("unknown role {s:?}; the roles are: approver")),
+        "auditor" => Ok(HumanRole::Auditor),
+        _ => Err(format!(
+            "unknown role {s:?}; the roles are: approver, auditor"
+        )),
     }
 }
 

@@ -9,6 +9,7 @@ pub mod humans;
 pub mod keys;
 pub mod oauth;
 pub mod operations;
+pub mod outcomes;
 pub mod policies;
 pub mod tasks;
 
