@@ -140,6 +140,23 @@ impl Client {
         url: &str,
         req: reqwest::RequestBuilder,
     ) -> Result<T, CliError> {
+        let bytes = self.fetch(req).await?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| CliError::Failed(format!("unexpected response from {url}: {e}")))
+    }
+
+    /// GETs a binary body (an evidence pack).
+    pub async fn get_bytes(&self, path: &str) -> Result<Vec<u8>, CliError> {
+        let url = format!("{}{path}", self.base);
+        let mut req = self.http.get(&url);
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        self.fetch(req).await
+    }
+
+    /// Sends; a non-success status becomes the problem's detail.
+    async fn fetch(&self, req: reqwest::RequestBuilder) -> Result<Vec<u8>, CliError> {
         let res = req.send().await.map_err(|e| {
             CliError::Usage(format!(
                 "cannot reach the Mandate server at {}: {} (is `mandate serve` running? set --server or MANDATE_SERVER)",
@@ -155,8 +172,7 @@ impl Client {
         if !status.is_success() {
             return Err(problem_error(status, &bytes));
         }
-        serde_json::from_slice(&bytes)
-            .map_err(|e| CliError::Failed(format!("unexpected response from {url}: {e}")))
+        Ok(bytes.to_vec())
     }
 }
 

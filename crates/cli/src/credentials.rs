@@ -204,3 +204,43 @@ pub fn dpop_header(
     .into_iter()
     .collect()
 }
+
+/// Extra request headers (a DPoP proof).
+pub type Headers = Vec<(&'static str, String)>;
+
+/// The task credential an agent acts under, as command-line options.
+#[derive(clap::Args, Debug, Clone)]
+pub struct TaskCredential {
+    /// The task token the action is done under.
+    #[arg(
+        long = "task-token",
+        env = "MANDATE_TASK_TOKEN",
+        hide_env_values = true
+    )]
+    pub task_token: String,
+    /// The DPoP key the token is bound to, if it is.
+    #[arg(long)]
+    pub dpop_key: Option<std::path::PathBuf>,
+}
+
+impl TaskCredential {
+    /// A client presenting the token, and the headers (a fresh DPoP proof
+    /// when bound) for one `method` request to `path`.
+    pub fn request(
+        &self,
+        server: &str,
+        method: &str,
+        path: &str,
+    ) -> Result<(crate::client::Client, Headers), CliError> {
+        let c = crate::client::Client::new(server, Some(self.task_token.clone()));
+        let key = self
+            .dpop_key
+            .as_deref()
+            .map(read_key_file)
+            .transpose()?
+            .map(|(k, _)| k);
+        let url = format!("{}{path}", c.base());
+        let headers = dpop_header(key.as_ref(), method, &url, &self.task_token);
+        Ok((c, headers))
+    }
+}

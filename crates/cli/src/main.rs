@@ -127,6 +127,18 @@ enum Command {
     /// Emergency grants outside normal policy, and their review.
     #[command(subcommand)]
     Breakglass(commands::approvals::BreakGlassCommand),
+    /// Register workflows whose outcomes count as Return on AI.
+    #[command(subcommand)]
+    Workflow(commands::outcome::WorkflowCommand),
+    /// Report an outcome under a task credential, or show one.
+    #[command(subcommand)]
+    Outcome(commands::outcome::OutcomeCommand),
+    /// Return-on-AI reports (table, --json, --csv, --html).
+    #[command(subcommand)]
+    Report(commands::outcome::ReportCommand),
+    /// Export an evidence pack, or verify one offline.
+    #[command(subcommand)]
+    Evidence(commands::outcome::EvidenceCommand),
     /// Verify, export and checkpoint the audit log.
     #[command(subcommand)]
     Audit(commands::audit::AuditCommand),
@@ -168,6 +180,10 @@ fn main() -> ExitCode {
             Command::Decide(a) => commands::decide::run(a).await,
             Command::Approvals(c) => commands::approvals::approvals(c).await,
             Command::Breakglass(c) => commands::approvals::breakglass(c).await,
+            Command::Workflow(c) => commands::outcome::workflow(c).await,
+            Command::Outcome(c) => commands::outcome::outcome(c).await,
+            Command::Report(c) => commands::outcome::report_cmd(c).await,
+            Command::Evidence(c) => commands::outcome::evidence(c).await,
             Command::Audit(c) => commands::audit::run(c).await,
         }
     });

@@ -66,6 +66,13 @@ fn demo_runs_end_to_end() {
         "(break-glass ",
         "1 break-glass grant(s) awaiting review",
         "decision.made",
+        "retry of inv-3002: answered with the first report",
+        "after_revocation",
+        "out_of_scope_actions",
+        "phantom",
+        "Counted transactions",
+        "PASS",
+        "one byte changed at offset",
         "audit log OK",
     ] {
         assert!(out.contains(needle), "demo output lacks {needle:?}:\n{out}");

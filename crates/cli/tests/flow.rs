@@ -128,6 +128,7 @@ async fn task_flow(backend: Backend) {
     .unwrap();
     let parent = issued["access_token"].as_str().unwrap();
     let root = issued["task_id"].as_str().unwrap();
+    return_on_ai(&run, &backend, alice, parent);
 
     let child = ok(
         &run(&[
@@ -247,6 +248,134 @@ async fn task_flow(backend: Backend) {
     drop(server);
     let verified = ok(&backend.run(&["audit", "verify"]), "audit verify");
     assert!(verified.contains("audit log OK"), "{verified}");
+}
+
+/// Workflow, decision, outcome with its retry, the report in every format,
+/// and an evidence pack verified offline (and refused once tampered).
+fn return_on_ai(
+    run: &dyn Fn(&[&str]) -> std::process::Output,
+    backend: &Backend,
+    alice: &str,
+    task_token: &str,
+) {
+    let policy = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../policy/examples/default.cedar"
+    );
+    ok(&run(&["policy", "push", policy]), "policy push");
+    ok(
+        &run(&[
+            "workflow",
+            "register",
+            "--name",
+            "procurement",
+            "--description",
+            "one purchase order placed",
+            "--owner",
+            alice,
+            "--currency",
+            "EUR",
+            "--baseline-cost",
+            "30",
+            "--baseline-minutes",
+            "20",
+            "--value-model",
+            "per-transaction=50",
+        ]),
+        "workflow register",
+    );
+    let decided = ok(
+        &run(&[
+            "decide",
+            "--task-token",
+            task_token,
+            "--action",
+            "procurement.read",
+            "--resource",
+            "erp:suppliers/1",
+            "--risk",
+            "10",
+        ]),
+        "decide",
+    );
+    assert!(decided.starts_with("allow"), "{decided}");
+    let report = [
+        "outcome",
+        "report",
+        "--task-token",
+        task_token,
+        "--workflow",
+        "procurement",
+        "--type",
+        "po.created",
+        "--key",
+        "po-77",
+        "--cost",
+        "0.50",
+        "--currency",
+        "EUR",
+        "--tokens",
+        "1000",
+    ];
+    let first = ok(&run(&report), "outcome report");
+    assert!(first.starts_with("counted"), "{first}");
+    let retry = ok(&run(&report), "outcome report (retry)");
+    assert!(retry.contains("recorded as duplicate"), "{retry}");
+    // A value without its currency: one line, before any request.
+    let o = run(&[
+        "outcome",
+        "report",
+        "--task-token",
+        task_token,
+        "--workflow",
+        "procurement",
+        "--type",
+        "po.created",
+        "--key",
+        "po-78",
+        "--cost",
+        "1",
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--currency"), "{}", stderr(&o));
+
+    let today =
+        mandate_core::time::Timestamp::from_offset(time::OffsetDateTime::now_utc()).rfc3339();
+    let today = &today[..10];
+    let period = ["--workflow", "procurement", "--from", today, "--to", today];
+    let mut roai = vec!["report", "roai", "--json"];
+    roai.extend_from_slice(&period);
+    let r: serde_json::Value = serde_json::from_str(&ok(&run(&roai), "report roai")).unwrap();
+    assert_eq!(r["current"]["totals"]["counted"], 1, "{r}");
+    assert_eq!(r["current"]["totals"]["exceptions"]["duplicate"], 1, "{r}");
+    let mut csv = vec!["report", "roai", "--csv"];
+    csv.extend_from_slice(&period);
+    let csv = ok(&run(&csv), "report roai --csv");
+    assert!(csv.starts_with("section,"), "{csv}");
+    let html = backend.dir.path().join("roai.html");
+    let mut h = vec!["report", "roai", "--html", html.to_str().unwrap()];
+    h.extend_from_slice(&period);
+    ok(&run(&h), "report roai --html");
+    assert!(std::fs::read_to_string(&html).unwrap().contains("<svg"));
+
+    let pack = backend.dir.path().join("pack.zip");
+    let mut export = vec!["evidence", "export", "-o", pack.to_str().unwrap()];
+    export.extend_from_slice(&period);
+    ok(&run(&export), "evidence export");
+    let vkey = ok(&backend.run(&["audit", "vkey"]), "audit vkey");
+    let vkey = vkey.lines().next().unwrap();
+    let verified = ok(
+        &mandate(&["evidence", "verify", pack.to_str().unwrap(), "--vkey", vkey]),
+        "evidence verify",
+    );
+    assert!(verified.trim_end().ends_with("PASS"), "{verified}");
+    let mut bytes = std::fs::read(&pack).unwrap();
+    let last = bytes.len() - 30;
+    bytes[last] ^= 1;
+    std::fs::write(&pack, bytes).unwrap();
+    let o = mandate(&["evidence", "verify", pack.to_str().unwrap(), "--vkey", vkey]);
+    assert!(!o.status.success(), "a tampered pack passed");
+    assert!(stderr(&o).starts_with("error: FAIL"), "{}", stderr(&o));
 }
 
 fn task_id_of(token: &str) -> String {

@@ -71,6 +71,12 @@ impl Ledger {
         &self.origin
     }
 
+    /// The log key as a note signer, for other signed notes over the log
+    /// (evidence pack manifests).
+    pub fn signer(&self) -> &NoteSigner {
+        &self.signer
+    }
+
     /// The verifier key (C2SP vkey) auditors pin to check checkpoints.
     pub fn verifier(&self) -> NoteVerifier {
         self.signer.verifier()

@@ -116,6 +116,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::approvals::router())
         .merge(routes::breakglass::router())
         .merge(routes::outcomes::router())
+        .merge(routes::evidence::router())
         .merge(routes::audit::router())
         .merge(routes::operations::router())
         .split_for_parts();

@@ -204,6 +204,30 @@ async fn every_exception_kind_comes_from_a_real_flow(t: TestStore) {
     assert_eq!(totals["cost"], "6.25");
     assert_eq!(totals["human_baseline_cost"], "30.00");
     assert_eq!(r["labels"][f.alice.as_str()], "alice");
+
+    // The evidence pack verifies offline against the pinned log key, and
+    // its totals are the report's.
+    let res =
+        f.s.req(
+            reqwest::Method::GET,
+            &format!("/v1/evidence?workflow=procurement&{}", period()),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()["content-type"], "application/zip");
+    let zip = res.bytes().await.unwrap().to_vec();
+    let key = f.s.state.ledger.verifier();
+    let v = mandate_evidence::verify(&zip, Some(&key));
+    assert!(v.passed(), "{:#?}", v.checks);
+    let summary = v.summary.expect("a summary");
+    assert_eq!(summary.transactions, 6);
+    assert_eq!(summary.counted, 1);
+    let mut bad = zip.clone();
+    let mid = bad.len() / 2;
+    bad[mid] ^= 0x01;
+    assert!(!mandate_evidence::verify(&bad, Some(&key)).passed());
 }
 
 async fn a_key_raced_from_many_connections_counts_once(t: TestStore) {
@@ -283,6 +307,11 @@ async fn bad_reports_are_refused_with_their_reason_and_leave_nothing(t: TestStor
     let (st, b) = report(&f, &tok, usd).await;
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
     assert!(b["detail"].as_str().unwrap().contains("EUR"), "{b}");
+    let mut negative = claim("k");
+    negative["cost"]["money"]["amount"] = json!("-5.00");
+    let (st, b) = report(&f, &tok, negative).await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    assert!(b["detail"].as_str().unwrap().contains("negative"), "{b}");
     let mut forged = claim("k");
     forged["classification"] = json!("counted");
     let (st, _) = report(&f, &tok, forged).await;
@@ -309,10 +338,8 @@ async fn bad_reports_are_refused_with_their_reason_and_leave_nothing(t: TestStor
     assert_eq!(get_as("alice").await.0, StatusCode::OK, "the owner reads");
     assert_eq!(get_as("mallory").await.0, StatusCode::FORBIDDEN);
     let (st, b) =
-        f.s.get(&format!(
-            "/v1/reports/roai?workflow=procurement&from=yesterday&to=x"
-        ))
-        .await;
+        f.s.get("/v1/reports/roai?workflow=procurement&from=yesterday&to=x")
+            .await;
     assert_eq!(st, StatusCode::BAD_REQUEST, "{b}");
     let (st, b) =
         f.s.get(&format!("{path}&baseline_from=2026-01-01T00:00:00Z"))

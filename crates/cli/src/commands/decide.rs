@@ -1,12 +1,9 @@
 //! `mandate decide`: ask for a runtime decision under a task token, the way
 //! an agent or its gateway does before acting.
 
-use std::path::PathBuf;
-
 use mandate_server::decision::{ContextIn, Outcome, ResourceIn};
 use mandate_server::routes::decisions::DecisionRequest;
 
-use crate::client::Client;
 use crate::credentials;
 use crate::{CliError, ServerArgs};
 
@@ -14,16 +11,8 @@ use crate::{CliError, ServerArgs};
 pub struct DecideArgs {
     #[command(flatten)]
     server: ServerArgs,
-    /// The task token the action is done under.
-    #[arg(
-        long = "task-token",
-        env = "MANDATE_TASK_TOKEN",
-        hide_env_values = true
-    )]
-    task_token: String,
-    /// The DPoP key the token is bound to, if it is.
-    #[arg(long)]
-    dpop_key: Option<PathBuf>,
+    #[command(flatten)]
+    credential: credentials::TaskCredential,
     /// The action, e.g. payments.initiate.
     #[arg(long)]
     action: String,
@@ -85,15 +74,9 @@ pub async fn run(a: DecideArgs) -> Result<(), CliError> {
     if a.risk.is_some_and(|r| r > 100) {
         return Err(CliError::Usage("--risk must be 0 to 100".into()));
     }
-    let c = Client::new(&a.server.server, Some(a.task_token.clone()));
-    let dpop = a
-        .dpop_key
-        .as_deref()
-        .map(credentials::read_key_file)
-        .transpose()?
-        .map(|(k, _)| k);
-    let url = format!("{}/v1/decisions", c.base());
-    let headers = credentials::dpop_header(dpop.as_ref(), "POST", &url, &a.task_token);
+    let (c, headers) = a
+        .credential
+        .request(&a.server.server, "POST", "/v1/decisions")?;
     let body = request(
         &a.action,
         &a.resource,

@@ -21,8 +21,9 @@ use super::task::{TaskNode, print_tree};
 use super::trust::{DEV_ISSUER, dev_issuer};
 use crate::CliError;
 use crate::client::Client;
-use crate::credentials::{self, AgentIdentity, Subject, TaskAsk};
+use crate::credentials::{self, AgentIdentity, Subject, TaskAsk, TaskCredential};
 use mandate_core::decision::Verdict;
+use mandate_core::outcome::{Claim, ClaimedCost, IdempotencyKey, Money, OutcomeType, WorkflowName};
 use mandate_server::decision::{ContextIn, Outcome};
 
 #[derive(clap::Args)]
@@ -259,8 +260,9 @@ pub async fn run(a: DemoArgs) -> Result<(), CliError> {
 
     delegation(&c, &dir, &identities).await?;
     runtime_authorization(&c, &dir, &identities).await?;
+    return_on_ai(&c, &dir, &identities, &alice).await?;
 
-    step(17, "Audit: sign a checkpoint and verify the whole log");
+    step(21, "Audit: sign a checkpoint and verify the whole log");
     let cp: serde_json::Value = c.post_empty("/v1/audit/checkpoint").await?;
     print!("{}", cp["note"].as_str().unwrap_or_default());
     let _ = stop.send(());
@@ -494,15 +496,7 @@ async fn decide(
 }
 
 fn expect(o: &Outcome, verdict: Verdict, what: &str) -> Result<(), CliError> {
-    if o.decision == verdict {
-        Ok(())
-    } else {
-        Err(CliError::Failed(format!(
-            "the demo expected {what} to be {}, got {}",
-            verdict.as_str(),
-            o.decision.as_str()
-        )))
-    }
+    expect_verdict(o.decision, verdict, what)
 }
 
 /// Steps 12-16: policy-as-code, the four outcomes of a decision with their
@@ -683,4 +677,310 @@ async fn runtime_authorization(
         println!("{n:>3} {kind}");
     }
     Ok(())
+}
+
+/// A decision made without printing it (the ROAI steps make many).
+async fn act(task: &Client, action: &str, resource: &str) -> Result<Verdict, CliError> {
+    let o: Outcome = task
+        .post(
+            "/v1/decisions",
+            &super::decide::request(
+                action,
+                resource,
+                "internal",
+                ContextIn {
+                    risk_score: Some(10),
+                    ..ContextIn::default()
+                },
+            ),
+        )
+        .await?;
+    Ok(o.decision)
+}
+
+/// An agent's claim of one completed transaction.
+fn claim(
+    workflow: &str,
+    kind: &str,
+    key: &str,
+    cost: &str,
+    tokens: u64,
+) -> Result<Claim, CliError> {
+    let bad = |e: mandate_core::RuleError| CliError::Failed(e.to_string());
+    Ok(Claim {
+        workflow: WorkflowName::parse(workflow).map_err(bad)?,
+        outcome_type: OutcomeType::parse(kind).map_err(bad)?,
+        idempotency_key: IdempotencyKey::parse(key).map_err(bad)?,
+        value: None,
+        cost: Some(ClaimedCost {
+            model_tokens: Some(tokens),
+            money: Some(Money {
+                amount: cost.parse().map_err(bad)?,
+                currency: "EUR".parse().map_err(bad)?,
+            }),
+        }),
+        external_ref: Some(key.to_uppercase()),
+    })
+}
+
+/// Steps 17-20: workflows with a human baseline, outcomes reported under
+/// task credentials (with retries, a revoked task, refused work and a claim
+/// with nothing behind it), the Return-on-AI report, and an evidence pack
+/// verified offline.
+async fn return_on_ai(
+    c: &Client,
+    dir: &std::path::Path,
+    agents: &std::collections::HashMap<&str, AgentIdentity>,
+    alice: &Human,
+) -> Result<(), CliError> {
+    step(
+        17,
+        "Alice registers her workflows with the human baseline per transaction",
+    );
+    for (name, description, cost, minutes, model) in [
+        (
+            "invoice-processing",
+            "one supplier invoice checked against its PO and booked",
+            "12.00",
+            15,
+            json!({ "kind": "time_saved" }),
+        ),
+        (
+            "supplier-onboarding",
+            "one new supplier vetted and set up in the ERP",
+            "85.00",
+            90,
+            json!({ "kind": "per_transaction", "amount": "85.00" }),
+        ),
+    ] {
+        let w: mandate_core::outcome::Workflow = c
+            .post(
+                "/v1/workflows",
+                &json!({ "name": name, "description": description, "owner": alice.id,
+                    "currency": "EUR", "baseline_cost": cost, "baseline_minutes": minutes,
+                    "value_model": model, "token_price": "2.00" }),
+            )
+            .await?;
+        println!(
+            "{}: {} (a human: {} EUR, {} min; value model {})",
+            w.def.name,
+            w.def.description,
+            w.def.baseline_cost,
+            w.def.baseline_minutes,
+            w.def.value_model.as_str()
+        );
+    }
+
+    step(
+        18,
+        "Agents report outcomes under their task credentials: retries, a revoked task, refused work and an empty claim",
+    );
+    let dev = dev_issuer(dir)?;
+    let id_token = dev.mint("alice", &c.issuer().await?, mandate_server::now(), 300);
+    let invoices = || {
+        ask(
+            "Process this week's supplier invoices",
+            &["procurement.read"],
+            &["erp:invoices/*"],
+            50,
+        )
+    };
+    let new_task = |agent: &'static str, a: TaskAsk| {
+        let id_token = id_token.clone();
+        async move {
+            credentials::exchange(c, Subject::Human(&id_token), &agents[agent], &a, None).await
+        }
+    };
+    let as_agent = |t: &credentials::Issued| TaskCredential {
+        task_token: t.access_token.clone(),
+        dpop_key: None,
+    };
+    let mut shown = Vec::new();
+    let report = |who: TaskCredential, claim: Claim| {
+        let base = c.base().to_owned();
+        async move { super::outcome::report(&base, &who, &claim).await }
+    };
+
+    let batch = new_task("procurement-agent", invoices()).await?;
+    let agent = Client::new(c.base(), Some(batch.access_token.clone()));
+    for n in 1..=6 {
+        let key = format!("inv-300{n}");
+        let v = act(&agent, "procurement.read", &format!("erp:invoices/{key}")).await?;
+        expect_verdict(v, Verdict::Allow, "reading an invoice in the batch")?;
+        let r = report(
+            as_agent(&batch),
+            claim("invoice-processing", "invoice.booked", &key, "0.04", 30_000)?,
+        )
+        .await?;
+        shown.push(r.outcome);
+    }
+    for key in ["inv-3002", "inv-3005"] {
+        // A network retry: same key, same claim. The first answer comes back.
+        let r = report(
+            as_agent(&batch),
+            claim("invoice-processing", "invoice.booked", key, "0.04", 30_000)?,
+        )
+        .await?;
+        println!(
+            "retry of {key}: answered with the first report {}, recorded as duplicate {}",
+            r.outcome.id,
+            r.duplicate_id.map(|d| d.to_string()).unwrap_or_default()
+        );
+    }
+
+    let onboarding = new_task(
+        "orchestrator",
+        ask(
+            "Onboard two new laptop suppliers",
+            &["procurement.read"],
+            &["erp:suppliers/*"],
+            20,
+        ),
+    )
+    .await?;
+    let orch = Client::new(c.base(), Some(onboarding.access_token.clone()));
+    for key in ["sup-41", "sup-42"] {
+        expect_verdict(
+            act(&orch, "procurement.read", &format!("erp:suppliers/{key}")).await?,
+            Verdict::Allow,
+            "reading a supplier record",
+        )?;
+        let r = report(
+            as_agent(&onboarding),
+            claim(
+                "supplier-onboarding",
+                "supplier.onboarded",
+                key,
+                "0.30",
+                120_000,
+            )?,
+        )
+        .await?;
+        shown.push(r.outcome);
+    }
+
+    let revoked = new_task("procurement-agent", invoices()).await?;
+    let agent = Client::new(c.base(), Some(revoked.access_token.clone()));
+    act(&agent, "procurement.read", "erp:invoices/inv-3007").await?;
+    let _: serde_json::Value = c
+        .post(
+            &format!("/v1/tasks/{}/revoke", revoked.task_id),
+            &json!({ "reason": "invoice batch reassigned" }),
+        )
+        .await?;
+    let r = report(
+        as_agent(&revoked),
+        claim(
+            "invoice-processing",
+            "invoice.booked",
+            "inv-3007",
+            "0.04",
+            30_000,
+        )?,
+    )
+    .await?;
+    shown.push(r.outcome);
+
+    let wide = new_task("procurement-agent", invoices()).await?;
+    let agent = Client::new(c.base(), Some(wide.access_token.clone()));
+    act(&agent, "procurement.read", "erp:invoices/inv-3009").await?;
+    expect_verdict(
+        act(&agent, "payments.initiate", "bank:acme/ops").await?,
+        Verdict::Deny,
+        "a payment from an invoice-reading task",
+    )?;
+    let r = report(
+        as_agent(&wide),
+        claim(
+            "invoice-processing",
+            "invoice.booked",
+            "inv-3009",
+            "0.04",
+            30_000,
+        )?,
+    )
+    .await?;
+    shown.push(r.outcome);
+
+    let idle = new_task("procurement-agent", invoices()).await?;
+    let r = report(
+        as_agent(&idle),
+        claim(
+            "invoice-processing",
+            "invoice.booked",
+            "inv-3010",
+            "0.04",
+            30_000,
+        )?,
+    )
+    .await?;
+    shown.push(r.outcome);
+    for o in &shown {
+        println!("{}", super::outcome::describe(o));
+    }
+
+    step(
+        19,
+        "The Return-on-AI report: only counted transactions carry value; every exception says why",
+    );
+    let today = mandate_server::now().rfc3339();
+    let today = today.get(..10).unwrap_or("1970-01-01");
+    let period = super::outcome::PeriodArgs::new("invoice-processing", today, today);
+    let report = super::outcome::fetch_roai(c, &period, None).await?;
+    print!("{}", mandate_report::table(&report));
+    let html = dir.join("roai-invoice-processing.html");
+    std::fs::write(&html, mandate_report::html(&report))
+        .map_err(|e| CliError::Failed(format!("cannot write {}: {e}", html.display())))?;
+    let onboarding = super::outcome::fetch_roai(
+        c,
+        &super::outcome::PeriodArgs::new("supplier-onboarding", today, today),
+        None,
+    )
+    .await?;
+    let t = &onboarding.current.totals;
+    println!(
+        "supplier-onboarding: {} counted, value {} EUR, cost {} EUR",
+        t.counted, t.value, t.cost
+    );
+    println!("HTML report with charts: {}", html.display());
+
+    step(
+        20,
+        "Evidence pack: exported, verified offline against the pinned log key, and a tampered copy fails",
+    );
+    let pack = dir.join("evidence-invoice-processing.zip");
+    let n = super::outcome::export(c, &period, &pack).await?;
+    println!("wrote {} ({n} bytes)", pack.display());
+    let vkey: serde_json::Value = c.get("/v1/audit/verifier").await?;
+    let vkey = vkey["vkey"].as_str().unwrap_or_default().to_owned();
+    super::outcome::verify(&pack, Some(&vkey), false)?;
+    let mut bytes = std::fs::read(&pack).map_err(|e| CliError::Failed(e.to_string()))?;
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x20;
+    let tampered = dir.join("evidence-tampered.zip");
+    std::fs::write(&tampered, &bytes).map_err(|e| CliError::Failed(e.to_string()))?;
+    let v = mandate_evidence::verify(&bytes, None);
+    if v.passed() {
+        return Err(CliError::Failed("a tampered evidence pack verified".into()));
+    }
+    let first = v.checks.iter().find(|c| !c.ok);
+    println!(
+        "one byte changed at offset {mid}: FAIL ({})",
+        first
+            .map(|c| format!("{}: {}", c.name, c.detail))
+            .unwrap_or_default()
+    );
+    Ok(())
+}
+
+fn expect_verdict(got: Verdict, want: Verdict, what: &str) -> Result<(), CliError> {
+    if got == want {
+        Ok(())
+    } else {
+        Err(CliError::Failed(format!(
+            "the demo expected {what} to be {}, got {}",
+            want.as_str(),
+            got.as_str()
+        )))
+    }
 }

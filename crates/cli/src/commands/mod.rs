@@ -7,6 +7,7 @@ pub mod decide;
 pub mod demo;
 pub mod human;
 pub mod init;
+pub mod outcome;
 pub mod policy;
 pub mod serve;
 pub mod task;

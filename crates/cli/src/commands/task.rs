@@ -128,16 +128,9 @@ pub struct EndArgs {
     #[command(flatten)]
     server: ServerArgs,
     task: String,
-    /// The task's own token.
-    #[arg(
-        long = "task-token",
-        env = "MANDATE_TASK_TOKEN",
-        hide_env_values = true
-    )]
-    task_token: String,
-    /// The DPoP key the token is bound to, if it is.
-    #[arg(long)]
-    dpop_key: Option<PathBuf>,
+    /// The task's own token (or an admin's, in --task-token).
+    #[command(flatten)]
+    credential: credentials::TaskCredential,
     #[arg(long)]
     reason: Option<String>,
 }
@@ -197,19 +190,8 @@ pub async fn delegate(a: DelegateArgs) -> Result<(), CliError> {
 }
 
 async fn end(a: EndArgs, how: &str) -> Result<(), CliError> {
-    let c = Client::new(&a.server.server, Some(a.task_token.clone()));
-    let dpop = a
-        .dpop_key
-        .as_deref()
-        .map(credentials::read_key_file)
-        .transpose()?;
     let path = format!("/v1/tasks/{}/{how}", urlencode(&a.task));
-    let headers = credentials::dpop_header(
-        dpop.as_ref().map(|(k, _)| k),
-        "POST",
-        &format!("{}{path}", c.base()),
-        &a.task_token,
-    );
+    let (c, headers) = a.credential.request(&a.server.server, "POST", &path)?;
     let ended: serde_json::Value = c
         .post_with(&path, &json!({ "reason": a.reason }), &headers)
         .await?;

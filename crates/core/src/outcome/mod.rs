@@ -131,6 +131,13 @@ pub struct Claim {
 
 impl Claim {
     pub fn validate(&self) -> Result<(), RuleError> {
+        let amounts = [
+            self.value.as_ref().and_then(|v| v.money),
+            self.cost.as_ref().and_then(|c| c.money),
+        ];
+        for m in amounts.into_iter().flatten() {
+            m.amount.check_not_negative("amount")?;
+        }
         if let Some(r) = &self.external_ref
             && (r.is_empty() || r.len() > 200 || r.chars().any(char::is_control))
         {

@@ -18,7 +18,8 @@ const UNIT: i64 = 10_i64.pow(SCALE);
 /// tens of millions of outcomes stay far inside `i64`.
 pub const MAX_AMOUNT: i64 = 100_000_000 * UNIT;
 
-/// A non-negative amount in ten-thousandths of a currency unit.
+/// An amount in ten-thousandths of a currency unit. Inputs (values, costs,
+/// baselines) are never negative; computed figures such as net may be.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(value_type = String, example = "125.50"))]
 pub struct Amount(i64);
@@ -34,6 +35,14 @@ impl Amount {
 
     pub const fn units(self) -> i64 {
         self.0
+    }
+
+    /// Refuses a negative amount where only costs and values may be given.
+    pub fn check_not_negative(self, what: &'static str) -> Result<Self, RuleError> {
+        if self.0 < 0 {
+            return Err(RuleError::invalid(what, format!("{self} is negative")));
+        }
+        Ok(self)
     }
 
     pub fn from_whole(n: i64) -> Self {
@@ -81,12 +90,18 @@ impl FromStr for Amount {
     type Err = RuleError;
     fn from_str(s: &str) -> Result<Self, RuleError> {
         let bad = |why: &str| RuleError::invalid("amount", format!("{s:?}: {why}"));
+        // A sign is accepted so computed figures (net) read back; inputs are
+        // checked for it where they enter (claims, workflows).
+        let (negative, s) = match s.strip_prefix('-') {
+            Some(rest) => (true, rest),
+            None => (false, s),
+        };
         let (whole, frac) = s.split_once('.').unwrap_or((s, ""));
         if whole.is_empty() || !whole.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(bad("write a non-negative decimal number such as 125.50"));
+            return Err(bad("write a decimal number such as 125.50"));
         }
         if !frac.bytes().all(|b| b.is_ascii_digit()) || (s.contains('.') && frac.is_empty()) {
-            return Err(bad("write a non-negative decimal number such as 125.50"));
+            return Err(bad("write a decimal number such as 125.50"));
         }
         if frac.len() > SCALE as usize {
             return Err(bad("at most 4 decimal places"));
@@ -108,7 +123,7 @@ impl FromStr for Amount {
             .and_then(|u| u.checked_add(f))
             .filter(|u| *u <= MAX_AMOUNT)
             .ok_or_else(|| bad("larger than 100000000"))?;
-        Ok(Amount(units))
+        Ok(Amount(if negative { -units } else { units }))
     }
 }
 
@@ -198,6 +213,7 @@ mod tests {
             ("12.5", 125_000, "12.50"),
             ("0.0025", 25, "0.0025"),
             ("100000000", MAX_AMOUNT, "100000000.00"),
+            ("-1.25", -12_500, "-1.25"),
         ] {
             let a: Amount = text.parse().unwrap();
             assert_eq!(a.units(), units, "{text}");
@@ -209,7 +225,8 @@ mod tests {
     fn malformed_amounts_are_refused() {
         for bad in [
             "",
-            "-1",
+            "-",
+            "--1",
             "+1",
             "1.",
             ".5",
@@ -223,6 +240,9 @@ mod tests {
         ] {
             assert!(bad.parse::<Amount>().is_err(), "{bad:?} was accepted");
         }
+        let negative: Amount = "-1".parse().unwrap();
+        assert!(negative.check_not_negative("cost").is_err());
+        assert!(Amount::ZERO.check_not_negative("cost").is_ok());
     }
 
     #[test]
@@ -245,7 +265,7 @@ mod tests {
 
     proptest! {
         #[test]
-        fn printing_round_trips(units in 0..=MAX_AMOUNT) {
+        fn printing_round_trips(units in -MAX_AMOUNT..=MAX_AMOUNT) {
             let a = Amount::from_units(units);
             prop_assert_eq!(a.to_string().parse::<Amount>().unwrap(), a);
         }

@@ -98,6 +98,13 @@ impl NewWorkflow {
                 "say in 1 to 500 characters what one transaction of this workflow is",
             ));
         }
+        self.baseline_cost.check_not_negative("baseline cost")?;
+        if let Some(p) = self.token_price {
+            p.check_not_negative("token price")?;
+        }
+        if let ValueModel::PerTransaction { amount } = self.value_model {
+            amount.check_not_negative("value per transaction")?;
+        }
         if self.baseline_minutes == 0 {
             return Err(RuleError::invalid(
                 "baseline minutes",
@@ -132,6 +139,7 @@ impl NewWorkflow {
     /// Values a claim under this workflow. Amounts in another currency are
     /// refused rather than converted: Mandate does not guess exchange rates.
     pub fn value(&self, claim: &Claim) -> Result<Valuation, RuleError> {
+        claim.validate()?;
         let in_currency = |m: &super::money::Money, what: &'static str| {
             if m.currency == self.currency {
                 Ok(m.amount)

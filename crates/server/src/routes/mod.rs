@@ -5,6 +5,7 @@ pub mod approvals;
 pub mod audit;
 pub mod breakglass;
 pub mod decisions;
+pub mod evidence;
 pub mod humans;
 pub mod keys;
 pub mod oauth;

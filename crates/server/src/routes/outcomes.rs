@@ -43,7 +43,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 pub(crate) fn parse_workflow(s: &str) -> ApiResult<WorkflowName> {
-    WorkflowName::parse(s).map_err(|e| Problem::from(e))
+    WorkflowName::parse(s).map_err(Problem::from)
 }
 
 pub(crate) async fn known_workflow(s: &AppState, name: &WorkflowName) -> ApiResult<Workflow> {

@@ -415,13 +415,13 @@ pub(crate) async fn outcome_tally(
         edges.push((from, to));
     }
     for (lo, hi) in edges.into_iter().filter(|(lo, hi)| lo < hi) {
-        let q = sqlx::query(AssertSqlSafe(format!(
+        let q = sqlx::query(
             "SELECT agent_id, initiator, classification, \
              COUNT(*) AS n, CAST(SUM(value) AS BIGINT) AS value, CAST(SUM(cost) AS BIGINT) AS cost, \
              CAST(SUM(minutes) AS BIGINT) AS minutes, CAST(SUM(tokens) AS BIGINT) AS tokens \
              FROM outcomes WHERE workflow = $1 AND reported_at >= $2 AND reported_at < $3 \
              GROUP BY agent_id, initiator, classification"
-        )))
+        )
         .bind(workflow.to_string())
         .bind(lo)
         .bind(hi)
