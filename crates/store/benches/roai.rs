@@ -18,9 +18,7 @@ use std::time::Instant;
 use mandate_core::audit::Actor;
 use mandate_core::human::NewHuman;
 use mandate_core::ids::HumanId;
-use mandate_core::outcome::{
-    Amount, NewWorkflow, Period, PeriodFigures, ValueModel, WorkflowName,
-};
+use mandate_core::outcome::{Amount, NewWorkflow, Period, PeriodFigures, ValueModel, WorkflowName};
 use mandate_core::time::Timestamp;
 use mandate_store::testing::{self, TestStore};
 use mandate_store::{Backend, Change, Store};
@@ -77,7 +75,7 @@ async fn load(t: &TestStore, n: u64) -> std::time::Duration {
             n - 1
         ),
         Backend::Postgres => format!(
-            "INSERT INTO outcomes {columns} {select} FROM generate_series(0, {}) AS g(i)",
+            "INSERT INTO outcomes {columns} {select} FROM generate_series(CAST(0 AS BIGINT), {}) AS g(i)",
             n - 1
         ),
     };

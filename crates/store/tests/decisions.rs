@@ -17,7 +17,7 @@ use mandate_core::audit::{Actor, EventKind};
 use mandate_core::breakglass::{BreakGlass, DEFAULT_MAX_TTL_MS};
 use mandate_core::decision::Verdict;
 use mandate_core::human::HumanRole;
-use mandate_core::ids::{AgentId, ApprovalId, BreakGlassId, DecisionId, HumanId, TaskId};
+use mandate_core::ids::{AgentId, ApprovalId, BreakGlassId, HumanId, TaskId};
 use mandate_core::scope::{Grant, Scope};
 use mandate_core::task::Task;
 use mandate_store::testing::TestStore;
@@ -60,25 +60,6 @@ async fn task_in(s: &dyn Store, initiator: HumanId, agent: &Agent, max: Option<u
     let new = issue(t, &[]);
     s.create_task(&now(), &new).await.unwrap();
     new.task
-}
-
-/// A decision as the server records it: allows count a call, within the
-/// task's limit.
-fn decision(task: &Task, verdict: Verdict) -> DecisionWrite {
-    let id = DecisionId::from_uuid(Uuid::now_v7());
-    DecisionWrite {
-        id,
-        task: task.id,
-        agent: task.assignee,
-        action: "invoice.read".into(),
-        resource: "erp:invoices/7".into(),
-        verdict,
-        details: json!({ "decision": id, "verdict": verdict.as_str() }),
-        max_calls: task.limits.max_calls,
-        counts_call: verdict == Verdict::Allow,
-        spends_approval: None,
-        raises_approval: None,
-    }
 }
 
 /// A pending approval for `digest` of `task`, requested at `requested`.

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use mandate_core::agent::Agent;
 use mandate_core::audit::EventKind;
 use mandate_core::decision::Verdict;
-use mandate_core::ids::{DecisionId, HumanId, OutcomeId};
+use mandate_core::ids::{HumanId, OutcomeId};
 use mandate_core::outcome::money::Amount;
 use mandate_core::outcome::{
     Claim, Classification, IdempotencyKey, NewWorkflow, OutcomeRecord, OutcomeType, Period,
@@ -20,8 +20,7 @@ use mandate_core::outcome::{
 };
 use mandate_core::task::{Ending, Task};
 use mandate_store::testing::TestStore;
-use mandate_store::{DecisionWrite, OutcomeWrite, Recorded, Store, StoreError};
-use serde_json::json;
+use mandate_store::{OutcomeWrite, Recorded, Store, StoreError};
 use uuid::Uuid;
 
 mod common;
@@ -55,20 +54,7 @@ async fn world(s: &dyn Store) -> World {
 }
 
 async fn decide(s: &dyn Store, task: &Task, verdict: Verdict) {
-    let id = DecisionId::from_uuid(Uuid::now_v7());
-    let d = DecisionWrite {
-        id,
-        task: task.id,
-        agent: task.assignee,
-        action: "invoice.read".into(),
-        resource: "erp:invoices/7".into(),
-        verdict,
-        details: json!({ "decision": id }),
-        max_calls: None,
-        counts_call: verdict == Verdict::Allow,
-        spends_approval: None,
-        raises_approval: None,
-    };
+    let d = decision(task, verdict);
     assert_eq!(s.record_decision(&now(), &d).await.unwrap(), Recorded::Done);
 }
 

@@ -375,9 +375,19 @@ pub(crate) async fn outcome_entries(
 
 // ---- reports ------------------------------------------------------------------------
 
-const SUMS: &str = "CAST(SUM(n) AS BIGINT) AS n, CAST(SUM(value) AS BIGINT) AS value, \
-     CAST(SUM(cost) AS BIGINT) AS cost, CAST(SUM(minutes) AS BIGINT) AS minutes, \
-     CAST(SUM(tokens) AS BIGINT) AS tokens";
+/// Sums by agent, initiator and class over whole days of the rollup.
+const DAY_SUMS: &str = "SELECT agent_id, initiator, classification, CAST(SUM(n) AS BIGINT) AS n, \
+     CAST(SUM(value) AS BIGINT) AS value, CAST(SUM(cost) AS BIGINT) AS cost, \
+     CAST(SUM(minutes) AS BIGINT) AS minutes, CAST(SUM(tokens) AS BIGINT) AS tokens \
+     FROM outcome_rollup WHERE workflow = $1 AND day >= $2 AND day < $3 \
+     GROUP BY agent_id, initiator, classification";
+
+/// The same sums over the outcomes themselves, for part of a day.
+const OUTCOME_SUMS: &str = "SELECT agent_id, initiator, classification, COUNT(*) AS n, \
+     CAST(SUM(value) AS BIGINT) AS value, CAST(SUM(cost) AS BIGINT) AS cost, \
+     CAST(SUM(minutes) AS BIGINT) AS minutes, CAST(SUM(tokens) AS BIGINT) AS tokens \
+     FROM outcomes WHERE workflow = $1 AND reported_at >= $2 AND reported_at < $3 \
+     GROUP BY agent_id, initiator, classification";
 
 /// Whole days come from the rollup; the partial days at either end of the
 /// period from the outcomes themselves, so any `[from, to)` is exact.
@@ -387,6 +397,7 @@ pub(crate) async fn outcome_tally(
     period: &Period,
 ) -> Result<Vec<TallyRow>> {
     let (from, to) = (period.from.as_millis(), period.to.as_millis());
+    // The first midnight at or after `from`, the last at or before `to`.
     let first_day = from.div_euclid(DAY_MS) * DAY_MS
         + if from.rem_euclid(DAY_MS) == 0 {
             0
@@ -394,43 +405,29 @@ pub(crate) async fn outcome_tally(
             DAY_MS
         };
     let last_day = to.div_euclid(DAY_MS) * DAY_MS;
-    let mut rows = Vec::new();
-    let mut edges = Vec::new();
-    if first_day < last_day {
-        let q = sqlx::query(AssertSqlSafe(format!(
-            "SELECT agent_id, initiator, classification, {SUMS} FROM outcome_rollup \
-             WHERE workflow = $1 AND day >= $2 AND day < $3 \
-             GROUP BY agent_id, initiator, classification"
-        )))
-        .bind(workflow.to_string())
-        .bind(first_day)
-        .bind(last_day)
-        .fetch_all(pool)
-        .await
-        .map_err(db_error)?;
-        rows.extend(q);
-        edges.push((from, first_day));
-        edges.push((last_day, to));
+    let ranges = if first_day < last_day {
+        vec![
+            (DAY_SUMS, first_day, last_day),
+            (OUTCOME_SUMS, from, first_day),
+            (OUTCOME_SUMS, last_day, to),
+        ]
     } else {
-        edges.push((from, to));
+        vec![(OUTCOME_SUMS, from, to)]
+    };
+    let mut rows = Vec::new();
+    for (sql, lo, hi) in ranges.into_iter().filter(|(_, lo, hi)| lo < hi) {
+        let part = sqlx::query(sql)
+            .bind(workflow.to_string())
+            .bind(lo)
+            .bind(hi)
+            .fetch_all(pool)
+            .await
+            .map_err(db_error)?;
+        for r in &part {
+            rows.push(tally_row(r)?);
+        }
     }
-    for (lo, hi) in edges.into_iter().filter(|(lo, hi)| lo < hi) {
-        let q = sqlx::query(
-            "SELECT agent_id, initiator, classification, \
-             COUNT(*) AS n, CAST(SUM(value) AS BIGINT) AS value, CAST(SUM(cost) AS BIGINT) AS cost, \
-             CAST(SUM(minutes) AS BIGINT) AS minutes, CAST(SUM(tokens) AS BIGINT) AS tokens \
-             FROM outcomes WHERE workflow = $1 AND reported_at >= $2 AND reported_at < $3 \
-             GROUP BY agent_id, initiator, classification"
-        )
-        .bind(workflow.to_string())
-        .bind(lo)
-        .bind(hi)
-        .fetch_all(pool)
-        .await
-        .map_err(db_error)?;
-        rows.extend(q);
-    }
-    rows.iter().map(tally_row).collect()
+    Ok(rows)
 }
 
 fn tally_row(r: &sqlx::any::AnyRow) -> Result<TallyRow> {

@@ -11,13 +11,15 @@ use mandate_core::agent::{Agent, AgentKind, NewAgent};
 use mandate_core::audit::checkpoint::{NoteSigner, NoteVerifier};
 use mandate_core::audit::merkle::MerkleTree;
 use mandate_core::audit::{Actor, AuditEvent, LogEntry};
+use mandate_core::decision::Verdict;
 use mandate_core::human::{HumanRole, NewHuman};
-use mandate_core::ids::{AgentId, AgentName, HumanId, SpiffeId, TaskId, TrustDomain};
+use mandate_core::ids::{AgentId, AgentName, DecisionId, HumanId, SpiffeId, TaskId, TrustDomain};
 use mandate_core::jwk::Ed25519Jwk;
 use mandate_core::scope::{Grant, Scope};
 use mandate_core::task::{Limits, Task, TaskStatus};
 use mandate_core::time::Timestamp;
-use mandate_store::{Change, CredentialRecord, NewTask, Store, StoreError, log};
+use mandate_store::{Change, CredentialRecord, DecisionWrite, NewTask, Store, StoreError, log};
+use serde_json::json;
 use uuid::Uuid;
 
 pub const ORIGIN: &str = "acme.example/mandate/audit";
@@ -234,4 +236,23 @@ pub fn is_transition(e: &StoreError) -> bool {
 
 pub fn ids(tasks: &[Task]) -> BTreeSet<TaskId> {
     tasks.iter().map(|t| t.id).collect()
+}
+
+/// A decision as the server records it: allows count a call, within the
+/// task's limit.
+pub fn decision(task: &Task, verdict: Verdict) -> DecisionWrite {
+    let id = DecisionId::from_uuid(Uuid::now_v7());
+    DecisionWrite {
+        id,
+        task: task.id,
+        agent: task.assignee,
+        action: "invoice.read".into(),
+        resource: "erp:invoices/7".into(),
+        verdict,
+        details: json!({ "decision": id, "verdict": verdict.as_str() }),
+        max_calls: task.limits.max_calls,
+        counts_call: verdict == Verdict::Allow,
+        spends_approval: None,
+        raises_approval: None,
+    }
 }
