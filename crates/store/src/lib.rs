@@ -130,6 +130,10 @@ pub struct TaskFilter {
     pub initiator: Option<HumanId>,
     pub status: Option<TaskStatus>,
     pub root: Option<TaskId>,
+    /// When set, `status` is the status at this time: an open task past its
+    /// expiry is `expired`, not `open` (its stored status changes only when
+    /// something ends it).
+    pub now: Option<Timestamp>,
 }
 
 /// The outcome of ending a task: the task and every descendant it ended.

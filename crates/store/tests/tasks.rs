@@ -742,8 +742,42 @@ async fn lists_tasks_by_filter_and_page(t: TestStore) {
                 status: Some(TaskStatus::Open),
                 root: Some(ra1.id),
                 initiator: Some(alice),
+                now: None,
             },
             set(&[&ra1]),
+        ),
+        // Past their expiry, the open tasks are listed as expired, not open.
+        (
+            TaskFilter {
+                status: Some(TaskStatus::Expired),
+                now: Some(ts(T0 + 2 * HOUR)),
+                ..Default::default()
+            },
+            set(&[&ra1, &rb, &ca]),
+        ),
+        (
+            TaskFilter {
+                status: Some(TaskStatus::Open),
+                now: Some(ts(T0 + 2 * HOUR)),
+                ..Default::default()
+            },
+            set(&[]),
+        ),
+        (
+            TaskFilter {
+                status: Some(TaskStatus::Open),
+                now: Some(ts(T0)),
+                ..Default::default()
+            },
+            set(&[&ra1, &rb, &ca]),
+        ),
+        (
+            TaskFilter {
+                status: Some(TaskStatus::Completed),
+                now: Some(ts(T0 + 2 * HOUR)),
+                ..Default::default()
+            },
+            set(&[&ra2]),
         ),
         (
             TaskFilter {

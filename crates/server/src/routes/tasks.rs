@@ -137,6 +137,7 @@ async fn list_tasks(
             .transpose()?,
         status: q.status,
         root: q.root.as_deref().map(parse_task_id).transpose()?,
+        now: Some(crate::now()),
     };
     let page = PageRequest {
         after: q.after,

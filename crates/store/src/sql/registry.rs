@@ -623,6 +623,12 @@ impl Filtered {
         self.push_cond(&template.replace("${}", &format!("${n}")));
     }
 
+    /// A condition on an instant: `{t}` in `template` becomes its epoch
+    /// milliseconds, an integer literal (no injection possible).
+    pub(crate) fn and_at(&mut self, template: &'static str, t: Timestamp) {
+        self.push_cond(&template.replace("{t}", &t.as_millis().to_string()));
+    }
+
     fn push_cond(&mut self, cond: &str) {
         self.sql.push_str(if self.conditions == 0 {
             " WHERE "

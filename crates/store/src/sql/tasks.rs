@@ -285,8 +285,19 @@ pub(crate) async fn list_tasks(
     if let Some(h) = filter.initiator {
         q.and("t.initiator", h.to_string());
     }
-    if let Some(s) = filter.status {
-        q.and("t.status", s.as_str().to_owned());
+    match (filter.status, filter.now) {
+        (Some(TaskStatus::Open), Some(now)) => {
+            q.and("t.status", TaskStatus::Open.as_str().to_owned());
+            q.and_at("t.expires_at > {t}", now);
+        }
+        (Some(TaskStatus::Expired), Some(now)) => {
+            q.and_at(
+                "(t.status = 'expired' OR (t.status = 'open' AND t.expires_at <= {t}))",
+                now,
+            );
+        }
+        (Some(s), _) => q.and("t.status", s.as_str().to_owned()),
+        (None, _) => {}
     }
     if let Some(r) = filter.root {
         q.and("t.root_id", r.to_string());
