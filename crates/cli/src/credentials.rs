@@ -93,6 +93,8 @@ pub struct TaskAsk {
     /// Each entry grants every action on every resource it lists.
     pub entries: Vec<(Vec<String>, Vec<String>)>,
     pub max_calls: Option<u64>,
+    /// Money the task may move, in minor units (context.amount).
+    pub budget: Option<u64>,
     pub ttl_s: Option<u64>,
 }
 
@@ -145,8 +147,12 @@ pub async fn exchange(
         .map(|(actions, resources)| {
             let mut d = json!({ "type": credential::DETAIL_TYPE, "purpose": ask.purpose,
                 "actions": actions, "resources": resources });
-            if let Some(n) = ask.max_calls {
-                d["limits"] = json!({ "max_calls": n });
+            let limits = mandate_core::task::Limits {
+                max_calls: ask.max_calls,
+                budget: ask.budget,
+            };
+            if limits != mandate_core::task::Limits::default() {
+                d["limits"] = json!(limits);
             }
             d
         })

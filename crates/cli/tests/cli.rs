@@ -73,10 +73,29 @@ fn demo_runs_end_to_end() {
         "Counted transactions",
         "PASS",
         "one byte changed at offset",
+        "$ mandate audit trace ",
+        "\"Pay the laptop supplier's invoice\"  [#",
+        "initiated by Alice Martin (Head of Procurement) [human ",
+        "├─ decision deny procurement.po.create on erp:purchase-orders/po-9",
+        "approval requested for payments.initiate on bank:acme/ops by policy large-payment",
+        "├─ approval granted by Carol Diaz (Finance Controller)",
+        "break-glass granted by admin ",
+        "└─ open: no ending in the log",
         "audit log OK",
     ] {
         assert!(out.contains(needle), "demo output lacks {needle:?}:\n{out}");
     }
+    // The demo ends with the trace and then the verified log.
+    let trace = out.find("$ mandate audit trace ").unwrap();
+    assert!(trace < out.find("audit log OK").unwrap(), "{out}");
+    assert!(
+        out.trim_end()
+            .lines()
+            .last()
+            .unwrap()
+            .starts_with("audit log OK"),
+        "{out}"
+    );
 }
 
 #[test]

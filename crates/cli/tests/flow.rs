@@ -1,7 +1,8 @@
 //! The credential flow with the real binary, as the README tells a user to
 //! run it: dev issuer, keys, `task issue`, `delegate`, `token inspect`,
-//! `task show`, `task complete` with its cascade, `keys rotate`; on SQLite
-//! and on PostgreSQL (which needs `MANDATE_TEST_DATABASE_URL`, never skips).
+//! `task show`, `task complete` with its cascade, `keys rotate`, and the
+//! tree's `audit trace`; on SQLite and on PostgreSQL (which needs
+//! `MANDATE_TEST_DATABASE_URL`, never skips).
 
 mod common;
 use common::*;
@@ -248,6 +249,80 @@ async fn task_flow(backend: Backend) {
     drop(server);
     let verified = ok(&backend.run(&["audit", "verify"]), "audit verify");
     assert!(verified.contains("audit log OK"), "{verified}");
+    audit_trace(&backend, root, child);
+}
+
+/// The tree's decision path from the store's log alone: the root task with
+/// its decision and outcome, the delegated child revoked with it; the same
+/// tree from the child's credential; a target the log lacks is one line.
+fn audit_trace(backend: &Backend, root: &str, child_token: &str) {
+    let trace = |target: &str| -> serde_json::Value {
+        serde_json::from_str(&ok(
+            &backend.run(&["audit", "trace", target, "--json"]),
+            "audit trace",
+        ))
+        .unwrap()
+    };
+    let t = trace(root);
+    assert_eq!(
+        t["target"],
+        serde_json::json!({ "kind": "task", "id": root })
+    );
+    assert_eq!(t["root"], root);
+    let tasks = t["tasks"].as_array().unwrap();
+    assert_eq!(tasks.len(), 2, "{t}");
+    assert_eq!(tasks[0]["purpose"], "buy laptops");
+    assert_eq!(tasks[0]["ended"]["status"], "completed", "{t}");
+    let events = tasks[0]["events"].as_array().unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| e["type"] == "decision" && e["verdict"] == "allow"),
+        "{t}"
+    );
+    let po = events
+        .iter()
+        .filter(|e| e["type"] == "outcome" && e["idempotency_key"] == "po-77")
+        .map(|e| e["classification"].as_str().unwrap())
+        .collect::<Vec<_>>();
+    assert_eq!(po, ["counted", "duplicate"], "{t}");
+    let child = &tasks[1];
+    assert_eq!(child["parent"], root);
+    assert_eq!(child["agent_spiffe"], "spiffe://acme.example/agent/worker");
+    assert_eq!(
+        child["delegator"],
+        "spiffe://acme.example/agent/orchestrator"
+    );
+    assert_eq!(child["ended"]["status"], "revoked", "{t}");
+    assert_eq!(child["ended"]["cascade_from"], root, "{t}");
+    for leaf in [&tasks[0]["leaf"], &child["leaf"], &events[0]["leaf"]] {
+        assert!(leaf.as_u64().unwrap() < t["log_size"].as_u64().unwrap());
+    }
+
+    let by_child = trace(&claim_of(child_token, "jti"));
+    assert_eq!(by_child["target"]["kind"], "jti");
+    assert_eq!(by_child["tasks"], t["tasks"]);
+
+    let text = ok(
+        &backend.run(&["audit", "trace", root]),
+        "audit trace (text)",
+    );
+    assert!(
+        text.contains("initiated by Alice [human ")
+            && text.contains("├─ subtask ")
+            && text.contains("outcome counted po.created po-77"),
+        "{text}"
+    );
+
+    let o = backend.run(&["audit", "trace", "nonsense"]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.lines().count() == 1
+            && err
+                .starts_with("error: no task, decision, outcome or credential (jti) \"nonsense\""),
+        "{err}"
+    );
 }
 
 /// Workflow, decision, outcome with its retry, the report in every format,
@@ -379,6 +454,10 @@ fn return_on_ai(
 }
 
 fn task_id_of(token: &str) -> String {
+    claim_of(token, "task_id")
+}
+
+fn claim_of(token: &str, claim: &str) -> String {
     use base64::Engine;
     let payload = token.split('.').nth(1).unwrap();
     let claims: serde_json::Value = serde_json::from_slice(
@@ -387,7 +466,7 @@ fn task_id_of(token: &str) -> String {
             .unwrap(),
     )
     .unwrap();
-    claims["task_id"].as_str().unwrap().to_owned()
+    claims[claim].as_str().unwrap().to_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -250,10 +250,7 @@ pub fn task_request(
                 });
             }
         }
-        limits.max_calls = match (limits.max_calls, d.limits.max_calls) {
-            (Some(x), Some(y)) => Some(x.min(y)),
-            (x, y) => x.or(y),
-        };
+        limits = limits.merge(&d.limits);
     }
     let scope = Scope::new(grants).map_err(|e| DelegationError::InvalidScope(e.to_string()))?;
     Ok(TaskRequest {

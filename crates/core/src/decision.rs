@@ -160,7 +160,10 @@ mod tests {
             ),
             delegator: None,
             scope: Scope::new(grants.iter().map(|(a, r)| Grant::new(a, r).unwrap())).unwrap(),
-            limits: Limits { max_calls },
+            limits: Limits {
+                max_calls,
+                ..Limits::default()
+            },
             expires_at: Timestamp::from_millis(1_000),
             status: TaskStatus::Open,
             created_at: Timestamp::from_millis(0),

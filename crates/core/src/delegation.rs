@@ -158,16 +158,8 @@ pub fn grant_child(
         )));
     }
     check_request(req, agent)?;
-    if !req.limits.within(&parent.limits) {
-        let calls = |l: &Limits| {
-            l.max_calls
-                .map_or("unlimited".to_owned(), |c| c.to_string())
-        };
-        return Err(DelegationError::InvalidScope(format!(
-            "max_calls {} is looser than the parent task's {}",
-            calls(&req.limits),
-            calls(&parent.limits)
-        )));
+    if let Some(why) = req.limits.looser_than(&parent.limits) {
+        return Err(DelegationError::InvalidScope(why));
     }
     let expires_at = expiry(req, now, bounds).min(parent.expires_at);
     Ok(Granted {
@@ -287,14 +279,28 @@ mod tests {
         let s = scope(&[("x", "y")]);
         let deep = parent(s.clone(), 2_000_000, 4, Limits::default());
         assert!(grant_child(&deep, &req(s.clone(), None), &a, NOW, Bounds::default()).is_err());
-        let p = parent(s.clone(), 1_500_000, 0, Limits { max_calls: Some(5) });
+        let p = parent(
+            s.clone(),
+            1_500_000,
+            0,
+            Limits {
+                max_calls: Some(5),
+                budget: None,
+            },
+        );
         let loose = TaskRequest {
-            limits: Limits { max_calls: Some(6) },
+            limits: Limits {
+                max_calls: Some(6),
+                budget: None,
+            },
             ..req(s.clone(), None)
         };
         assert!(grant_child(&p, &loose, &a, NOW, Bounds::default()).is_err());
         let ok = TaskRequest {
-            limits: Limits { max_calls: Some(5) },
+            limits: Limits {
+                max_calls: Some(5),
+                budget: None,
+            },
             ..req(s.clone(), Some(10_000_000))
         };
         assert_eq!(
@@ -343,10 +349,10 @@ mod tests {
             probe_a in "[ab.]{0,4}", probe_r in "[ab.]{0,4}",
         ) {
             let root_scope = chain[0].0.clone();
-            let mut current = parent(root_scope, 4_000_000, 0, Limits { max_calls: Some(100) });
+            let mut current = parent(root_scope, 4_000_000, 0, Limits { max_calls: Some(100), budget: None });
             for (requested, ceiling, ttl) in chain.into_iter().skip(1) {
                 let a = agent(ceiling.clone());
-                let r = TaskRequest { purpose: "p".into(), scope: requested, limits: Limits { max_calls: Some(50) }, ttl_ms: Some(ttl.max(1)) };
+                let r = TaskRequest { purpose: "p".into(), scope: requested, limits: Limits { max_calls: Some(50), budget: None }, ttl_ms: Some(ttl.max(1)) };
                 if let Ok(g) = grant_child(&current, &r, &a, NOW, Bounds::default()) {
                     if g.scope.allows(&probe_a, &probe_r) {
                         prop_assert!(current.scope.allows(&probe_a, &probe_r), "wider than parent");

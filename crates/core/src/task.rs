@@ -19,15 +19,55 @@ use crate::time::Timestamp;
 pub struct Limits {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_calls: Option<u64>,
+    /// Money the task may move, in minor units (as `context.amount`):
+    /// spent by allowed decisions that carry an amount, and charged to every
+    /// ancestor with a budget too, so delegating never multiplies it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<u64>,
+}
+
+/// Is `inner` at least as tight as `outer` (no limit is the loosest)?
+fn tighter(inner: Option<u64>, outer: Option<u64>) -> bool {
+    match (inner, outer) {
+        (_, None) => true,
+        (Some(c), Some(p)) => c <= p,
+        (None, Some(_)) => false,
+    }
 }
 
 impl Limits {
     /// Is every limit at least as tight as `outer`'s?
     pub fn within(&self, outer: &Limits) -> bool {
-        match (self.max_calls, outer.max_calls) {
-            (_, None) => true,
-            (Some(c), Some(p)) => c <= p,
-            (None, Some(_)) => false,
+        self.looser_than(outer).is_none()
+    }
+
+    /// The first limit looser than `outer`'s, named, with both values.
+    pub fn looser_than(&self, outer: &Limits) -> Option<String> {
+        let show = |v: Option<u64>| v.map_or("unlimited".to_owned(), |n| n.to_string());
+        [
+            ("max_calls", self.max_calls, outer.max_calls),
+            ("budget", self.budget, outer.budget),
+        ]
+        .into_iter()
+        .find(|(_, inner, outer)| !tighter(*inner, *outer))
+        .map(|(name, inner, outer)| {
+            format!(
+                "{name} {} is looser than the parent task's {}",
+                show(inner),
+                show(outer)
+            )
+        })
+    }
+
+    /// Combines two requested limits: the tighter of each.
+    pub fn merge(&self, other: &Limits) -> Limits {
+        let min = |a: Option<u64>, b: Option<u64>| match (a, b) {
+            (Some(x), Some(y)) => Some(x.min(y)),
+            (x, y) => x.or(y),
+        };
+        Limits {
+            max_calls: min(self.max_calls, other.max_calls),
+            budget: min(self.budget, other.budget),
         }
     }
 }
@@ -159,10 +199,25 @@ mod tests {
         let none = Limits::default();
         let ten = Limits {
             max_calls: Some(10),
+            ..Limits::default()
         };
-        let five = Limits { max_calls: Some(5) };
+        let five = Limits {
+            max_calls: Some(5),
+            ..Limits::default()
+        };
         assert!(five.within(&ten) && ten.within(&none) && none.within(&none));
         assert!(!ten.within(&five));
         assert!(!none.within(&ten), "dropping a limit would widen the grant");
+        let budget = |b| Limits {
+            budget: Some(b),
+            ..five.clone()
+        };
+        assert!(budget(500).within(&budget(1000)));
+        let over = budget(1500).looser_than(&budget(1000)).unwrap();
+        assert!(over.contains("budget 1500"), "{over}");
+        let dropped = five.looser_than(&budget(1000)).unwrap();
+        assert!(dropped.contains("budget unlimited"), "{dropped}");
+        assert_eq!(budget(700).merge(&budget(300)).budget, Some(300));
+        assert_eq!(five.merge(&budget(300)).budget, Some(300));
     }
 }

@@ -33,17 +33,52 @@ use uuid::Uuid;
 use crate::AppState;
 use crate::access::{self, Presented, Refusal};
 
-/// The active policy set, swapped whole when a new version is pushed.
+/// The active policy set: a cache of the stored `active_policy` row. Every
+/// decision reads the stored hash (one single-row query) and reloads the set
+/// when it changed, so a push or rollback through any node holds on every
+/// node from the next decision after it returned.
 #[derive(Default)]
-pub struct ActivePolicy(RwLock<Option<Arc<PolicySet>>>);
+pub struct ActivePolicy(RwLock<Loaded>);
+
+#[derive(Default)]
+struct Loaded {
+    /// The stored hash this was loaded from (also when that set no longer parses).
+    hash: Option<String>,
+    set: Option<Arc<PolicySet>>,
+}
 
 impl ActivePolicy {
     pub fn current(&self) -> Option<Arc<PolicySet>> {
-        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.0.read().unwrap_or_else(|e| e.into_inner()).set.clone()
     }
 
     pub fn replace(&self, set: PolicySet) {
-        *self.0.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(set));
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = Loaded {
+            hash: Some(set.hash().to_owned()),
+            set: Some(Arc::new(set)),
+        };
+    }
+
+    /// The set active in the store now, reloaded if another node changed it.
+    pub async fn current_in(
+        &self,
+        store: &dyn mandate_store::Store,
+    ) -> Result<Option<Arc<PolicySet>>, StoreError> {
+        let stored = store.active_policy_hash().await?;
+        {
+            let loaded = self.0.read().unwrap_or_else(|e| e.into_inner());
+            if loaded.hash == stored {
+                return Ok(loaded.set.clone());
+            }
+        }
+        let fresh = Self::load(store)
+            .await?
+            .0
+            .into_inner()
+            .unwrap_or_else(|e| e.into_inner());
+        let set = fresh.set.clone();
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = fresh;
+        Ok(set)
     }
 
     /// Loads the stored active version. A stored set that no longer
@@ -53,8 +88,14 @@ impl ActivePolicy {
         if let Some(v) = store.active_policy().await? {
             match PolicySet::parse(&v.text) {
                 Ok(set) => active.replace(set),
-                Err(e) => tracing::error!(hash = %v.hash, error = %e,
-                    "the active policy set no longer validates; every decision will deny"),
+                Err(e) => {
+                    tracing::error!(hash = %v.hash, error = %e,
+                        "the active policy set no longer validates; every decision will deny");
+                    *active.0.write().unwrap_or_else(|e| e.into_inner()) = Loaded {
+                        hash: Some(v.hash),
+                        set: None,
+                    };
+                }
             }
         }
         Ok(active)
@@ -155,33 +196,27 @@ pub struct Holder {
     pub refused: Option<ReasonOut>,
 }
 
-/// Steps 1-2: who holds this token. `None` (with the reason) when the token
-/// is not genuine; such requests are not attributable and not recorded.
+/// Steps 1-2: who holds this token. The inner `Err` (with the reason) when
+/// the token is not genuine; such requests are not attributable and not
+/// recorded. The outer `Err` is a store that could not be read: no decision
+/// was made, and the caller answers 503 so the client retries.
 pub async fn authenticate(
     s: &AppState,
     token: &str,
     presented: &Presented,
     now: Timestamp,
-) -> Result<Holder, ReasonOut> {
+) -> Result<Result<Holder, ReasonOut>, StoreError> {
     let invalid = |why: String| ReasonOut::step("invalid_token", why);
-    let claims = access::verify_signature(s, token, now)
-        .await
-        .map_err(|e| invalid(e.to_string()))?;
-    let lookup = async {
-        let credential = s.store.credential(&claims.jti).await?;
-        let task = s.store.task(claims.task_id).await?;
-        Ok::<_, StoreError>((credential, task))
+    let claims = match access::verify_signature(s, token, now).await {
+        Ok(c) => c,
+        Err(Refusal::Store(e)) => return Err(e),
+        Err(e) => return Ok(Err(invalid(e.to_string()))),
     };
-    let (credential, task) = match lookup.await {
-        Ok((Some(c), Some(t))) if c.task == t.id => (c, t),
-        Ok(_) => return Err(invalid("the token is not one Mandate issued".into())),
-        Err(e) => {
-            tracing::warn!(error = %e, "decision: store lookup failed");
-            return Err(ReasonOut::step(
-                "unavailable",
-                "the store is unavailable; denied",
-            ));
-        }
+    let credential = s.store.credential(&claims.jti).await?;
+    let task = s.store.task(claims.task_id).await?;
+    let (credential, task) = match (credential, task) {
+        (Some(c), Some(t)) if c.task == t.id => (c, t),
+        _ => return Ok(Err(invalid("the token is not one Mandate issued".into()))),
     };
     let mut refused = None;
     if credential.revoked_at.is_some() {
@@ -200,15 +235,16 @@ pub async fn authenticate(
                 "dpop_required",
                 Refusal::DpopMissing.to_string(),
             )),
+            Err(Refusal::Store(e)) => return Err(e),
             Err(e) => Some(ReasonOut::step("dpop_invalid", e.to_string())),
         };
     }
-    Ok(Holder {
+    Ok(Ok(Holder {
         claims,
         credential,
         task,
         refused,
-    })
+    }))
 }
 
 /// Decides `ask` for an authenticated holder and records the decision.
@@ -241,6 +277,8 @@ pub async fn decide(
         details: serde_json::Value::Null,
         max_calls: task.limits.max_calls,
         counts_call: false,
+        // Money moved is charged to the task's budget (and its ancestors').
+        spends: ask.context.amount.map(|a| a.max(0).unsigned_abs()),
         spends_approval: None,
         raises_approval: None,
     };
@@ -282,7 +320,7 @@ pub async fn decide(
     }
     if !overridable {
         // Step 5: policy.
-        match s.policy.current() {
+        match s.policy.current_in(s.store.as_ref()).await? {
             None => out.reasons.push(ReasonOut::step(
                 "no_policy",
                 "no policy set is active; push one with `mandate policy push`",
@@ -535,6 +573,13 @@ async fn record(
             Recorded::ApprovalSpent => ReasonOut::step(
                 "approval_spent",
                 "the approval for this request was already used",
+            ),
+            Recorded::OverBudget => ReasonOut::step(
+                "limit_exceeded",
+                format!(
+                    "an amount of {} would exceed the budget left to this task or to a task it was delegated from",
+                    write.spends.unwrap_or_default()
+                ),
             ),
         };
         out.decision = Verdict::Deny;

@@ -5,8 +5,8 @@
 //! tasks and their delegation trees, runtime decisions (Mandate's own and
 //! OpenID AuthZEN) under Cedar policy versions, approvals and break-glass,
 //! the audit log endpoints (checkpoints
-//! and proofs), health, readiness, Prometheus metrics and the generated
-//! OpenAPI document. State lives behind the
+//! and proofs) and its OpenTelemetry export, health, readiness, Prometheus
+//! metrics and the generated OpenAPI document. State lives behind the
 //! [`mandate_store::Store`] trait; rules live in `mandate-core`.
 
 #![forbid(unsafe_code)]
@@ -19,6 +19,7 @@ pub mod issuance;
 pub mod keyring;
 pub mod ledger;
 mod metrics_layer;
+pub mod otel;
 pub mod problem;
 pub mod routes;
 
@@ -168,6 +169,17 @@ pub enum StartError {
     MasterKey(String),
 }
 
+/// What runs beside the HTTP server.
+pub struct ServeOptions {
+    /// How often to sign a checkpoint when the log has grown.
+    pub checkpoint_every: Duration,
+    /// Exports audit events as OpenTelemetry traces, when configured.
+    pub otlp: Option<otel::OtlpExporter>,
+}
+
+/// At shutdown, how long the OTLP exporter may take to send the log's tail.
+const OTLP_DRAIN: Duration = Duration::from_secs(5);
+
 /// Serves until `shutdown` resolves, then drains in-flight requests and signs
 /// a final checkpoint so the log's tail is covered.
 pub async fn serve(
@@ -176,7 +188,27 @@ pub async fn serve(
     checkpoint_every: Duration,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let ticker = tokio::spawn(ledger::checkpoint_loop(state.clone(), checkpoint_every));
+    let options = ServeOptions {
+        checkpoint_every,
+        otlp: None,
+    };
+    serve_with(listener, state, options, shutdown).await
+}
+
+/// [`serve`] with everything that may run beside it. The OTLP exporter runs
+/// on its own task, off the request path: a receiver that is down never
+/// slows or fails a request.
+pub async fn serve_with(
+    listener: TcpListener,
+    state: AppState,
+    options: ServeOptions,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let ticker = tokio::spawn(ledger::checkpoint_loop(
+        state.clone(),
+        options.checkpoint_every,
+    ));
+    let otlp = options.otlp.map(otel::OtlpExporter::spawn);
     let app = router(state.clone());
     let result = axum::serve(
         listener,
@@ -185,6 +217,9 @@ pub async fn serve(
     .with_graceful_shutdown(shutdown)
     .await;
     ticker.abort();
+    if let Some(otlp) = otlp {
+        otlp.shutdown(OTLP_DRAIN).await;
+    }
     if let Err(e) = state.ledger.checkpoint(state.store.as_ref()).await {
         tracing::warn!(error = %e, "final checkpoint failed");
     }

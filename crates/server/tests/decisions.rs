@@ -440,6 +440,7 @@ async fn approvals_are_bound_single_use_and_separated(t: TestStore) {
                 details: json!({}),
                 max_calls: None,
                 counts_call: false,
+                spends: None,
                 spends_approval: None,
                 raises_approval: Some(Approval {
                     id: stale,
@@ -815,7 +816,54 @@ async fn dpop_bound_tokens_decide_only_with_a_proof(t: TestStore) {
     }
 }
 
+async fn payments_spend_the_task_budget_and_a_child_cannot_widen_it(t: TestStore) {
+    let f = Fixture::with_policy(t).await;
+    let details = json!([{ "type": "mandate_task", "purpose": "pay small invoices",
+        "actions": ["payments.initiate"], "resources": ["bank:acme/*"],
+        "limits": { "max_calls": 10, "budget": 100000 } }]);
+    let (st, b) = f
+        .root(
+            &f.id_token("alice"),
+            &f.agent("orchestrator", ORCH),
+            details,
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{b}");
+    let token = token_of(&b);
+    let pay = |amount: i64| json!({ "risk_score": 10, "amount": amount });
+    let d = f
+        .decide(&token, "payments.initiate", "bank:acme/ops", pay(60_000))
+        .await;
+    assert_eq!(d["decision"], "allow", "{d}");
+    let d = f
+        .decide(&token, "payments.initiate", "bank:acme/ops", pay(60_000))
+        .await;
+    assert_eq!(d["decision"], "deny", "{d}");
+    assert!(codes(&d).contains(&"limit_exceeded".to_owned()), "{d}");
+    let d = f
+        .decide(&token, "payments.initiate", "bank:acme/ops", pay(40_000))
+        .await;
+    assert_eq!(
+        d["decision"], "allow",
+        "what is left can still be spent: {d}"
+    );
+    // A delegation cannot ask for more budget than its parent has.
+    let wider = json!([{ "type": "mandate_task", "purpose": "pay",
+        "actions": ["payments.initiate"], "resources": ["bank:acme/ops"],
+        "limits": { "max_calls": 5, "budget": 200000 } }]);
+    let (st, b) = f
+        .child(&token, &f.agent("orchestrator", ORCH), wider, None)
+        .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{b}");
+    assert!(
+        b["error_description"].as_str().unwrap().contains("budget"),
+        "{b}"
+    );
+}
+
 mandate_store::backend_tests!(
+    payments_spend_the_task_budget_and_a_child_cannot_widen_it,
     each_step_of_the_pipeline_stops_with_its_reason,
     expired_tasks_decide_nothing,
     approvals_are_bound_single_use_and_separated,

@@ -205,6 +205,9 @@ pub struct DecisionWrite {
     pub max_calls: Option<u64>,
     /// Whether this decision counts as a call (allowed decisions do).
     pub counts_call: bool,
+    /// The amount (minor units) a counted call moves: charged to the task and
+    /// every ancestor with a budget, only if each has room, atomically.
+    pub spends: Option<u64>,
     /// An approved approval this decision spends (status approved -> used).
     pub spends_approval: Option<ApprovalId>,
     /// A new approval request this decision raises.
@@ -220,6 +223,9 @@ pub enum Recorded {
     OverLimit,
     /// Nothing written: the approval was spent (or changed) meanwhile.
     ApprovalSpent,
+    /// Nothing written: the amount would exceed the budget of the task or of
+    /// a task it was delegated from.
+    OverBudget,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -370,6 +376,9 @@ pub trait Store: Send + Sync + 'static {
         text: &str,
     ) -> Result<PolicyVersion>;
     async fn active_policy(&self) -> Result<Option<PolicyVersion>>;
+    /// Only the active version's hash: one small read, so every node can
+    /// check on each decision that it decides under the set active now.
+    async fn active_policy_hash(&self) -> Result<Option<String>>;
     /// A version by hash (a unique prefix of at least 8 hex digits also works).
     async fn policy_version(&self, hash: &str) -> Result<Option<PolicyVersion>>;
     /// Every version, newest first.

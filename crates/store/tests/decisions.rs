@@ -826,7 +826,57 @@ async fn human_roles_round_trip(t: TestStore) {
     assert_eq!(evs[0].details["roles"], json!([]));
 }
 
+/// Budgets are charged up the delegation chain: a child's spend counts
+/// against its parent's budget too, and a refused spend leaves nothing.
+async fn budgets_are_charged_to_the_whole_chain(t: TestStore) {
+    let s: &dyn Store = &*t.store;
+    let w = world(s, None).await;
+    let mut parent = task_for(None, w.alice, &w.agent, T0 + HOUR);
+    parent.limits.budget = Some(1000);
+    s.create_task(&now(), &issue(parent.clone(), &[]))
+        .await
+        .unwrap();
+    let mut kid = task_for(Some(&parent), w.alice, &w.agent, T0 + HOUR);
+    kid.limits.budget = Some(800);
+    s.create_task(&now(), &issue(kid.clone(), &[]))
+        .await
+        .unwrap();
+    let spend = |task: &Task, amount: u64| {
+        let mut d = decision(task, Verdict::Allow);
+        d.spends = Some(amount);
+        d
+    };
+    let rec = |d: DecisionWrite| async move { s.record_decision(&now(), &d).await.unwrap() };
+    assert_eq!(rec(spend(&kid, 500)).await, Recorded::Done);
+    // 500 + 400 is over the child's 800.
+    let before = s.audit_len().await.unwrap();
+    let calls = s.calls_used(kid.id).await.unwrap();
+    assert_eq!(rec(spend(&kid, 400)).await, Recorded::OverBudget);
+    assert_eq!(
+        s.audit_len().await.unwrap(),
+        before,
+        "a refused spend writes nothing"
+    );
+    assert_eq!(
+        s.calls_used(kid.id).await.unwrap(),
+        calls,
+        "nor counts a call"
+    );
+    // The parent has 500 left: 400 fits, then the child's 200 does not
+    // (its own budget has room, the parent's has not).
+    assert_eq!(rec(spend(&parent, 400)).await, Recorded::Done);
+    assert_eq!(rec(spend(&kid, 200)).await, Recorded::OverBudget);
+    assert_eq!(rec(spend(&kid, 100)).await, Recorded::Done);
+    // Denials and unbudgeted amounts spend nothing.
+    let mut denied = spend(&parent, 10_000);
+    denied.verdict = Verdict::Deny;
+    denied.counts_call = false;
+    assert_eq!(rec(denied).await, Recorded::Done);
+    assert_eq!(rec(spend(&parent, 1)).await, Recorded::OverBudget);
+}
+
 mandate_store::backend_tests!(
+    budgets_are_charged_to_the_whole_chain,
     the_call_limit_holds_under_concurrency,
     calls_without_a_limit_are_counted_and_refusals_are_not,
     an_approval_is_raised_answered_and_spent_exactly_once,

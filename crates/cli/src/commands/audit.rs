@@ -1,7 +1,9 @@
 //! `mandate audit ...`: verify and export the log, straight from the store or
-//! from an export file (offline), ask a server for a checkpoint, and fetch
-//! RFC 9162 proofs from a server and check them locally.
+//! from an export file (offline), trace one task tree's decision path from
+//! the log alone, ask a server for a checkpoint, and fetch RFC 9162 proofs
+//! from a server and check them locally.
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::PathBuf;
 
@@ -13,8 +15,13 @@ use mandate_core::audit::checkpoint::{NoteVerifier, SignedCheckpoint};
 use mandate_core::audit::export::ExportLine;
 use mandate_core::audit::merkle::{verify_consistency, verify_inclusion};
 use mandate_core::audit::to_hex;
+use mandate_core::audit::trace::{
+    BreakGlassGrant, DecisionItem, Next, OutcomeItem, TaskEnd, TaskNode, Trace, TraceEvent,
+    TraceItem, Tracer,
+};
 use mandate_core::audit::verify::{LogVerifier, StoredEntry, VerifyReport};
-use mandate_core::audit::{Hash, hash_from_hex};
+use mandate_core::audit::{Actor, Hash, LogEntry, hash_from_hex};
+use mandate_core::ids::{HumanId, TaskId};
 use mandate_store::{Store, StoreError, log};
 
 use super::open_store;
@@ -47,6 +54,20 @@ pub enum AuditCommand {
         /// Write here instead of stdout.
         #[arg(long)]
         output: Option<PathBuf>,
+    },
+    /// Print one task tree's decision path, reconstructed from the log alone.
+    ///
+    /// Who started the tree, each delegation with its scope, and every decision,
+    /// approval, break-glass use, revocation and outcome under it, each with the leaf
+    /// index of its entry (for `audit proof inclusion`).
+    Trace {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// A task id, decision id, outcome id or credential jti (the log tells which).
+        target: String,
+        /// JSON instead of the tree.
+        #[arg(long)]
+        json: bool,
     },
     /// Print the checkpoint verifier key (C2SP vkey) to pin for offline verification.
     Vkey {
@@ -159,6 +180,19 @@ pub async fn run(cmd: AuditCommand) -> Result<(), CliError> {
                 None => export(store.as_ref(), BufWriter::new(std::io::stdout().lock())).await?,
             };
             eprintln!("exported {n} entries");
+        }
+        AuditCommand::Trace {
+            store,
+            target,
+            json,
+        } => {
+            let store = open_store(&store).await?;
+            let trace = trace_store(store.as_ref(), Tracer::for_text(&target)).await?;
+            if json {
+                crate::output::json(&trace);
+            } else {
+                print!("{}", render_trace(&trace));
+            }
         }
         AuditCommand::Vkey { store } => {
             let store = open_store(&store).await?;
@@ -423,4 +457,408 @@ async fn export(store: &dyn Store, mut out: impl Write) -> Result<u64, CliError>
     }
     out.flush().map_err(io)?;
     Ok(from)
+}
+
+// ---- trace ----------------------------------------------------------------------------
+
+/// Entries read per store round trip while tracing.
+const TRACE_PAGE: u32 = 10_000;
+
+/// Runs `tracer` over the store's log, streaming each pass page by page, so
+/// only the trace is held in memory, never the log.
+pub async fn trace_store(store: &dyn Store, mut tracer: Tracer) -> Result<Trace, CliError> {
+    loop {
+        trace_pass(store, &mut tracer).await?;
+        match tracer
+            .end_pass()
+            .map_err(|e| CliError::Failed(e.to_string()))?
+        {
+            Next::Pass(next) => tracer = next,
+            Next::Done(trace) => return Ok(trace),
+        }
+    }
+}
+
+/// Feeds one pass, from where the tracer asks to start until it has what it
+/// needs or the log ends.
+async fn trace_pass(store: &dyn Store, tracer: &mut Tracer) -> Result<(), CliError> {
+    let mut from = tracer.start();
+    loop {
+        let rows = store.audit_entries(from, TRACE_PAGE).await?;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        for r in rows {
+            from = r.index + 1;
+            let entry: LogEntry = serde_json::from_str(&r.entry).map_err(|e| {
+                CliError::Failed(format!(
+                    "audit entry {} cannot be read: {e}; run `mandate audit verify`",
+                    r.index
+                ))
+            })?;
+            if tracer.feed(&entry).is_break() {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// One line of the drawn tree: a head, notes under it, and whether lines
+/// nest below it (so the notes keep the branch drawn).
+struct Row {
+    depth: usize,
+    last: bool,
+    nests: bool,
+    head: String,
+    notes: Vec<String>,
+}
+
+/// What hangs under a task, in log order: its items, its subtasks (where
+/// they were delegated) and how it ended.
+enum Part<'a> {
+    Item(&'a TraceItem),
+    Subtask(usize),
+    End(&'a TaskNode, &'a TaskEnd),
+    Open(&'a TaskNode),
+}
+
+impl Part<'_> {
+    fn leaf(&self, t: &Trace) -> u64 {
+        match self {
+            Part::Item(i) => i.leaf,
+            Part::Subtask(n) => t.tasks[*n].leaf,
+            Part::End(_, e) => e.leaf,
+            Part::Open(_) => u64::MAX,
+        }
+    }
+}
+
+/// The trace as an indented tree, with leaf indexes as `[#N]`.
+pub fn render_trace(t: &Trace) -> String {
+    let target_leaf = t.target_leaf;
+    let mut out = format!(
+        "trace of {} (entry #{target_leaf}), from a log of {} entries\n",
+        t.target, t.log_size
+    );
+    draw(&mut out, &trace_rows(t));
+    out.push_str(&format!(
+        "{} task(s). [#N] is the entry's leaf index: `mandate audit proof inclusion --index N --size {}` proves it is in the log\n",
+        t.tasks.len(),
+        t.log_size
+    ));
+    out
+}
+
+/// The rows depth first, walked with an explicit stack so that no log,
+/// however deep its tree, can exhaust the call stack.
+fn trace_rows(t: &Trace) -> Vec<Row> {
+    let Some(root) = t.tasks.first() else {
+        return Vec::new();
+    };
+    let position: HashMap<TaskId, usize> =
+        t.tasks.iter().enumerate().map(|(i, n)| (n.id, i)).collect();
+    let mut subtasks = vec![Vec::new(); t.tasks.len()];
+    for (i, n) in t.tasks.iter().enumerate().skip(1) {
+        if let Some(&p) = n.parent.as_ref().and_then(|p| position.get(p)) {
+            subtasks[p].push(i);
+        }
+    }
+    let parts = |i: usize| {
+        let n = &t.tasks[i];
+        let mut parts: Vec<Part> = n.events.iter().map(Part::Item).collect();
+        parts.extend(subtasks[i].iter().map(|&s| Part::Subtask(s)));
+        parts.push(n.ended.as_ref().map_or(Part::Open(n), |e| Part::End(n, e)));
+        parts.sort_by_key(|p| p.leaf(t));
+        parts
+    };
+    let mut rows = vec![Row {
+        depth: 0,
+        last: true,
+        nests: true,
+        head: format!("task {} {:?}  [#{}]", root.id, root.purpose, root.leaf),
+        notes: root_notes(t, root),
+    }];
+    let mut stack = vec![(parts(0), 0usize, 1usize)];
+    while let Some((list, next, depth)) = stack.last_mut() {
+        let Some(part) = list.get(*next) else {
+            stack.pop();
+            continue;
+        };
+        *next += 1;
+        let (last, depth) = (*next == list.len(), *depth);
+        let (head, notes) = match part {
+            Part::Item(i) => item_text(t, i),
+            Part::End(n, e) => end_text(t, n, e),
+            Part::Open(n) => (
+                format!(
+                    "open: no ending in the log; expires {}",
+                    n.expires_at.rfc3339()
+                ),
+                Vec::new(),
+            ),
+            Part::Subtask(s) => subtask_text(&t.tasks[*s]),
+        };
+        rows.push(Row {
+            depth,
+            last,
+            nests: matches!(part, Part::Subtask(_)),
+            head,
+            notes,
+        });
+        if let Part::Subtask(s) = part {
+            let below = parts(*s);
+            stack.push((below, 0, depth + 1));
+        }
+    }
+    rows
+}
+
+/// Draws rows with box-drawing branches; notes hang under their head.
+fn draw(out: &mut String, rows: &[Row]) {
+    // Whether each depth still has siblings to come (a `│` to carry down).
+    let mut open: Vec<bool> = Vec::new();
+    for r in rows {
+        open.truncate(r.depth);
+        let carried: String = open
+            .iter()
+            .skip(1)
+            .map(|&o| if o { "│  " } else { "   " })
+            .collect();
+        if r.depth == 0 {
+            out.push_str(&r.head);
+        } else {
+            let branch = if r.last { "└─ " } else { "├─ " };
+            out.push_str(&format!("{carried}{branch}{}", r.head));
+        }
+        out.push('\n');
+        open.push(!r.last);
+        let mut under: String = open
+            .iter()
+            .skip(1)
+            .map(|&o| if o { "│  " } else { "   " })
+            .collect();
+        under.push_str(if r.nests { "│  " } else { "   " });
+        for n in &r.notes {
+            out.push_str(&format!("{under}{n}\n"));
+        }
+    }
+}
+
+/// A human by the name the log registered, else by id.
+fn human(t: &Trace, id: HumanId) -> String {
+    t.humans
+        .get(&id)
+        .map_or_else(|| format!("human {id}"), |h| h.display_name.clone())
+}
+
+fn actor(t: &Trace, a: &Actor) -> String {
+    match a {
+        Actor::System => "the system".into(),
+        Actor::Admin { credential } => format!("admin {credential}"),
+        Actor::Human { id } => human(t, *id),
+        Actor::Agent { spiffe_id, .. } => spiffe_id.clone(),
+    }
+}
+
+fn scope_text(n: &TaskNode) -> String {
+    let grants: Vec<String> = n.scope.grants().map(|g| g.to_string()).collect();
+    let mut limit = n
+        .limits
+        .max_calls
+        .map_or_else(|| "no call limit".to_owned(), |m| format!("max {m} calls"));
+    if let Some(b) = n.limits.budget {
+        limit.push_str(&format!(", budget {b}"));
+    }
+    format!(
+        "scope {}; {limit}; expires {}",
+        grants.join(", "),
+        n.expires_at.rfc3339()
+    )
+}
+
+fn credential_text(n: &TaskNode) -> Option<String> {
+    let jti = n.jti.as_ref()?;
+    let bound = if n.dpop_bound { " (DPoP-bound)" } else { "" };
+    Some(format!("credential {jti}{bound}"))
+}
+
+fn root_notes(t: &Trace, root: &TaskNode) -> Vec<String> {
+    let initiator = match t.humans.get(&t.initiator) {
+        Some(h) => format!("{} [human {}]", h.display_name, t.initiator),
+        None => format!("human {}", t.initiator),
+    };
+    let mut notes = vec![
+        format!(
+            "initiated by {initiator}, created {}",
+            root.created_at.rfc3339()
+        ),
+        format!("agent {}", root.agent_spiffe),
+        scope_text(root),
+    ];
+    notes.extend(credential_text(root));
+    notes
+}
+
+fn subtask_text(n: &TaskNode) -> (String, Vec<String>) {
+    let from = n.delegator.as_deref().unwrap_or("?");
+    let head = format!(
+        "subtask {} {:?}: {from} -> {}  [#{}]",
+        n.id, n.purpose, n.agent_spiffe, n.leaf
+    );
+    let mut notes = vec![format!("created {}", n.created_at.rfc3339()), scope_text(n)];
+    notes.extend(credential_text(n));
+    (head, notes)
+}
+
+fn end_text(t: &Trace, n: &TaskNode, e: &TaskEnd) -> (String, Vec<String>) {
+    let cascade = match e.cascade_from {
+        Some(p) if Some(p) == n.parent => " (cascade from the parent task)".to_owned(),
+        Some(p) => format!(" (cascade from ancestor task {p})"),
+        None => String::new(),
+    };
+    let head = format!(
+        "{} {} by {}: {}{cascade}  [#{}]",
+        e.status.as_str(),
+        e.at.rfc3339(),
+        actor(t, &e.by),
+        e.reason,
+        e.leaf
+    );
+    let notes = if e.credentials_revoked.is_empty() {
+        Vec::new()
+    } else {
+        vec![format!(
+            "credentials revoked: {}",
+            e.credentials_revoked.join(", ")
+        )]
+    };
+    (head, notes)
+}
+
+fn item_text(t: &Trace, i: &TraceItem) -> (String, Vec<String>) {
+    let leaf = i.leaf;
+    match &i.event {
+        TraceEvent::Decision(d) => decision_text(t, d, leaf),
+        TraceEvent::ApprovalRequested(a) => (
+            format!(
+                "approval requested for {} on {} by policy {}  [#{leaf}]",
+                a.action,
+                a.resource,
+                a.policies.join(", ")
+            ),
+            vec![format!(
+                "approval {}, expires {}",
+                a.approval,
+                a.expires_at.rfc3339()
+            )],
+        ),
+        TraceEvent::ApprovalGranted(a) | TraceEvent::ApprovalDenied(a) => {
+            let verb = if matches!(i.event, TraceEvent::ApprovalGranted(_)) {
+                "granted"
+            } else {
+                "denied"
+            };
+            let note = a
+                .note
+                .as_ref()
+                .map(|n| format!(": {n:?}"))
+                .unwrap_or_default();
+            (
+                format!("approval {verb} by {}{note}  [#{leaf}]", human(t, a.by)),
+                vec![format!("approval {}, {}", a.approval, i.at.rfc3339())],
+            )
+        }
+        TraceEvent::CredentialRevoked { jti, by } => (
+            format!(
+                "credential {jti} revoked by {} at {}  [#{leaf}]",
+                actor(t, by),
+                i.at.rfc3339()
+            ),
+            Vec::new(),
+        ),
+        TraceEvent::Outcome(o) => outcome_text(o, leaf),
+    }
+}
+
+fn decision_text(t: &Trace, d: &DecisionItem, leaf: u64) -> (String, Vec<String>) {
+    let mut head = format!(
+        "decision {} {} on {}",
+        d.verdict.as_str(),
+        d.action,
+        d.resource
+    );
+    if let Some(a) = d.approval {
+        head.push_str(&format!(" (approval {a})"));
+    }
+    if let Some(b) = d.breakglass {
+        head.push_str(&format!(" (break-glass {b})"));
+    }
+    head.push_str(&format!("  [#{leaf}]"));
+    let mut notes: Vec<String> = d
+        .reasons
+        .iter()
+        .map(|r| match &r.policy_id {
+            Some(p) => format!("{} [{p}]: {}", r.code, r.message),
+            None => format!("{}: {}", r.code, r.message),
+        })
+        .collect();
+    let policy = d
+        .policy_hash
+        .as_ref()
+        .map(|h| format!(", policy {}", h.get(..12).unwrap_or(h)))
+        .unwrap_or_default();
+    notes.push(format!("decision {}{policy}", d.id));
+    if let Some(g) = d
+        .breakglass
+        .and_then(|b| t.breakglass.iter().find(|g| g.id == b))
+    {
+        notes.push(grant_text(t, g));
+    }
+    (head, notes)
+}
+
+fn grant_text(t: &Trace, g: &BreakGlassGrant) -> String {
+    let review = match &g.review {
+        Some(r) => format!(
+            "reviewed by {}: {:?}  [#{}]",
+            human(t, r.by),
+            r.note,
+            r.leaf
+        ),
+        None => "not reviewed".into(),
+    };
+    format!(
+        "break-glass granted by {} at {}: {:?}  [#{}]; {review}",
+        actor(t, &g.granted_by),
+        g.granted_at.rfc3339(),
+        g.reason,
+        g.leaf
+    )
+}
+
+fn outcome_text(o: &OutcomeItem, leaf: u64) -> (String, Vec<String>) {
+    let reference = o
+        .external_ref
+        .as_ref()
+        .map(|r| format!(" ({r})"))
+        .unwrap_or_default();
+    let head = format!(
+        "outcome {} {} {}{reference}  [#{leaf}]",
+        o.classification.as_str(),
+        o.outcome_type.as_str(),
+        o.idempotency_key.as_str()
+    );
+    let v = &o.valuation;
+    let duplicate = o
+        .duplicate_of
+        .map(|d| format!(", duplicate of {d}"))
+        .unwrap_or_default();
+    let notes = vec![
+        o.explanation.clone(),
+        format!(
+            "{} value {} {}, cost {} {}; outcome {}{duplicate}",
+            o.workflow, v.value, o.currency, v.cost, o.currency, o.id
+        ),
+    ];
+    (head, notes)
 }

@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
 use mandate_core::agent::Agent;
+use mandate_core::audit::trace::{TraceTarget, Tracer};
 use mandate_core::human::Human;
-use mandate_core::ids::TrustDomain;
+use mandate_core::ids::{TaskId, TrustDomain};
 use mandate_core::jwk::Ed25519Jwk;
 use mandate_server::{InitOptions, app_state, initialize, load_master_key, serve};
 use mandate_store::{SqlStore, Store};
@@ -16,7 +17,7 @@ use serde_json::json;
 use tokio::net::TcpListener;
 
 use super::agent::{list_all, parse_grant, print_inventory};
-use super::audit::{print_report, verify_store};
+use super::audit::{print_report, render_trace, trace_store, verify_store};
 use super::task::{TaskNode, print_tree};
 use super::trust::{DEV_ISSUER, dev_issuer};
 use crate::CliError;
@@ -259,10 +260,13 @@ pub async fn run(a: DemoArgs) -> Result<(), CliError> {
     print_inventory(&c, &list_all(&c, "").await?).await?;
 
     delegation(&c, &dir, &identities).await?;
-    runtime_authorization(&c, &dir, &identities).await?;
+    let payment = runtime_authorization(&c, &dir, &identities).await?;
     return_on_ai(&c, &dir, &identities, &alice).await?;
 
-    step(21, "Audit: sign a checkpoint and verify the whole log");
+    step(
+        21,
+        "Audit: sign a checkpoint, trace the payment task from the log alone, and verify the whole log",
+    );
     let cp: serde_json::Value = c.post_empty("/v1/audit/checkpoint").await?;
     print!("{}", cp["note"].as_str().unwrap_or_default());
     let _ = stop.send(());
@@ -270,6 +274,10 @@ pub async fn run(a: DemoArgs) -> Result<(), CliError> {
         .await
         .map_err(|e| CliError::Failed(e.to_string()))?
         .map_err(|e| CliError::Failed(e.to_string()))?;
+    println!("\n$ mandate audit trace {payment}");
+    let trace = trace_store(store.as_ref(), Tracer::new(TraceTarget::Task(payment))).await?;
+    print!("{}", render_trace(&trace));
+    println!();
     let report = verify_store(store.as_ref(), None, None).await?;
     print_report(&report);
     Ok(())
@@ -284,6 +292,7 @@ fn ask(purpose: &str, actions: &[&str], resources: &[&str], max_calls: u64) -> T
         purpose: purpose.to_owned(),
         entries: vec![(strings(actions), strings(resources))],
         max_calls: Some(max_calls),
+        budget: None,
         ttl_s: Some(900),
     }
 }
@@ -501,11 +510,13 @@ fn expect(o: &Outcome, verdict: Verdict, what: &str) -> Result<(), CliError> {
 
 /// Steps 12-16: policy-as-code, the four outcomes of a decision with their
 /// reasons, a human approval under separation of duties, and break-glass.
+/// Returns the payment task, whose trace ends the demo: it holds every kind
+/// of decision, an approval and a break-glass use.
 async fn runtime_authorization(
     c: &Client,
     dir: &std::path::Path,
     agents: &std::collections::HashMap<&str, AgentIdentity>,
-) -> Result<(), CliError> {
+) -> Result<TaskId, CliError> {
     step(
         12,
         "Push the policy set (Cedar), validated against Mandate's schema",
@@ -676,7 +687,7 @@ async fn runtime_authorization(
     for (kind, n) in &counts {
         println!("{n:>3} {kind}");
     }
-    Ok(())
+    Ok(pay.task_id)
 }
 
 /// A decision made without printing it (the ROAI steps make many).

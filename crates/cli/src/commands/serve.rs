@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 use mandate_core::delegation::Bounds;
-use mandate_server::{app_state, load_master_key, serve};
+use mandate_server::otel::{OtlpConfig, OtlpExporter};
+use mandate_server::{ServeOptions, app_state, load_master_key, serve_with};
 use tokio::net::TcpListener;
 
 use super::open_store;
@@ -25,6 +26,13 @@ pub struct ServeArgs {
     /// Longest delegation chain below a human (hops).
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=16))]
     max_delegation_depth: u32,
+    /// Export audit events as OpenTelemetry traces to this OTLP/HTTP receiver
+    /// (its base URL, e.g. http://127.0.0.1:4318; `/v1/traces` is appended).
+    #[arg(long, env = "MANDATE_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
+    /// First audit leaf index to export (default: the log's end at start).
+    #[arg(long, requires = "otlp_endpoint")]
+    otlp_from: Option<u64>,
 }
 
 pub async fn run(a: ServeArgs) -> Result<(), CliError> {
@@ -35,6 +43,18 @@ pub async fn run(a: ServeArgs) -> Result<(), CliError> {
         max_depth: a.max_delegation_depth,
     };
     let state = app_state(store, &master, bounds).await?;
+    // An empty MANDATE_OTLP_ENDPOINT means none, as an unset one does.
+    let otlp = match a.otlp_endpoint.as_deref().map(str::trim) {
+        Some(endpoint) if !endpoint.is_empty() => {
+            let mut config = OtlpConfig::new(endpoint);
+            config.from = a.otlp_from;
+            let trust_domain = state.install.trust_domain.to_string();
+            let exporter = OtlpExporter::new(state.store.clone(), &trust_domain, config)
+                .map_err(|e| CliError::Usage(e.to_string()))?;
+            Some(exporter)
+        }
+        _ => None,
+    };
     let listener = TcpListener::bind(&a.listen).await.map_err(|e| {
         CliError::Usage(format!(
             "cannot listen on {}: {e} (choose another with --listen)",
@@ -48,14 +68,19 @@ pub async fn run(a: ServeArgs) -> Result<(), CliError> {
         "mandate serving on http://{addr} (trust domain {})",
         state.install.trust_domain
     );
-    serve(
-        listener,
-        state,
-        Duration::from_secs(a.checkpoint_interval.max(1)),
-        shutdown_signal(),
-    )
-    .await
-    .map_err(|e| CliError::Failed(format!("server error: {e}")))
+    if let Some(o) = &otlp {
+        eprintln!(
+            "exporting audit events as OpenTelemetry traces to {}",
+            o.url()
+        );
+    }
+    let options = ServeOptions {
+        checkpoint_every: Duration::from_secs(a.checkpoint_interval.max(1)),
+        otlp,
+    };
+    serve_with(listener, state, options, shutdown_signal())
+        .await
+        .map_err(|e| CliError::Failed(format!("server error: {e}")))
 }
 
 /// SIGINT or SIGTERM: stop accepting, drain, checkpoint, exit 0.

@@ -33,6 +33,9 @@ pub struct TaskSpec {
     resources: Vec<String>,
     #[arg(long)]
     max_calls: Option<u64>,
+    /// Money the task may move, in minor units (cents); a child's is charged to its parents' too.
+    #[arg(long)]
+    budget: Option<u64>,
     /// Requested lifetime in seconds (never past the parent's expiry or the server maximum).
     #[arg(long)]
     ttl: Option<u64>,
@@ -57,6 +60,7 @@ impl TaskSpec {
             purpose: self.purpose.clone(),
             entries: vec![(self.actions.clone(), self.resources.clone())],
             max_calls: self.max_calls,
+            budget: self.budget,
             ttl_s: self.ttl,
         };
         Ok((agent, ask, dpop))

@@ -85,6 +85,9 @@ pub async fn run(cmd: TokenCommand) -> Result<(), CliError> {
         if let Some(n) = d.limits.max_calls {
             println!("max calls: {n}");
         }
+        if let Some(n) = d.limits.budget {
+            println!("budget:    {n} (minor units)");
+        }
     }
     println!(
         "issued:    {}",

@@ -6,6 +6,7 @@ pub mod checkpoint;
 pub mod event;
 pub mod export;
 pub mod merkle;
+pub mod trace;
 pub mod verify;
 
 pub use event::{Actor, AuditEvent, EventKind, LogEntry};

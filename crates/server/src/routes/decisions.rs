@@ -75,9 +75,11 @@ async fn run(
 
 /// Decide one action under a task token, with the full reasons.
 ///
-/// Always 200 with `allow`, `deny` or `needs_approval`; a malformed request is 4xx.
+/// 200 with `allow`, `deny` or `needs_approval`; a malformed request is 4xx;
+/// 503 (with `Retry-After`) when the database cannot be reached, since no
+/// decision was made.
 #[utoipa::path(post, path = "/v1/decisions", tag = "decisions", request_body = DecisionRequest,
-    responses((status = 200, body = Outcome), (status = 400, body = Problem), (status = 401, body = Problem)),
+    responses((status = 200, body = Outcome), (status = 400, body = Problem), (status = 401, body = Problem), (status = 503, body = Problem)),
     security(("task_token" = [])))]
 async fn decide(
     State(s): State<AppState>,
@@ -93,7 +95,7 @@ async fn decide(
         context: req.context,
     };
     let presented = Presented::new(&headers, "POST", "/v1/decisions");
-    let holder = decision::authenticate(&s, token, &presented, crate::now()).await;
+    let holder = decision::authenticate(&s, token, &presented, crate::now()).await?;
     Ok(axum::Json(run(&s, &holder, &ask, &headers).await?))
 }
 
@@ -261,7 +263,7 @@ impl<'a> Holders<'a> {
             if dpop.is_some() {
                 presented.proof = dpop;
             }
-            let h = decision::authenticate(self.s, &token, &presented, crate::now()).await;
+            let h = decision::authenticate(self.s, &token, &presented, crate::now()).await?;
             self.seen.insert(token.clone(), h);
         }
         let holder = &self.seen[&token];

@@ -155,6 +155,15 @@ pub(crate) async fn active_policy(pool: &AnyPool) -> Result<Option<PolicyVersion
     row.as_ref().map(convert::policy_version).transpose()
 }
 
+pub(crate) async fn active_policy_hash(pool: &AnyPool) -> Result<Option<String>> {
+    let hash: Option<Option<String>> =
+        sqlx::query_scalar("SELECT hash FROM active_policy WHERE id = 1")
+            .fetch_optional(pool)
+            .await
+            .map_err(db_error)?;
+    Ok(hash.flatten())
+}
+
 /// By full hash, or by a prefix of at least [`MIN_PREFIX`] hex digits that
 /// names exactly one version. A malformed or too short prefix, or one that
 /// matches several versions, is refused as invalid (not "not found"), so a
@@ -251,6 +260,12 @@ pub(crate) async fn record_decision(
             return Ok(Recorded::OverLimit);
         }
     }
+    if let (true, Some(amount)) = (d.counts_call, d.spends)
+        && !spend_budget(&mut w, d.task, amount).await?
+    {
+        w.rollback().await?;
+        return Ok(Recorded::OverBudget);
+    }
     if d.verdict == Verdict::Deny {
         sqlx::query("UPDATE tasks SET denied_calls = denied_calls + 1 WHERE id = $1")
             .bind(d.task.to_string())
@@ -300,6 +315,39 @@ pub(crate) async fn record_decision(
     .await?;
     w.commit().await?;
     Ok(Recorded::Done)
+}
+
+/// The task and its ancestors: budgets are charged up the whole chain.
+const ANCESTORS: &str = "WITH RECURSIVE anc (id, parent_id) AS ( \
+     SELECT id, parent_id FROM tasks WHERE id = $1 \
+     UNION ALL SELECT t.id, t.parent_id FROM tasks t JOIN anc ON t.id = anc.parent_id) ";
+
+/// Charges `amount` to every budget on the chain, or to none when any one
+/// lacks room. The caller holds the tree's lock, so check and charge agree.
+async fn spend_budget(w: &mut WriteTx<'_>, task: TaskId, amount: u64) -> Result<bool> {
+    let amount = i64::try_from(amount).unwrap_or(i64::MAX);
+    let short: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
+        "{ANCESTORS}SELECT COUNT(*) FROM tasks WHERE id IN (SELECT id FROM anc) \
+         AND budget IS NOT NULL AND budget_spent + $2 > budget"
+    )))
+    .bind(task.to_string())
+    .bind(amount)
+    .fetch_one(w.conn())
+    .await
+    .map_err(db_error)?;
+    if short > 0 {
+        return Ok(false);
+    }
+    sqlx::query(AssertSqlSafe(format!(
+        "{ANCESTORS}UPDATE tasks SET budget_spent = budget_spent + $2 \
+         WHERE id IN (SELECT id FROM anc) AND budget IS NOT NULL"
+    )))
+    .bind(task.to_string())
+    .bind(amount)
+    .execute(w.conn())
+    .await
+    .map_err(db_error)?;
+    Ok(true)
 }
 
 // ---- approvals ----------------------------------------------------------------------

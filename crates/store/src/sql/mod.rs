@@ -48,7 +48,16 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "outcomes",
         include_str!("../../migrations/0004_outcomes.sql"),
     ),
+    (
+        5,
+        "task budgets",
+        include_str!("../../migrations/0005_task_budgets.sql"),
+    ),
 ];
+
+/// Longest wait for a database connection before a request fails with
+/// [`StoreError::Unavailable`] (503 with `Retry-After`).
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A store on SQLite or PostgreSQL.
 pub struct SqlStore {
@@ -143,9 +152,12 @@ impl SqlStore {
         let schema = schema.map(str::to_owned);
         let options = AnyPoolOptions::new()
             .max_connections(if backend == Backend::Sqlite { 8 } else { 16 })
-            // Generous: appends queue behind one advisory lock, and a loaded
-            // machine must not turn a queue into an outage.
-            .acquire_timeout(Duration::from_secs(15))
+            // Bounds both the wait for a free connection and (re)connecting:
+            // with the database down, sqlx retries refused connections until
+            // this passes, so it is how long a request waits before its 503.
+            // A database back within it is not noticed by clients at all;
+            // a pool queue longer than this is an overload worth shedding.
+            .acquire_timeout(ACQUIRE_TIMEOUT)
             .after_connect(move |conn, _| {
                 let schema = schema.clone();
                 Box::pin(async move {
@@ -413,6 +425,9 @@ impl Store for SqlStore {
     }
     async fn active_policy(&self) -> Result<Option<PolicyVersion>> {
         decisions::active_policy(&self.pool).await
+    }
+    async fn active_policy_hash(&self) -> Result<Option<String>> {
+        decisions::active_policy_hash(&self.pool).await
     }
     async fn policy_version(&self, hash: &str) -> Result<Option<PolicyVersion>> {
         decisions::policy_version(&self.pool, hash).await

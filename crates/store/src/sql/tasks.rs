@@ -200,7 +200,7 @@ pub(crate) async fn create_task(store: &SqlStore, change: &Change, new: &NewTask
     }
     sqlx::query(
         "INSERT INTO tasks (id, parent_id, root_id, depth, purpose, initiator, assignee, delegator, scope, limits, \
-         expires_at, status, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'open', $12)",
+         expires_at, status, created_at, budget) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'open', $12, $13)",
     )
     .bind(t.id.to_string())
     .bind(t.parent.map(|p| p.to_string()))
@@ -214,6 +214,7 @@ pub(crate) async fn create_task(store: &SqlStore, change: &Change, new: &NewTask
     .bind(to_json(&t.limits))
     .bind(t.expires_at.as_millis())
     .bind(t.created_at.as_millis())
+    .bind(t.limits.budget.map(|b| i64::try_from(b).unwrap_or(i64::MAX)))
     .execute(w.conn())
     .await
     .map_err(db_error)?;

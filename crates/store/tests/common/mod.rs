@@ -116,6 +116,7 @@ pub fn task_with_id(
         scope: Scope::new([Grant::new("invoice.read", "erp:invoices/*").unwrap()]).unwrap(),
         limits: Limits {
             max_calls: Some(10),
+            budget: None,
         },
         expires_at: ts(expires_at),
         status: TaskStatus::Open,
@@ -254,5 +255,6 @@ pub fn decision(task: &Task, verdict: Verdict) -> DecisionWrite {
         counts_call: verdict == Verdict::Allow,
         spends_approval: None,
         raises_approval: None,
+        spends: None,
     }
 }
