@@ -51,21 +51,6 @@ impl Fixture {
         (token_of(&b), task_of(&b))
     }
 
-    async fn decide(&self, token: &str, action: &str, resource: &str, context: Value) -> Value {
-        let res = self
-            .s
-            .http
-            .post(format!("{}/v1/decisions", self.s.base))
-            .bearer_auth(token)
-            .json(&json!({ "action": action, "resource": { "id": resource }, "context": context }))
-            .send()
-            .await
-            .unwrap();
-        let (st, b) = read(res).await;
-        assert_eq!(st, StatusCode::OK, "{b}");
-        b
-    }
-
     async fn as_human(&self, who: &str, path: &str, body: Value) -> (StatusCode, Value) {
         let res = self
             .s

@@ -24,7 +24,6 @@ use serde_json::json;
 
 mod common;
 use common::fixture::*;
-use common::*;
 
 const POLICY: &str = include_str!("../../policy/examples/default.cedar");
 const ORCHESTRATOR: &str = "spiffe://acme.example/agent/orchestrator";
@@ -172,20 +171,6 @@ fn all_strings(values: &[KeyValue]) -> Vec<String> {
     out
 }
 
-async fn decide(f: &Fixture, token: &str, action: &str, resource: &str) -> String {
-    let res =
-        f.s.http
-            .post(format!("{}/v1/decisions", f.s.base))
-            .bearer_auth(token)
-            .json(&json!({ "action": action, "resource": { "id": resource }, "context": { "risk_score": 10 } }))
-            .send()
-            .await
-            .unwrap();
-    let (st, b) = read(res).await;
-    assert_eq!(st, StatusCode::OK, "{b}");
-    b["decision"].as_str().unwrap().to_owned()
-}
-
 async fn setup(t: TestStore) -> Fixture {
     let f = Fixture::new(t).await;
     let (st, b) = f.s.post("/v1/policies", json!({ "text": POLICY })).await;
@@ -215,11 +200,13 @@ async fn a_task_tree_is_one_trace_with_decisions_under_their_tasks(t: TestStore)
     assert_eq!(st, StatusCode::OK, "{child}");
     let (child_token, child_task) = (token_of(&child), task_of(&child));
     assert_eq!(
-        decide(&f, &child_token, "procurement.read", "erp:suppliers/1").await,
+        f.verdict(&child_token, "procurement.read", "erp:suppliers/1")
+            .await,
         "allow"
     );
     assert_eq!(
-        decide(&f, &root_token, "payments.initiate", "bank:acme/ops").await,
+        f.verdict(&root_token, "payments.initiate", "bank:acme/ops")
+            .await,
         "deny"
     );
     let (st, b) = f.end(&root_task, "complete", &root_token, None).await;
@@ -356,11 +343,13 @@ async fn a_receiver_that_is_down_delays_spans_and_never_breaks_serving(t: TestSt
 
     let start = Instant::now();
     assert_eq!(
-        decide(&f, &token, "procurement.read", "erp:suppliers/1").await,
+        f.verdict(&token, "procurement.read", "erp:suppliers/1")
+            .await,
         "allow"
     );
     assert_eq!(
-        decide(&f, &token, "payments.initiate", "bank:acme/ops").await,
+        f.verdict(&token, "payments.initiate", "bank:acme/ops")
+            .await,
         "deny"
     );
     let (st, _) = f.s.get("/v1/agents").await;

@@ -51,21 +51,6 @@ async fn report(f: &Fixture, token: &str, body: Value) -> (StatusCode, Value) {
     read(res).await
 }
 
-async fn decide(f: &Fixture, token: &str, action: &str, resource: &str) -> String {
-    let res = f
-        .s
-        .http
-        .post(format!("{}/v1/decisions", f.s.base))
-        .bearer_auth(token)
-        .json(&json!({ "action": action, "resource": { "id": resource }, "context": { "risk_score": 10 } }))
-        .send()
-        .await
-        .unwrap();
-    let (st, b) = read(res).await;
-    assert_eq!(st, StatusCode::OK, "{b}");
-    b["decision"].as_str().unwrap().to_owned()
-}
-
 async fn task(f: &Fixture) -> (String, String) {
     let b = f.procurement_root().await;
     (token_of(&b), task_of(&b))
@@ -87,7 +72,7 @@ async fn every_exception_kind_comes_from_a_real_flow(t: TestStore) {
     // Counted: allowed work behind the claim.
     let (tok, _) = task(&f).await;
     assert_eq!(
-        decide(&f, &tok, "procurement.read", "erp:suppliers/1").await,
+        f.verdict(&tok, "procurement.read", "erp:suppliers/1").await,
         "allow"
     );
     let (st, counted) = report(&f, &tok, claim("po-1")).await;
@@ -119,11 +104,12 @@ async fn every_exception_kind_comes_from_a_real_flow(t: TestStore) {
     // Out of scope: a valid token tried something outside its task.
     let (wide, _) = task(&f).await;
     assert_eq!(
-        decide(&f, &wide, "procurement.read", "erp:suppliers/1").await,
+        f.verdict(&wide, "procurement.read", "erp:suppliers/1")
+            .await,
         "allow"
     );
     assert_eq!(
-        decide(&f, &wide, "payments.initiate", "bank:acme/1").await,
+        f.verdict(&wide, "payments.initiate", "bank:acme/1").await,
         "deny"
     );
     let (_, tainted) = report(&f, &wide, claim("po-3")).await;
@@ -132,7 +118,8 @@ async fn every_exception_kind_comes_from_a_real_flow(t: TestStore) {
     // After revocation: the report is kept and classified, not refused.
     let (late, late_task) = task(&f).await;
     assert_eq!(
-        decide(&f, &late, "procurement.read", "erp:suppliers/1").await,
+        f.verdict(&late, "procurement.read", "erp:suppliers/1")
+            .await,
         "allow"
     );
     let (st, b) = f.end(&late_task, "revoke", &f.s.token, None).await;
@@ -162,7 +149,8 @@ async fn every_exception_kind_comes_from_a_real_flow(t: TestStore) {
     assert_eq!(st, StatusCode::OK, "{b}");
     let helper = token_of(&b);
     assert_eq!(
-        decide(&f, &helper, "procurement.read", "erp:suppliers/1").await,
+        f.verdict(&helper, "procurement.read", "erp:suppliers/1")
+            .await,
         "allow"
     );
     let (st, b) =
@@ -234,7 +222,7 @@ async fn a_key_raced_from_many_connections_counts_once(t: TestStore) {
     let f = setup(t).await;
     let (tok, _) = task(&f).await;
     assert_eq!(
-        decide(&f, &tok, "procurement.read", "erp:suppliers/1").await,
+        f.verdict(&tok, "procurement.read", "erp:suppliers/1").await,
         "allow"
     );
     let url = format!("{}/v1/outcomes", f.s.base);
@@ -281,7 +269,7 @@ async fn bad_reports_are_refused_with_their_reason_and_leave_nothing(t: TestStor
     let f = setup(t).await;
     let (tok, _) = task(&f).await;
     assert_eq!(
-        decide(&f, &tok, "procurement.read", "erp:suppliers/1").await,
+        f.verdict(&tok, "procurement.read", "erp:suppliers/1").await,
         "allow"
     );
     let (before, _) = f.s.footprint().await;

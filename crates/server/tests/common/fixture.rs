@@ -202,6 +202,30 @@ impl Fixture {
         .await
     }
 
+    /// A decision under `token`, answered 200 with its full body.
+    pub async fn decide(&self, token: &str, action: &str, resource: &str, context: Value) -> Value {
+        let res = self
+            .s
+            .http
+            .post(format!("{}/v1/decisions", self.s.base))
+            .bearer_auth(token)
+            .json(&json!({ "action": action, "resource": { "id": resource }, "context": context }))
+            .send()
+            .await
+            .unwrap();
+        let (st, b) = read(res).await;
+        assert_eq!(st, StatusCode::OK, "{b}");
+        b
+    }
+
+    /// Just the verdict of a low-risk decision.
+    pub async fn verdict(&self, token: &str, action: &str, resource: &str) -> String {
+        let d = self
+            .decide(token, action, resource, json!({ "risk_score": 10 }))
+            .await;
+        d["decision"].as_str().unwrap().to_owned()
+    }
+
     pub async fn procurement_root(&self) -> Value {
         let (st, b) = self
             .root(
