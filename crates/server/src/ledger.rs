@@ -105,6 +105,22 @@ impl Ledger {
         })
     }
 
+    /// Inclusion proofs for many entries against one tree size, with one
+    /// catch-up with the store (an evidence pack proves thousands).
+    pub async fn inclusions(
+        &self,
+        store: &dyn Store,
+        indexes: &[u64],
+        size: u64,
+    ) -> Result<Vec<Vec<Hash>>, LedgerError> {
+        let mut tree = self.tree.lock().await;
+        log::sync_tree(store, &mut tree).await?;
+        indexes
+            .iter()
+            .map(|i| tree.inclusion_proof(*i, size).map_err(LedgerError::from))
+            .collect()
+    }
+
     pub async fn consistency(
         &self,
         store: &dyn Store,

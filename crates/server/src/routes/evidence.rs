@@ -86,25 +86,27 @@ async fn snapshot(s: &AppState, wf: &Workflow, period: Period) -> ApiResult<Pack
         }
         let checkpoint = s.ledger.checkpoint(s.store.as_ref()).await?;
         let size = checkpoint.checkpoint.size;
-        let mut transactions = Vec::with_capacity(entries.len());
-        for (index, entry, _) in &entries {
-            let proof = s
-                .ledger
-                .inclusion(s.store.as_ref(), *index, Some(size))
-                .await
-                .map_err(|e| match e {
-                    LedgerError::Store(e) => Problem::from(e),
-                    LedgerError::Proof(e) => {
-                        tracing::error!(error = %e, "inclusion proof for evidence");
-                        Problem::internal()
-                    }
-                })?;
-            transactions.push(ProvenEntry {
+        let indexes: Vec<u64> = entries.iter().map(|(i, _, _)| *i).collect();
+        let proofs = s
+            .ledger
+            .inclusions(s.store.as_ref(), &indexes, size)
+            .await
+            .map_err(|e| match e {
+                LedgerError::Store(e) => Problem::from(e),
+                LedgerError::Proof(e) => {
+                    tracing::error!(error = %e, "inclusion proofs for evidence");
+                    Problem::internal()
+                }
+            })?;
+        let transactions = entries
+            .iter()
+            .zip(proofs)
+            .map(|((index, entry, _), proof)| ProvenEntry {
                 leaf_index: *index,
                 entry: entry.clone(),
-                proof: proof.hashes,
-            });
-        }
+                proof,
+            })
+            .collect();
         let records: Vec<&OutcomeRecord> = entries.iter().map(|(_, _, r)| r).collect();
         return Ok(PackInput {
             workflow: wf.clone(),
