@@ -54,6 +54,17 @@ impl From<StoreError> for Refusal {
     }
 }
 
+/// A refused credential is a 401 with the reason; a store failure keeps its
+/// own status (503 while the database is away).
+impl From<Refusal> for crate::problem::Problem {
+    fn from(e: Refusal) -> Self {
+        match e {
+            Refusal::Store(s) => s.into(),
+            other => crate::problem::Problem::unauthorized(other.to_string()),
+        }
+    }
+}
+
 /// The DPoP side of a request: the proof header and what it must be bound to.
 pub struct Presented {
     pub proof: Option<String>,
@@ -201,20 +212,10 @@ pub async fn verify_task_token(
     now: Timestamp,
 ) -> Result<Verified, Refusal> {
     let claims = verify_signature(s, token, now).await?;
-    let credential = s
-        .store
-        .credential(&claims.jti)
-        .await?
-        .filter(|c| c.task == claims.task_id)
-        .ok_or(Refusal::UnknownCredential)?;
+    let (credential, task) = issued(s, &claims).await?;
     if credential.revoked_at.is_some() {
         return Err(Refusal::Revoked);
     }
-    let task = s
-        .store
-        .task(claims.task_id)
-        .await?
-        .ok_or(Refusal::UnknownCredential)?;
     if !task.is_live(now) {
         return Err(Refusal::TaskEnded(
             task.id.to_string(),
@@ -229,6 +230,48 @@ pub async fn verify_task_token(
     })
 }
 
+/// The credential record and the task a genuine token names, as stored now
+/// (revoked or ended included: callers decide what that means for them).
+pub async fn issued(
+    s: &AppState,
+    claims: &TaskClaims,
+) -> Result<(CredentialRecord, Task), Refusal> {
+    let credential = s
+        .store
+        .credential(&claims.jti)
+        .await?
+        .filter(|c| c.task == claims.task_id)
+        .ok_or(Refusal::UnknownCredential)?;
+    let task = s
+        .store
+        .task(claims.task_id)
+        .await?
+        .ok_or(Refusal::UnknownCredential)?;
+    Ok((credential, task))
+}
+
+/// Proof of possession for a bound token: a fresh DPoP proof for this
+/// request, made with the key the token is bound to (`cnf.jkt`). Unbound
+/// tokens pass.
+pub async fn check_binding(
+    s: &AppState,
+    claims: &TaskClaims,
+    token: &str,
+    p: &Presented,
+    now: Timestamp,
+) -> Result<(), Refusal> {
+    let Some(cnf) = &claims.cnf else {
+        return Ok(());
+    };
+    let proof = dpop_proof(s, p, Some(token), now)
+        .await?
+        .ok_or(Refusal::DpopMissing)?;
+    if proof.jkt != cnf.jkt {
+        return Err(Refusal::DpopMismatch);
+    }
+    Ok(())
+}
+
 /// Everything a task token must pass before anything is done on its behalf,
 /// the proof of possession included when the token is bound.
 pub async fn verify_presented(
@@ -238,14 +281,7 @@ pub async fn verify_presented(
     now: Timestamp,
 ) -> Result<Verified, Refusal> {
     let v = verify_task_token(s, token, now).await?;
-    if let Some(cnf) = &v.claims.cnf {
-        let proof = dpop_proof(s, p, Some(token), now)
-            .await?
-            .ok_or(Refusal::DpopMissing)?;
-        if proof.jkt != cnf.jkt {
-            return Err(Refusal::DpopMismatch);
-        }
-    }
+    check_binding(s, &v.claims, token, p, now).await?;
     Ok(v)
 }
 

@@ -212,33 +212,25 @@ pub async fn authenticate(
         Err(Refusal::Store(e)) => return Err(e),
         Err(e) => return Ok(Err(invalid(e.to_string()))),
     };
-    let credential = s.store.credential(&claims.jti).await?;
-    let task = s.store.task(claims.task_id).await?;
-    let (credential, task) = match (credential, task) {
-        (Some(c), Some(t)) if c.task == t.id => (c, t),
-        _ => return Ok(Err(invalid("the token is not one Mandate issued".into()))),
+    let (credential, task) = match access::issued(s, &claims).await {
+        Ok(found) => found,
+        Err(Refusal::Store(e)) => return Err(e),
+        Err(e) => return Ok(Err(invalid(e.to_string()))),
     };
-    let mut refused = None;
-    if credential.revoked_at.is_some() {
-        refused = Some(ReasonOut::step(
+    let refused = if credential.revoked_at.is_some() {
+        Some(ReasonOut::step(
             "credential_revoked",
             "the token was revoked",
-        ));
-    } else if let Some(cnf) = &claims.cnf {
-        refused = match access::dpop_proof(s, presented, Some(token), now).await {
-            Ok(Some(p)) if p.jkt == cnf.jkt => None,
-            Ok(Some(_)) => Some(ReasonOut::step(
-                "dpop_mismatch",
-                Refusal::DpopMismatch.to_string(),
-            )),
-            Ok(None) => Some(ReasonOut::step(
-                "dpop_required",
-                Refusal::DpopMissing.to_string(),
-            )),
+        ))
+    } else {
+        match access::check_binding(s, &claims, token, presented, now).await {
+            Ok(()) => None,
             Err(Refusal::Store(e)) => return Err(e),
+            Err(e @ Refusal::DpopMismatch) => Some(ReasonOut::step("dpop_mismatch", e.to_string())),
+            Err(e @ Refusal::DpopMissing) => Some(ReasonOut::step("dpop_required", e.to_string())),
             Err(e) => Some(ReasonOut::step("dpop_invalid", e.to_string())),
-        };
-    }
+        }
+    };
     Ok(Ok(Holder {
         claims,
         credential,

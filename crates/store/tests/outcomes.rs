@@ -10,7 +10,6 @@
 use std::sync::Arc;
 
 use mandate_core::agent::Agent;
-use mandate_core::audit::EventKind;
 use mandate_core::decision::Verdict;
 use mandate_core::ids::{HumanId, OutcomeId};
 use mandate_core::outcome::money::Amount;
@@ -280,9 +279,7 @@ async fn recomputed(s: &dyn Store, period: &Period) -> PeriodFigures {
     let rows: Vec<_> = entries
         .iter()
         .map(|e| {
-            let entry: mandate_core::audit::LogEntry = serde_json::from_str(&e.entry).unwrap();
-            assert_eq!(entry.event.kind, EventKind::OutcomeReported);
-            let r: OutcomeRecord = serde_json::from_value(entry.event.details).unwrap();
+            let r = OutcomeRecord::from_entry(&e.entry).unwrap();
             assert!(period.contains(r.reported_at));
             r.tally_row()
         })

@@ -191,6 +191,22 @@ pub struct OutcomeRecord {
 }
 
 impl OutcomeRecord {
+    /// The record an `outcome.reported` log entry carries, from the entry's
+    /// exact stored text: what the store, the server and auditors read back.
+    pub fn from_entry(entry: &str) -> Result<Self, String> {
+        let e: crate::audit::LogEntry =
+            serde_json::from_str(entry).map_err(|e| format!("outcome audit entry: {e}"))?;
+        if e.event.kind != crate::audit::EventKind::OutcomeReported {
+            return Err(format!(
+                "audit entry {} is a {}, not an outcome",
+                e.index,
+                e.event.kind.as_str()
+            ));
+        }
+        serde_json::from_value(e.event.details)
+            .map_err(|e| format!("outcome audit entry details: {e}"))
+    }
+
     /// This outcome's contribution to a tally.
     pub fn tally_row(&self) -> TallyRow {
         TallyRow {

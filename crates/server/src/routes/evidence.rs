@@ -141,7 +141,8 @@ async fn entries(
         let Some(last) = page.last() else { break };
         after = Some(last.index);
         for e in page {
-            let record = record_of(&e.entry).map_err(Problem::from)?;
+            let record = OutcomeRecord::from_entry(&e.entry)
+                .map_err(|e| Problem::from(StoreError::Internal(e)))?;
             out.push((e.index, e.entry, record));
         }
         if out.len() > MAX_TRANSACTIONS {
@@ -155,13 +156,6 @@ async fn entries(
         }
     }
     Ok(out)
-}
-
-fn record_of(entry: &str) -> Result<OutcomeRecord, StoreError> {
-    let e: mandate_core::audit::LogEntry = serde_json::from_str(entry)
-        .map_err(|e| StoreError::Internal(format!("outcome entry: {e}")))?;
-    serde_json::from_value(e.event.details)
-        .map_err(|e| StoreError::Internal(format!("outcome entry details: {e}")))
 }
 
 /// The policy versions active at any time in the period, and every agent

@@ -29,7 +29,7 @@ use uuid::Uuid;
 
 use super::tasks::{Principal, bearer_token};
 use crate::AppState;
-use crate::access::{self, Presented, Refusal};
+use crate::access::{self, Presented};
 use crate::extract::{Json, Query, request_id};
 use crate::problem::{ApiResult, Problem};
 
@@ -135,40 +135,18 @@ async fn reporter(
     uri: &Uri,
     now: Timestamp,
 ) -> ApiResult<(TaskClaims, CredentialRecord, Task)> {
-    let refused = |e: Refusal| match e {
-        Refusal::Store(e) => Problem::from(e),
-        other => Problem::unauthorized(other.to_string()),
-    };
     let token = bearer_token(headers).ok_or_else(|| {
         Problem::unauthorized(
             "report outcomes with the task credential: Authorization: Bearer <task token> \
              (plus a DPoP proof when the token is bound)",
         )
     })?;
-    let claims = access::verify_signature(s, token, now)
-        .await
-        .map_err(refused)?;
-    let credential = s.store.credential(&claims.jti).await?;
-    let task = s.store.task(claims.task_id).await?;
-    let (Some(credential), Some(task)) = (credential, task) else {
-        return Err(refused(Refusal::UnknownCredential));
-    };
-    if credential.task != task.id {
-        return Err(refused(Refusal::UnknownCredential));
-    }
-    if let Some(cnf) = &claims.cnf {
-        let presented = Presented::new(headers, "POST", uri.path());
-        let proof = access::dpop_proof(s, &presented, Some(token), now)
-            .await
-            .map_err(refused)?
-            .ok_or_else(|| refused(Refusal::DpopMissing))?;
-        if proof.jkt != cnf.jkt {
-            return Err(refused(Refusal::DpopMismatch));
-        }
-    }
+    let claims = access::verify_signature(s, token, now).await?;
+    let (credential, task) = access::issued(s, &claims).await?;
+    let presented = Presented::new(headers, "POST", uri.path());
+    access::check_binding(s, &claims, token, &presented, now).await?;
     Ok((claims, credential, task))
 }
-
 /// Who stands behind a task: the human initiator, each agent from the root
 /// task down to this one, the reporting agent's owner, and every gap.
 struct Attribution {

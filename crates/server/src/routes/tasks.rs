@@ -19,7 +19,7 @@ use utoipa_axum::routes;
 
 use super::Page;
 use crate::AppState;
-use crate::access::{self, Presented, Refusal};
+use crate::access::{self, Presented};
 use crate::extract::{Admin, Query, request_id};
 use crate::problem::{ApiResult, Problem};
 
@@ -35,13 +35,6 @@ pub fn router() -> OpenApiRouter<AppState> {
 pub fn parse_task_id(s: &str) -> ApiResult<TaskId> {
     s.parse()
         .map_err(|_| Problem::bad_request(format!("{s:?} is not a task id (UUID)")))
-}
-
-fn refused(e: Refusal) -> Problem {
-    match e {
-        Refusal::Store(s) => s.into(),
-        other => Problem::unauthorized(other.to_string()),
-    }
 }
 
 /// The token of an `Authorization: Bearer` (or `DPoP`) header.
@@ -72,9 +65,8 @@ impl FromRequestParts<AppState> for TaskBearer {
 
     async fn from_request_parts(parts: &mut Parts, s: &AppState) -> Result<Self, Problem> {
         let token = bearer(parts)?;
-        let v = access::verify_presented(s, token, &Presented::from_parts(parts), crate::now())
-            .await
-            .map_err(refused)?;
+        let v =
+            access::verify_presented(s, token, &Presented::from_parts(parts), crate::now()).await?;
         Ok(TaskBearer(v, request_id(&parts.headers)))
     }
 }
@@ -93,9 +85,7 @@ impl FromRequestParts<AppState> for Principal {
         if AdminToken::parse(token).is_ok() {
             return Ok(Principal::Admin(Admin::from_request_parts(parts, s).await?));
         }
-        let human = access::verify_human(s, token, crate::now())
-            .await
-            .map_err(refused)?;
+        let human = access::verify_human(s, token, crate::now()).await?;
         Ok(Principal::Human(human.id, request_id(&parts.headers)))
     }
 }

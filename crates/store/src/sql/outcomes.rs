@@ -328,22 +328,10 @@ async fn outcome_in<'e>(
     .fetch_optional(db)
     .await
     .map_err(db_error)?;
-    row.map(|r| record_of_entry(&convert::text(&r, "entry")?))
-        .transpose()
-}
-
-/// Parses an `outcome.reported` entry back into its record.
-pub(crate) fn record_of_entry(entry: &str) -> Result<OutcomeRecord> {
-    let corrupt = |e: String| StoreError::Internal(format!("outcome audit entry: {e}"));
-    let e: LogEntry = serde_json::from_str(entry).map_err(|e| corrupt(e.to_string()))?;
-    if e.event.kind != EventKind::OutcomeReported {
-        return Err(corrupt(format!(
-            "entry {} is a {}",
-            e.index,
-            e.event.kind.as_str()
-        )));
-    }
-    serde_json::from_value(e.event.details).map_err(|e| corrupt(e.to_string()))
+    row.map(|r| {
+        OutcomeRecord::from_entry(&convert::text(&r, "entry")?).map_err(StoreError::Internal)
+    })
+    .transpose()
 }
 
 pub(crate) async fn outcome(pool: &AnyPool, id: OutcomeId) -> Result<Option<OutcomeRecord>> {
