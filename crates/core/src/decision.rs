@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::ids::TaskId;
+use crate::scope::ResourcePattern;
 use crate::task::{Task, TaskStatus};
 use crate::time::Timestamp;
 
@@ -74,14 +75,34 @@ impl Stop {
 /// on the resource lies inside its scope. (Limits are checked where the call
 /// is counted, atomically; see [`check_calls`].)
 pub fn admit(task: &Task, now: Timestamp, action: &str, resource: &str) -> Result<(), Stop> {
-    match task.status_at(now) {
-        TaskStatus::Open => {}
-        s => return Err(Stop::TaskNotOpen(s)),
-    }
+    open_at(task, now)?;
     if !task.scope.allows(action, resource) {
         return Err(Stop::OutsideTaskScope);
     }
     Ok(())
+}
+
+/// [`admit`] for a resource not yet known: the task is open and its scope
+/// reaches `action` on some resource `resources` matches. A tool is listed
+/// by this; each call is still admitted on its concrete resource.
+pub fn admit_any(
+    task: &Task,
+    now: Timestamp,
+    action: &str,
+    resources: &ResourcePattern,
+) -> Result<(), Stop> {
+    open_at(task, now)?;
+    if !task.scope.reaches(action, resources) {
+        return Err(Stop::OutsideTaskScope);
+    }
+    Ok(())
+}
+
+fn open_at(task: &Task, now: Timestamp) -> Result<(), Stop> {
+    match task.status_at(now) {
+        TaskStatus::Open => Ok(()),
+        s => Err(Stop::TaskNotOpen(s)),
+    }
 }
 
 /// Step 4: may one more call be made, given `used` calls so far?

@@ -23,7 +23,9 @@ pub mod jwk;
 pub mod outcome;
 pub mod scope;
 pub mod sealed;
+pub mod secret;
 pub mod task;
 pub mod time;
+pub mod tool_call;
 
 pub use error::RuleError;

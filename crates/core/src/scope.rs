@@ -53,6 +53,19 @@ impl Pattern {
         }
     }
 
+    /// A concrete value matched by both patterns, if there is one.
+    fn common_value(&self, other: &Pattern) -> Option<String> {
+        match (self.prefix(), other.prefix()) {
+            // Two prefixes meet exactly when one extends the other; the
+            // longer prefix itself is then matched by both.
+            (Some(p), Some(q)) if p.starts_with(q) => Some(p.to_owned()),
+            (Some(p), Some(q)) if q.starts_with(p) => Some(q.to_owned()),
+            (Some(_), Some(_)) => None,
+            (None, _) => other.matches(&self.text).then(|| self.text.clone()),
+            (Some(_), None) => self.matches(&other.text).then(|| other.text.clone()),
+        }
+    }
+
     /// Is every value matched by `self` also matched by `outer`?
     fn within(&self, outer: &Pattern) -> bool {
         match (self.prefix(), outer.prefix()) {
@@ -95,6 +108,10 @@ macro_rules! pattern_type {
             /// Is everything this pattern matches also matched by `outer`?
             pub fn within(&self, outer: &Self) -> bool {
                 self.0.within(&outer.0)
+            }
+            /// A concrete value both patterns match, if any does.
+            pub fn common_value(&self, other: &Self) -> Option<String> {
+                self.0.common_value(&other.0)
             }
         }
 
@@ -202,6 +219,15 @@ impl Scope {
     /// Does this scope allow the concrete action on the concrete resource?
     pub fn allows(&self, action: &str, resource: &str) -> bool {
         self.0.iter().any(|g| g.allows(action, resource))
+    }
+
+    /// Could this scope allow `action` on some resource that `resources`
+    /// matches? A gateway lists a tool by this before it knows the call's
+    /// arguments; the call itself is then decided on its concrete resource.
+    pub fn reaches(&self, action: &str, resources: &ResourcePattern) -> bool {
+        self.0
+            .iter()
+            .any(|g| g.action.matches(action) && g.resource.common_value(resources).is_some())
     }
 
     /// Checks that this scope is no wider than `outer`, naming the first
@@ -318,6 +344,37 @@ mod tests {
             let parent = Scope::new(parent).unwrap();
             if child.check_within(&parent).is_ok() && child.allows(&a, &r) {
                 prop_assert!(parent.allows(&a, &r));
+            }
+        }
+
+        /// Two patterns share a value exactly when `common_value` finds one,
+        /// and the one it finds is matched by both.
+        #[test]
+        fn common_value_is_exact(x in pattern(), y in pattern(), v in "[ab.]{0,6}") {
+            let (x, y) = (ResourcePattern::parse(&x).unwrap(), ResourcePattern::parse(&y).unwrap());
+            match x.common_value(&y) {
+                Some(w) => prop_assert!(x.matches(&w) && y.matches(&w)),
+                None => prop_assert!(!(x.matches(&v) && y.matches(&v))),
+            }
+        }
+
+        /// A tool whose calls the scope could allow is never hidden, and one
+        /// it reaches has at least one resource the scope allows.
+        #[test]
+        fn reaches_hides_only_what_can_never_be_allowed(
+            grants in proptest::collection::vec(grant(), 0..4),
+            tool in pattern(), a in "[ab.]{0,4}", r in "[ab.]{0,6}",
+        ) {
+            let scope = Scope::new(grants).unwrap();
+            let tool = ResourcePattern::parse(&tool).unwrap();
+            if tool.matches(&r) && scope.allows(&a, &r) {
+                prop_assert!(scope.reaches(&a, &tool));
+            }
+            if scope.reaches(&a, &tool) {
+                let witness = scope.grants()
+                    .filter(|g| g.action.matches(&a))
+                    .find_map(|g| g.resource.common_value(&tool));
+                prop_assert!(witness.is_some_and(|w| tool.matches(&w) && scope.allows(&a, &w)));
             }
         }
 

@@ -65,6 +65,18 @@ impl From<Refusal> for crate::problem::Problem {
     }
 }
 
+/// The task token of an `Authorization: Bearer` or `DPoP` header.
+pub fn bearer_token(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("DPoP "))
+        })
+        .map(str::trim)
+}
+
 /// The DPoP side of a request: the proof header and what it must be bound to.
 pub struct Presented {
     pub proof: Option<String>,

@@ -19,6 +19,7 @@ use mandate_core::audit::Actor;
 use mandate_core::credential::TaskClaims;
 use mandate_core::decision::{self, Stop, Verdict};
 use mandate_core::ids::{AgentId, ApprovalId, BreakGlassId, DecisionId, TaskId};
+use mandate_core::scope::ResourcePattern;
 use mandate_core::task::Task;
 use mandate_core::time::Timestamp;
 use mandate_policy::{
@@ -377,6 +378,50 @@ pub async fn decide(
     record(s, &change, out, write).await
 }
 
+/// Which of `asks` could this holder be allowed now, each on some resource
+/// its pattern matches? For listing tools before their arguments are known:
+/// the task is open, its scope reaches the action, and the policy does not
+/// deny the probe (an approval gate still lists the tool). Nothing is
+/// recorded, counted or raised; every call is decided in full by [`decide`].
+pub async fn preview(
+    s: &AppState,
+    holder: &Holder,
+    asks: &[(Ask, ResourcePattern)],
+    now: Timestamp,
+) -> Result<Vec<bool>, StoreError> {
+    let task = &holder.task;
+    let reachable: Vec<bool> = asks
+        .iter()
+        .map(|(ask, resources)| {
+            holder.refused.is_none()
+                && decision::admit_any(task, now, &ask.action, resources).is_ok()
+        })
+        .collect();
+    let Some(set) = s.policy.current_in(s.store.as_ref()).await? else {
+        return Ok(vec![false; asks.len()]);
+    };
+    let Some(first) = asks
+        .iter()
+        .zip(&reachable)
+        .find_map(|((a, _), r)| r.then_some(a))
+    else {
+        return Ok(reachable);
+    };
+    // The chain is read once; only the action, resource and context differ.
+    let mut request = policy_request(s, task, first).await?;
+    let mut out = Vec::with_capacity(asks.len());
+    for ((ask, _), reachable) in asks.iter().zip(reachable) {
+        if !reachable {
+            out.push(false);
+            continue;
+        }
+        let probe = policy_request_for(request, ask);
+        out.push(mandate_policy::evaluate(&set, &probe).decision != Decision::Deny);
+        request = probe;
+    }
+    Ok(out)
+}
+
 fn stop_reason(stop: &Stop, ask: &Ask) -> ReasonOut {
     ReasonOut::step(stop.code(), stop.message(&ask.action, &ask.resource.id))
 }
@@ -501,31 +546,49 @@ async fn policy_request(
         parent = pt.parent;
     }
     delegators.reverse();
-    let c = &ask.context;
     Ok(DecisionRequest {
         initiator: task.initiator,
         delegators,
         agent,
         task: TaskFacts::from(task),
         action: ask.action.clone(),
-        resource: ResourceFacts {
-            id: ask.resource.id.clone(),
-            sensitivity: ask.resource.sensitivity.clone(),
-            labels: ask.resource.labels.iter().cloned().collect(),
-        },
-        context: RequestContext {
-            tool: c.tool.clone(),
-            environment: c.environment.clone().unwrap_or_else(|| "prod".into()),
-            data_sensitivity: c
-                .data_sensitivity
-                .clone()
-                .unwrap_or_else(|| ask.resource.sensitivity.clone()),
-            time: crate::now(),
-            risk_score: c.risk_score.unwrap_or(0),
-            approval: ApprovalState::None,
-            amount: c.amount,
-        },
+        resource: resource_facts(ask),
+        context: request_context(ask),
     })
+}
+
+/// `request` (same chain and task) asking `ask` instead.
+fn policy_request_for(request: DecisionRequest, ask: &Ask) -> DecisionRequest {
+    DecisionRequest {
+        action: ask.action.clone(),
+        resource: resource_facts(ask),
+        context: request_context(ask),
+        ..request
+    }
+}
+
+fn resource_facts(ask: &Ask) -> ResourceFacts {
+    ResourceFacts {
+        id: ask.resource.id.clone(),
+        sensitivity: ask.resource.sensitivity.clone(),
+        labels: ask.resource.labels.iter().cloned().collect(),
+    }
+}
+
+fn request_context(ask: &Ask) -> RequestContext {
+    let c = &ask.context;
+    RequestContext {
+        tool: c.tool.clone(),
+        environment: c.environment.clone().unwrap_or_else(|| "prod".into()),
+        data_sensitivity: c
+            .data_sensitivity
+            .clone()
+            .unwrap_or_else(|| ask.resource.sensitivity.clone()),
+        time: crate::now(),
+        risk_score: c.risk_score.unwrap_or(0),
+        approval: ApprovalState::None,
+        amount: c.amount,
+    }
 }
 
 async fn agent_facts(s: &AppState, id: AgentId) -> Result<AgentFacts, StoreError> {

@@ -67,7 +67,7 @@ pub fn now() -> Timestamp {
 #[openapi(
     info(title = "Mandate", description = "Identity control plane and runtime authorization for AI agents."),
     modifiers(&SecurityAddon),
-    tags((name = "humans"), (name = "agents"), (name = "oauth"), (name = "tasks"), (name = "keys"), (name = "policies"), (name = "decisions"), (name = "approvals"), (name = "breakglass"), (name = "audit"), (name = "operations"))
+    tags((name = "humans"), (name = "agents"), (name = "oauth"), (name = "tasks"), (name = "keys"), (name = "policies"), (name = "decisions"), (name = "approvals"), (name = "breakglass"), (name = "secrets"), (name = "audit"), (name = "operations"))
 )]
 struct ApiDoc;
 
@@ -118,6 +118,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::breakglass::router())
         .merge(routes::outcomes::router())
         .merge(routes::evidence::router())
+        .merge(routes::secrets::router())
         .merge(routes::audit::router())
         .merge(routes::operations::router())
         .split_for_parts();

@@ -34,8 +34,10 @@ use mandate_core::outcome::{
     Claim, Currency, NewWorkflow, OutcomeRecord, Period, TallyRow, Valuation, Workflow,
     WorkflowName,
 };
+use mandate_core::secret::{SealedSecret, SecretInfo, SecretName};
 use mandate_core::task::{Ending, Task, TaskStatus};
 use mandate_core::time::Timestamp;
+use mandate_core::tool_call::ToolCall;
 
 pub use sql::SqlStore;
 
@@ -447,6 +449,16 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<TallyRow>>;
     /// Recomputes the per-day sums from the outcomes (repair, bulk loads).
     async fn rebuild_outcome_rollup(&self) -> Result<()>;
+    // ---- gateway --------------------------------------------------------
+    /// Stores a downstream secret, or rotates it (a new value, version + 1),
+    /// with its `secret.stored` or `secret.rotated` event (never the value).
+    async fn store_secret(&self, change: &Change, secret: &SealedSecret) -> Result<SecretInfo>;
+    async fn secret(&self, name: &SecretName) -> Result<Option<(SealedSecret, SecretInfo)>>;
+    async fn list_secrets(&self) -> Result<Vec<SecretInfo>>;
+    /// Appends what became of a call through the gateway (`gateway.call`);
+    /// returns its leaf index.
+    async fn record_tool_call(&self, change: &Change, call: &ToolCall) -> Result<u64>;
+
     /// Every policy activation, oldest first.
     async fn policy_activations(&self) -> Result<Vec<PolicyActivation>>;
 

@@ -77,6 +77,15 @@ pub enum EventKind {
     /// An agent reported an outcome; the details are its `OutcomeRecord`.
     #[serde(rename = "outcome.reported")]
     OutcomeReported,
+    /// A gateway secret was stored for the first time (never its value).
+    #[serde(rename = "secret.stored")]
+    SecretStored,
+    /// A gateway secret was replaced; agents are not touched.
+    #[serde(rename = "secret.rotated")]
+    SecretRotated,
+    /// What became of a call through the gateway; the details are its `ToolCall`.
+    #[serde(rename = "gateway.call")]
+    GatewayCall,
 }
 
 impl EventKind {
@@ -110,6 +119,9 @@ impl EventKind {
             EventKind::BreakGlassReviewed => "breakglass.reviewed",
             EventKind::WorkflowRegistered => "workflow.registered",
             EventKind::OutcomeReported => "outcome.reported",
+            EventKind::SecretStored => "secret.stored",
+            EventKind::SecretRotated => "secret.rotated",
+            EventKind::GatewayCall => "gateway.call",
         }
     }
 }

@@ -86,7 +86,7 @@ async fn decide(
     headers: HeaderMap,
     Json(req): Json<DecisionRequest>,
 ) -> ApiResult<axum::Json<Outcome>> {
-    let token = super::tasks::bearer_token(&headers).ok_or_else(|| {
+    let token = crate::access::bearer_token(&headers).ok_or_else(|| {
         Problem::unauthorized("send the task token as Authorization: Bearer <token>")
     })?;
     let ask = Ask {

@@ -27,8 +27,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::tasks::{Principal, bearer_token};
+use super::tasks::Principal;
 use crate::AppState;
+use crate::access::bearer_token;
 use crate::access::{self, Presented};
 use crate::extract::{Json, Query, request_id};
 use crate::problem::{ApiResult, Problem};

@@ -38,16 +38,7 @@ pub fn parse_task_id(s: &str) -> ApiResult<TaskId> {
 }
 
 /// The token of an `Authorization: Bearer` (or `DPoP`) header.
-pub(crate) fn bearer_token(headers: &axum::http::HeaderMap) -> Option<&str> {
-    headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|h| h.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("DPoP "))
-        })
-        .map(str::trim)
-}
+use crate::access::bearer_token;
 
 fn bearer(parts: &Parts) -> ApiResult<&str> {
     bearer_token(&parts.headers).ok_or_else(|| {

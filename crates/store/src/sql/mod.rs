@@ -8,6 +8,7 @@
 mod audit;
 mod convert;
 mod decisions;
+mod gateway;
 mod group;
 mod outcomes;
 mod registry;
@@ -52,6 +53,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         5,
         "task budgets",
         include_str!("../../migrations/0005_task_budgets.sql"),
+    ),
+    (
+        6,
+        "gateway",
+        include_str!("../../migrations/0006_gateway.sql"),
     ),
 ];
 
@@ -517,6 +523,18 @@ impl Store for SqlStore {
     }
     async fn rebuild_outcome_rollup(&self) -> Result<()> {
         outcomes::rebuild_outcome_rollup(self).await
+    }
+    async fn store_secret(&self, change: &Change, secret: &SealedSecret) -> Result<SecretInfo> {
+        gateway::store_secret(self, change, secret).await
+    }
+    async fn secret(&self, name: &SecretName) -> Result<Option<(SealedSecret, SecretInfo)>> {
+        gateway::secret(&self.pool, name).await
+    }
+    async fn list_secrets(&self) -> Result<Vec<SecretInfo>> {
+        gateway::list_secrets(&self.pool).await
+    }
+    async fn record_tool_call(&self, change: &Change, call: &ToolCall) -> Result<u64> {
+        gateway::record_tool_call(self, change, call).await
     }
     async fn policy_activations(&self) -> Result<Vec<PolicyActivation>> {
         outcomes::policy_activations(&self.pool).await

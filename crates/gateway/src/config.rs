@@ -1,0 +1,339 @@
+//! The gateway's TOML configuration: where it listens, which MCP servers and
+//! HTTP APIs sit behind it, and how each tool or route maps to an action and
+//! a resource. Everything is checked when the file is read, so a gateway
+//! that starts has a mapping for every tool it will expose.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use mandate_core::scope::ActionPattern;
+use mandate_core::secret::SecretName;
+use serde::Deserialize;
+
+use crate::mapping::{ResourceTemplate, path_prefix};
+
+/// Why a configuration was refused; one line for the operator.
+#[derive(Debug, thiserror::Error)]
+#[error("gateway config: {0}")]
+pub struct ConfigError(pub String);
+
+fn bad(why: impl Into<String>) -> ConfigError {
+    ConfigError(why.into())
+}
+
+/// Default ceiling on a JSON-RPC message or a proxied request body.
+const DEFAULT_MAX_MESSAGE_BYTES: usize = 1024 * 1024;
+/// Default ceiling on an upstream's answer (it is read whole to scrub secrets).
+const DEFAULT_MAX_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// Address to listen on, e.g. `127.0.0.1:8090`.
+    pub listen: String,
+    /// The URL agents use to reach the gateway: the protected resource of
+    /// RFC 9728 metadata, and the base of DPoP proofs' `htu`.
+    pub public_url: String,
+    /// Mandate's URL, where agents get task tokens (named in the metadata).
+    pub authorization_server: String,
+    #[serde(default = "default_max_message")]
+    pub max_message_bytes: usize,
+    #[serde(default = "default_max_response")]
+    pub max_response_bytes: usize,
+    /// How long an upstream may take to answer, in milliseconds.
+    #[serde(default = "default_timeout")]
+    pub upstream_timeout_ms: u64,
+    /// The `environment` decisions are made in (default `prod`).
+    #[serde(default = "default_environment")]
+    pub environment: String,
+    #[serde(default)]
+    pub mcp: Vec<McpUpstream>,
+    #[serde(default)]
+    pub http: Vec<HttpRoute>,
+}
+
+fn default_max_message() -> usize {
+    DEFAULT_MAX_MESSAGE_BYTES
+}
+fn default_max_response() -> usize {
+    DEFAULT_MAX_RESPONSE_BYTES
+}
+fn default_timeout() -> u64 {
+    10_000
+}
+fn default_environment() -> String {
+    "prod".into()
+}
+
+/// An MCP server behind the gateway (streamable HTTP).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct McpUpstream {
+    pub name: String,
+    pub url: String,
+    /// Keep each call's arguments in its audit entry.
+    #[serde(default)]
+    pub record_arguments: bool,
+    /// Keep each call's result in its audit entry.
+    #[serde(default)]
+    pub record_results: bool,
+    /// The tools the gateway exposes; any other tool of the server is hidden.
+    #[serde(default, rename = "tool")]
+    pub tools: Vec<ToolMapping>,
+}
+
+/// How one tool's calls become decisions.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolMapping {
+    pub name: String,
+    /// The action a call is, as in task scopes (`crm.read`).
+    pub action: ActionPattern,
+    /// The resource a call touches; `{field}` takes a top-level argument
+    /// (`crm:customers/{customer_id}`).
+    pub resource: ResourceTemplate,
+    /// The data's sensitivity: fixed here, or read from an argument.
+    #[serde(default = "default_sensitivity")]
+    pub sensitivity: String,
+    pub sensitivity_from: Option<String>,
+    /// The argument holding money moved (minor units), charged to the task's budget.
+    pub amount_from: Option<String>,
+    #[serde(default)]
+    pub labels: Vec<String>,
+}
+
+fn default_sensitivity() -> String {
+    "internal".into()
+}
+
+/// A REST API behind the gateway's HTTP proxy.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpRoute {
+    pub name: String,
+    /// The gateway path the API is reached under, e.g. `/billing`.
+    pub prefix: String,
+    /// The API's base URL; the path below the prefix is appended.
+    pub upstream: String,
+    /// The resource a request touches is this followed by the path below the
+    /// prefix (`billing:` + `invoices/42`).
+    pub resource: String,
+    /// Action per HTTP method; methods not listed are refused. Default:
+    /// GET/HEAD `<name>.read`, POST/PUT/PATCH `<name>.write`, DELETE `<name>.delete`.
+    #[serde(default)]
+    pub actions: BTreeMap<String, ActionPattern>,
+    #[serde(default = "default_sensitivity")]
+    pub sensitivity: String,
+    /// The secret the gateway adds to every forwarded request.
+    pub secret: Option<SecretName>,
+    /// How: `bearer` (an `Authorization: Bearer` header) or `header:<name>`.
+    pub inject: Option<Inject>,
+}
+
+/// Where the injected secret goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Inject {
+    Bearer,
+    Header(axum::http::HeaderName),
+}
+
+impl<'de> Deserialize<'de> for Inject {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        match s.split_once(':') {
+            None if s == "bearer" => Ok(Inject::Bearer),
+            Some(("header", name)) => axum::http::HeaderName::from_bytes(name.trim().as_bytes())
+                .map(Inject::Header)
+                .map_err(|_| serde::de::Error::custom(format!("{name:?} is not a header name"))),
+            _ => Err(serde::de::Error::custom(format!(
+                "inject {s:?}: use \"bearer\" or \"header:<name>\""
+            ))),
+        }
+    }
+}
+
+impl HttpRoute {
+    /// The action a request with this method is, if the route allows it.
+    pub fn action(&self, method: &str) -> Option<String> {
+        if !self.actions.is_empty() {
+            return self.actions.get(method).map(|a| a.as_str().to_owned());
+        }
+        let verb = match method {
+            "GET" | "HEAD" => "read",
+            "POST" | "PUT" | "PATCH" => "write",
+            "DELETE" => "delete",
+            _ => return None,
+        };
+        Some(format!("{}.{verb}", self.name))
+    }
+}
+
+impl GatewayConfig {
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let c: GatewayConfig = toml::from_str(text).map_err(|e| bad(e.to_string()))?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        url_ok("public_url", &self.public_url)?;
+        url_ok("authorization_server", &self.authorization_server)?;
+        if self.mcp.is_empty() && self.http.is_empty() {
+            return Err(bad("name at least one [[mcp]] server or [[http]] route"));
+        }
+        if self.max_message_bytes == 0 || self.max_response_bytes == 0 {
+            return Err(bad(
+                "max_message_bytes and max_response_bytes must be above 0",
+            ));
+        }
+        let mut names = BTreeSet::new();
+        let mut tools = BTreeSet::new();
+        for m in &self.mcp {
+            name_ok(&m.name, &mut names)?;
+            url_ok(&format!("mcp {}: url", m.name), &m.url)?;
+            for t in &m.tools {
+                if !tools.insert(t.name.as_str()) {
+                    return Err(bad(format!("tool {:?} is mapped twice", t.name)));
+                }
+                if t.action.as_str().ends_with('*') {
+                    return Err(bad(format!(
+                        "tool {}: action {:?} must be one action, not a pattern",
+                        t.name,
+                        t.action.as_str()
+                    )));
+                }
+            }
+        }
+        let mut prefixes = BTreeSet::new();
+        for h in &self.http {
+            name_ok(&h.name, &mut names)?;
+            url_ok(&format!("http {}: upstream", h.name), &h.upstream)?;
+            let prefix =
+                path_prefix(&h.prefix).map_err(|e| bad(format!("http {}: prefix: {e}", h.name)))?;
+            if prefix == "/mcp" || prefix.starts_with("/.well-known") {
+                return Err(bad(format!(
+                    "http {}: prefix {prefix} is the gateway's own",
+                    h.name
+                )));
+            }
+            if !prefixes.insert(prefix) {
+                return Err(bad(format!("http prefix {} is used twice", h.prefix)));
+            }
+            ResourceTemplate::literal(&h.resource)
+                .map_err(|e| bad(format!("http {}: resource: {e}", h.name)))?;
+            if h.secret.is_some() != h.inject.is_some() {
+                return Err(bad(format!(
+                    "http {}: `secret` and `inject` go together",
+                    h.name
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn mcp_tool(&self, tool: &str) -> Option<(&McpUpstream, &ToolMapping)> {
+        self.mcp
+            .iter()
+            .find_map(|m| m.tools.iter().find(|t| t.name == tool).map(|t| (m, t)))
+    }
+
+    /// The route whose prefix starts `path`, with the path below it.
+    pub fn http_route<'p>(&self, path: &'p str) -> Option<(&HttpRoute, &'p str)> {
+        self.http.iter().find_map(|h| {
+            let prefix = h.prefix.trim_end_matches('/');
+            let rest = path.strip_prefix(prefix)?;
+            (rest.is_empty() || rest.starts_with('/')).then_some((h, rest))
+        })
+    }
+}
+
+fn url_ok(what: &str, url: &str) -> Result<(), ConfigError> {
+    let parsed = reqwest::Url::parse(url).map_err(|e| bad(format!("{what} {url:?}: {e}")))?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
+        return Err(bad(format!("{what} {url:?}: must be an http or https URL")));
+    }
+    Ok(())
+}
+
+fn name_ok<'a>(name: &'a str, seen: &mut BTreeSet<&'a str>) -> Result<(), ConfigError> {
+    SecretName::parse(name).map_err(|_| {
+        bad(format!(
+            "upstream name {name:?}: use 1-64 lowercase letters, digits, '.', '-' or '_'"
+        ))
+    })?;
+    if !seen.insert(name) {
+        return Err(bad(format!("upstream name {name:?} is used twice")));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+listen = "127.0.0.1:8090"
+public_url = "http://127.0.0.1:8090"
+authorization_server = "http://127.0.0.1:8080"
+
+[[mcp]]
+name = "crm"
+url = "http://127.0.0.1:9001/mcp"
+
+[[mcp.tool]]
+name = "lookup_customer"
+action = "crm.read"
+resource = "crm:customers/{customer_id}"
+
+[[http]]
+name = "billing"
+prefix = "/billing"
+upstream = "http://127.0.0.1:9002"
+resource = "billing:"
+secret = "billing-key"
+inject = "header:x-api-key"
+"#;
+
+    #[test]
+    fn a_good_config_parses_and_maps() {
+        let c = GatewayConfig::parse(GOOD).unwrap();
+        assert_eq!(c.mcp_tool("lookup_customer").unwrap().0.name, "crm");
+        assert!(c.mcp_tool("drop_tables").is_none());
+        let (route, rest) = c.http_route("/billing/invoices/1").unwrap();
+        assert_eq!((route.name.as_str(), rest), ("billing", "/invoices/1"));
+        assert!(c.http_route("/billingx/1").is_none());
+        assert_eq!(route.action("GET").as_deref(), Some("billing.read"));
+        assert_eq!(route.action("TRACE"), None);
+        assert_eq!(
+            route.inject,
+            Some(Inject::Header("x-api-key".parse().unwrap()))
+        );
+    }
+
+    #[test]
+    fn bad_configs_are_refused_with_the_reason() {
+        let cases = [
+            (GOOD.replace("crm.read", "crm.*"), "not a pattern"),
+            (GOOD.replace("{customer_id}", "{customer id}"), "resource"),
+            (GOOD.replace("header:x-api-key", "cookie"), "inject"),
+            (GOOD.replace("\"/billing\"", "\"/mcp\""), "gateway's own"),
+            (GOOD.replace("\"/billing\"", "\"/a/../b\""), "prefix"),
+            (
+                GOOD.replace("http://127.0.0.1:9002", "ftp://x"),
+                "http or https",
+            ),
+            (
+                GOOD.replace("inject = \"header:x-api-key\"", ""),
+                "go together",
+            ),
+            (
+                GOOD.replace("name = \"billing\"", "name = \"crm\""),
+                "used twice",
+            ),
+            (GOOD.replace("listen", "lisen"), "unknown field"),
+        ];
+        for (text, why) in cases {
+            let e = GatewayConfig::parse(&text).unwrap_err().to_string();
+            assert!(e.contains(why), "{why:?} not in {e:?}");
+        }
+    }
+}
