@@ -59,6 +59,14 @@ impl Client {
         self.send(Method::POST, path, Some(body)).await
     }
 
+    pub async fn put<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, CliError> {
+        self.send(Method::PUT, path, Some(body)).await
+    }
+
     pub async fn post_empty<T: DeserializeOwned>(&self, path: &str) -> Result<T, CliError> {
         self.send(Method::POST, path, None::<&()>).await
     }

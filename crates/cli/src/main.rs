@@ -91,6 +91,11 @@ enum Command {
     Init(commands::init::InitArgs),
     /// Run the HTTP server.
     Serve(commands::serve::ServeArgs),
+    /// Run the gateway: MCP and HTTP tool calls decided, audited, secrets injected.
+    Gateway(commands::gateway::GatewayArgs),
+    /// Downstream secrets the gateway injects (stored sealed, rotatable).
+    #[command(subcommand)]
+    Secret(commands::gateway::SecretCommand),
     /// Run the end-to-end demonstration on a fresh embedded store.
     Demo(commands::demo::DemoArgs),
     /// Register and manage human principals.
@@ -149,7 +154,9 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("MANDATE_LOG")
-                .unwrap_or_else(|_| "warn,mandate=info".into()),
+                // rmcp logs every JSON-RPC error it sends as a warning; a
+                // refused tool call is Mandate working, not a fault.
+                .unwrap_or_else(|_| "warn,mandate=info,rmcp=error".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -167,6 +174,8 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Init(a) => commands::init::run(a).await,
             Command::Serve(a) => commands::serve::run(a).await,
+            Command::Gateway(a) => commands::gateway::run(a).await,
+            Command::Secret(c) => commands::gateway::secret(c).await,
             Command::Demo(a) => commands::demo::run(a).await,
             Command::Human(c) => commands::human::run(c).await,
             Command::Agent(c) => commands::agent::run(c).await,

@@ -73,6 +73,11 @@ fn demo_runs_end_to_end() {
         "Counted transactions",
         "PASS",
         "one byte changed at offset",
+        "tools/list as the agent sees it: [\"lookup_supplier\"]",
+        "tools/call lookup_supplier sup-17 -> allowed, forwarded: supplier sup-17",
+        "tools/call delete_supplier sup-17 (hidden, called anyway) -> JSON-RPC error -32003",
+        "GET /billing/invoices/inv-2291 -> 200 OK",
+        "\"debug_key\":\"[redacted by mandate]\"",
         "$ mandate audit trace ",
         "\"Pay the laptop supplier's invoice\"  [#",
         "initiated by Alice Martin (Head of Procurement) [human ",
@@ -86,6 +91,7 @@ fn demo_runs_end_to_end() {
         assert!(out.contains(needle), "demo output lacks {needle:?}:\n{out}");
     }
     // The demo ends with the trace and then the verified log.
+    assert!(!stderr(&o).contains("WARN"), "{}", stderr(&o));
     let trace = out.find("$ mandate audit trace ").unwrap();
     assert!(trace < out.find("audit log OK").unwrap(), "{out}");
     assert!(
@@ -182,5 +188,38 @@ fn usage_errors_are_one_clear_line() {
     assert_one_line_error(
         &mandate(&["audit", "verify", "--file", "/nonexistent"]),
         "--vkey",
+    );
+    let config = dir.path().join("gateway.toml");
+    std::fs::write(&config, "listen = \"127.0.0.1:0\"\npublic_url = \"x\"\n").unwrap();
+    let config = config.to_str().unwrap();
+    assert_one_line_error(
+        &mandate(&[
+            "gateway",
+            "--data-dir",
+            data,
+            "--config",
+            "/nonexistent.toml",
+        ]),
+        "cannot read /nonexistent.toml",
+    );
+    assert_one_line_error(
+        &mandate(&["gateway", "--data-dir", data, "--config", config]),
+        "gateway config: missing field `authorization_server`",
+    );
+    assert_one_line_error(
+        &mandate(&["secret", "set", "Bad Name", "--token", "x"]),
+        "secret name",
+    );
+    assert_one_line_error(
+        &mandate(&[
+            "secret",
+            "set",
+            "billing-key",
+            "--token",
+            "x",
+            "--from-env",
+            "MANDATE_NO_SUCH_VAR",
+        ]),
+        "MANDATE_NO_SUCH_VAR is not set",
     );
 }

@@ -169,7 +169,16 @@ impl HttpRoute {
 
 impl GatewayConfig {
     pub fn parse(text: &str) -> Result<Self, ConfigError> {
-        let c: GatewayConfig = toml::from_str(text).map_err(|e| bad(e.to_string()))?;
+        let c: GatewayConfig = toml::from_str(text).map_err(|e| {
+            // One line for the operator: the message and where it is.
+            let at = e.span().map(|span| {
+                let before = &text[..span.start.min(text.len())];
+                let line = before.matches('\n').count() + 1;
+                let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+                format!(" (line {line}, column {column})")
+            });
+            bad(format!("{}{}", e.message().trim(), at.unwrap_or_default()))
+        })?;
         c.validate()?;
         Ok(c)
     }
@@ -313,7 +322,10 @@ inject = "header:x-api-key"
     fn bad_configs_are_refused_with_the_reason() {
         let cases = [
             (GOOD.replace("crm.read", "crm.*"), "not a pattern"),
-            (GOOD.replace("{customer_id}", "{customer id}"), "resource"),
+            (
+                GOOD.replace("{customer_id}", "{customer id}"),
+                "must name an argument (letters, digits, _) (line 13",
+            ),
             (GOOD.replace("header:x-api-key", "cookie"), "inject"),
             (GOOD.replace("\"/billing\"", "\"/mcp\""), "gateway's own"),
             (GOOD.replace("\"/billing\"", "\"/a/../b\""), "prefix"),
@@ -330,10 +342,15 @@ inject = "header:x-api-key"
                 "used twice",
             ),
             (GOOD.replace("listen", "lisen"), "unknown field"),
+            (
+                GOOD.replace("[[mcp.tool]]", "[[mcp.tool]"),
+                "(line 10, column 12)",
+            ),
         ];
         for (text, why) in cases {
             let e = GatewayConfig::parse(&text).unwrap_err().to_string();
             assert!(e.contains(why), "{why:?} not in {e:?}");
+            assert!(!e.contains('\n'), "{e:?} is not one line");
         }
     }
 }

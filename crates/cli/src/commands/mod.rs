@@ -5,6 +5,7 @@ pub mod approvals;
 pub mod audit;
 pub mod decide;
 pub mod demo;
+pub mod gateway;
 pub mod human;
 pub mod init;
 pub mod outcome;

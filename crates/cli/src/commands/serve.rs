@@ -84,7 +84,7 @@ pub async fn run(a: ServeArgs) -> Result<(), CliError> {
 }
 
 /// SIGINT or SIGTERM: stop accepting, drain, checkpoint, exit 0.
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

@@ -1,6 +1,8 @@
 //! `mandate demo`: the main job on the embedded default, end to end over the
 //! real HTTP API of an in-process server on loopback.
 
+mod gateway;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -85,9 +87,14 @@ pub async fn run(a: DemoArgs) -> Result<(), CliError> {
         .local_addr()
         .map_err(|e| CliError::Failed(e.to_string()))?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(serve(listener, state, Duration::from_secs(3600), async {
-        let _ = stopped.await;
-    }));
+    let server = tokio::spawn(serve(
+        listener,
+        state.clone(),
+        Duration::from_secs(3600),
+        async {
+            let _ = stopped.await;
+        },
+    ));
     println!("server listening on http://{addr}");
     let c = Client::new(&format!("http://{addr}"), Some(token.expose()));
 
@@ -262,9 +269,10 @@ pub async fn run(a: DemoArgs) -> Result<(), CliError> {
     delegation(&c, &dir, &identities).await?;
     let payment = runtime_authorization(&c, &dir, &identities).await?;
     return_on_ai(&c, &dir, &identities, &alice).await?;
+    gateway::tools(&c, &dir, &identities, state).await?;
 
     step(
-        21,
+        22,
         "Audit: sign a checkpoint, trace the payment task from the log alone, and verify the whole log",
     );
     let cp: serde_json::Value = c.post_empty("/v1/audit/checkpoint").await?;
@@ -486,7 +494,7 @@ async fn delegation(
 }
 
 /// The policy set the demo pushes: the example shipped with the policy crate.
-const DEFAULT_POLICY: &str = include_str!("../../../policy/examples/default.cedar");
+const DEFAULT_POLICY: &str = include_str!("../../../../policy/examples/default.cedar");
 
 async fn decide(
     task: &Client,
