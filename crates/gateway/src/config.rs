@@ -318,6 +318,23 @@ inject = "header:x-api-key"
         );
     }
 
+    /// The README's example is the configuration users copy: it must parse.
+    #[test]
+    fn the_readme_example_parses() {
+        let readme = include_str!("../../../README.md");
+        let start = readme
+            .find("A working configuration")
+            .and_then(|i| readme[i..].find("```toml").map(|j| i + j + 7))
+            .expect("the README has the example");
+        let end = start + readme[start..].find("```").unwrap();
+        let c = GatewayConfig::parse(&readme[start..end]).unwrap();
+        assert_eq!(c.mcp[0].tools.len(), 2);
+        assert_eq!(
+            c.http[0].inject,
+            Some(Inject::Header("x-api-key".parse().unwrap()))
+        );
+    }
+
     #[test]
     fn bad_configs_are_refused_with_the_reason() {
         let cases = [

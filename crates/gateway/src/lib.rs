@@ -17,6 +17,7 @@ mod calls;
 pub mod config;
 pub mod mapping;
 mod mcp;
+pub mod message;
 mod proxy;
 
 use std::net::SocketAddr;
@@ -100,7 +101,7 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     axum::serve(
-        listener,
+        mandate_server::without_delay(listener),
         router(gw).into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown)

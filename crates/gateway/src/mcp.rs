@@ -136,7 +136,7 @@ pub(crate) async fn guard(
             return reply(StatusCode::BAD_REQUEST, -32700, format!("parse error: {e}"));
         }
     };
-    if let Err(why) = jsonrpc_shape(&message) {
+    if let Err(why) = crate::message::check(&message) {
         return reply(
             StatusCode::BAD_REQUEST,
             -32600,
@@ -148,25 +148,6 @@ pub(crate) async fn guard(
         axum::body::Body::from(bytes),
     ))
     .await
-}
-
-/// A single JSON-RPC 2.0 request, notification or response (MCP sends no batches).
-fn jsonrpc_shape(m: &Value) -> Result<(), &'static str> {
-    let Some(o) = m.as_object() else {
-        return Err("a message is one JSON object (batches are not part of MCP)");
-    };
-    if o.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
-        return Err("\"jsonrpc\" must be \"2.0\"");
-    }
-    match (
-        o.get("method"),
-        o.contains_key("result") || o.contains_key("error"),
-    ) {
-        (Some(Value::String(_)), false) => Ok(()),
-        (None, true) if o.contains_key("id") => Ok(()),
-        (Some(_), false) => Err("\"method\" must be a string"),
-        _ => Err("a message has a \"method\", or an \"id\" with a \"result\" or an \"error\""),
-    }
 }
 
 /// The MCP endpoint, as a tower service for the router.

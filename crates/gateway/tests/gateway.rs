@@ -94,7 +94,7 @@ impl ServerHandler for Erp {
 async fn spawn(app: axum::Router) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    tokio::spawn(async move { axum::serve(mandate_server::without_delay(listener), app).await });
     format!("http://{addr}")
 }
 

@@ -181,6 +181,20 @@ pub struct ServeOptions {
 /// At shutdown, how long the OTLP exporter may take to send the log's tail.
 const OTLP_DRAIN: Duration = Duration::from_secs(5);
 
+/// Sends small responses at once: without `TCP_NODELAY`, Nagle's algorithm
+/// and the peer's delayed ACK can hold a reply back by ~40 ms.
+pub fn without_delay(
+    listener: TcpListener,
+) -> axum::serve::TapIo<TcpListener, fn(&mut tokio::net::TcpStream)> {
+    use axum::serve::ListenerExt;
+    fn set(tcp: &mut tokio::net::TcpStream) {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    }
+    listener.tap_io(set as fn(&mut tokio::net::TcpStream))
+}
+
 /// Serves until `shutdown` resolves, then drains in-flight requests and signs
 /// a final checkpoint so the log's tail is covered.
 pub async fn serve(
@@ -212,7 +226,7 @@ pub async fn serve_with(
     let otlp = options.otlp.map(otel::OtlpExporter::spawn);
     let app = router(state.clone());
     let result = axum::serve(
-        listener,
+        without_delay(listener),
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown)

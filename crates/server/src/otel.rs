@@ -600,6 +600,18 @@ fn item_attrs(attrs: &mut Vec<KeyValue>, item: TraceItem) -> Option<Link> {
             attrs.extend(a.note.map(|n| kv("mandate.approval.note", n)));
         }
         TraceEvent::CredentialRevoked { jti, .. } => attrs.push(kv("mandate.credential.jti", jti)),
+        TraceEvent::ToolCall(c) => {
+            attrs.extend([
+                kv("mandate.decision.id", c.decision.to_string()),
+                kv("mandate.gateway.upstream", c.upstream),
+                kv("mandate.gateway.target", c.target),
+                kv("mandate.gateway.status", call_status(&c.status)),
+                KeyValue::new(
+                    "mandate.gateway.duration_us",
+                    i64::try_from(c.duration_us).unwrap_or(i64::MAX),
+                ),
+            ]);
+        }
         TraceEvent::Outcome(o) => {
             attrs.extend([
                 kv("mandate.outcome.id", o.id.to_string()),
@@ -634,6 +646,19 @@ fn item_attrs(attrs: &mut Vec<KeyValue>, item: TraceItem) -> Option<Link> {
         }
     }
     None
+}
+
+/// `refused`, `answered 200`, `answered 200 (tool error)`, `unreachable: ...`.
+pub fn call_status(s: &mandate_core::tool_call::CallStatus) -> String {
+    use mandate_core::tool_call::CallStatus;
+    match s {
+        CallStatus::Refused => "refused".into(),
+        CallStatus::Answered { status, tool_error } => {
+            let flag = if *tool_error { " (tool error)" } else { "" };
+            format!("answered {status}{flag}")
+        }
+        CallStatus::Unreachable { error } => format!("unreachable: {error}"),
+    }
 }
 
 fn kv(key: &'static str, value: impl Into<String>) -> KeyValue {

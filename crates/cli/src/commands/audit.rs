@@ -777,6 +777,15 @@ fn item_text(t: &Trace, i: &TraceItem) -> (String, Vec<String>) {
             Vec::new(),
         ),
         TraceEvent::Outcome(o) => outcome_text(o, leaf),
+        TraceEvent::ToolCall(c) => (
+            format!(
+                "gateway call {} via {}: {}  [#{leaf}]",
+                c.target,
+                c.upstream,
+                mandate_server::otel::call_status(&c.status)
+            ),
+            vec![format!("decision {}, {} µs", c.decision, c.duration_us)],
+        ),
     }
 }
 

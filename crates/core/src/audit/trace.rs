@@ -244,6 +244,8 @@ pub enum TraceEvent {
         by: Actor,
     },
     Outcome(OutcomeItem),
+    /// What became of a call through the gateway (it follows its decision).
+    ToolCall(crate::tool_call::ToolCall),
 }
 
 /// A runtime decision with its reasons.
@@ -966,6 +968,7 @@ pub fn read_item(e: &LogEntry) -> Result<Option<TraceItem>, TraceError> {
             by: ev.actor.clone(),
         },
         EventKind::OutcomeReported => TraceEvent::Outcome(details::<OutcomeRecord>(e)?.into()),
+        EventKind::GatewayCall => TraceEvent::ToolCall(details(e)?),
         _ => return Ok(None),
     };
     Ok(Some(TraceItem {
@@ -1013,7 +1016,9 @@ impl Annotator {
                         humans.insert(a.by);
                     }
                     TraceEvent::CredentialRevoked { by, .. } => actor(by, &mut humans),
-                    TraceEvent::ApprovalRequested(_) | TraceEvent::Outcome(_) => {}
+                    TraceEvent::ApprovalRequested(_)
+                    | TraceEvent::Outcome(_)
+                    | TraceEvent::ToolCall(_) => {}
                 }
             }
         }

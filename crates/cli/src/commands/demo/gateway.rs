@@ -75,7 +75,7 @@ async fn spawn(app: axum::Router) -> Result<String, CliError> {
     let addr = listener
         .local_addr()
         .map_err(|e| CliError::Failed(e.to_string()))?;
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    tokio::spawn(async move { axum::serve(mandate_server::without_delay(listener), app).await });
     Ok(format!("http://{addr}"))
 }
 

@@ -800,3 +800,35 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_gateway_call_follows_its_decision_in_the_trace() {
+    use crate::tool_call::{CallStatus, Channel, ToolCall};
+    let (mut log, t) = scenario();
+    let call = ToolCall {
+        decision: DecisionId::from_uuid(uuid(900)),
+        task: t.root,
+        agent: t.orch,
+        channel: Channel::Mcp,
+        upstream: "erp".into(),
+        target: "lookup_supplier".into(),
+        status: CallStatus::Answered {
+            status: 200,
+            tool_error: false,
+        },
+        duration_us: 1234,
+        arguments: None,
+        result: None,
+    };
+    let event = AuditEvent::new(EventKind::GatewayCall, at(9), agent_actor(t.orch, ORCH))
+        .task(t.root)
+        .agent(t.orch)
+        .details(serde_json::to_value(&call).unwrap());
+    let mut events: Vec<AuditEvent> = log.drain(..).map(|e| e.event).collect();
+    events.push(event);
+    let log = entries(events);
+    let tr = trace(&log, Tracer::new(TraceTarget::Task(t.root))).unwrap();
+    let last = tr.tasks[0].events.last().unwrap();
+    assert_eq!(last.event, TraceEvent::ToolCall(call));
+    assert_eq!(last.leaf, log.len() as u64 - 1);
+}
