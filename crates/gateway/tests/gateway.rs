@@ -599,7 +599,60 @@ async fn the_http_proxy_injects_rotates_and_scrubs_the_secret(t: TestStore) {
     assert_eq!(calls[0]["details"]["target"], "GET /billing/invoices/inv-7");
 }
 
+async fn dpop_bound_tokens_need_a_fresh_proof_for_each_request(t: TestStore) {
+    let g = setup(t).await;
+    let holder = ed25519_dalek::SigningKey::from_bytes(&[77; 32]);
+    let token_url = format!("{}/oauth2/token", g.f.s.base);
+    let proof = mandate_core::dpop::mint_proof(&holder, "POST", &token_url, None, now(), &unique());
+    let details = json!([{ "type": "mandate_task", "purpose": "read invoices",
+        "actions": ["procurement.read"], "resources": ["erp:*"] }]);
+    let (st, b) =
+        g.f.root(
+            &g.f.id_token("alice"),
+            &g.f.agent("orchestrator", ORCH),
+            details,
+            Some(proof),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{b}");
+    let token = token_of(&b);
+    let url = format!("{}/billing/invoices/inv-1", g.gateway);
+    let http = reqwest::Client::new();
+    let send = |proof: Option<String>| {
+        let mut r = http
+            .get(&url)
+            .header("Authorization", format!("DPoP {token}"));
+        if let Some(p) = proof {
+            r = r.header("DPoP", p);
+        }
+        r.send()
+    };
+    let proof = |key: &ed25519_dalek::SigningKey| {
+        mandate_core::dpop::mint_proof(key, "GET", &url, Some(&token), now(), &unique())
+    };
+
+    let good = proof(&holder);
+    let res = send(Some(good.clone())).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let thief = ed25519_dalek::SigningKey::from_bytes(&[78; 32]);
+    for (attempt, code) in [
+        (None, "dpop_required"),
+        (Some(good), "dpop_invalid"),
+        (Some(proof(&thief)), "dpop_mismatch"),
+    ] {
+        let (st, b) = read(send(attempt).await.unwrap()).await;
+        assert_eq!(st, StatusCode::FORBIDDEN, "{b}");
+        assert!(b["detail"].as_str().unwrap().contains(code), "{code}: {b}");
+    }
+    assert_eq!(
+        g.api_seen.lock().unwrap().len(),
+        1,
+        "a refused request was forwarded"
+    );
+}
+
 mandate_store::backend_tests!(
+    dpop_bound_tokens_need_a_fresh_proof_for_each_request,
     tools_are_listed_and_called_only_within_scope_and_policy,
     approval_gated_calls_succeed_once_approved,
     a_revoked_task_is_refused_mid_session,
