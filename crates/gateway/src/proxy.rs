@@ -107,20 +107,8 @@ async fn forward_decided(
     ask: &Ask,
     req: Request,
 ) -> Result<Response, Problem> {
-    let decided = call.decide(gw, ask).await?;
-    if decided.decision != Verdict::Allow {
-        call.finish(gw, &decided, CallStatus::Refused, None, None)
-            .await?;
-        return Err(Problem::new(
-            StatusCode::FORBIDDEN,
-            match decided.decision {
-                Verdict::NeedsApproval => "approval-required",
-                _ => "denied",
-            },
-            refusal_message(&decided),
-        )
-        .with_errors(serde_json::to_value(&decided).unwrap_or_default()));
-    }
+    // What forwarding needs is ready before deciding: a request that could
+    // not be forwarded (body too large, secret not set) spends no call.
     let secret = match &route.secret {
         None => None,
         Some(name) => Some(load_secret(gw, name).await?),
@@ -138,6 +126,20 @@ async fn forward_decided(
                 ),
             )
         })?;
+    let decided = call.decide(gw, ask).await?;
+    if decided.decision != Verdict::Allow {
+        call.finish(gw, &decided, CallStatus::Refused, None, None)
+            .await?;
+        return Err(Problem::new(
+            StatusCode::FORBIDDEN,
+            match decided.decision {
+                Verdict::NeedsApproval => "approval-required",
+                _ => "denied",
+            },
+            refusal_message(&decided),
+        )
+        .with_errors(serde_json::to_value(&decided).unwrap_or_default()));
+    }
     let mut url = format!("{}/{suffix}", route.upstream.trim_end_matches('/'));
     if let Some(q) = parts.uri.query() {
         url.push('?');

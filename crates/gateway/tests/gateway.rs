@@ -578,6 +578,27 @@ async fn the_http_proxy_injects_rotates_and_scrubs_the_secret(t: TestStore) {
         assert_eq!(st, StatusCode::BAD_REQUEST, "{sneaky}");
     }
     assert_eq!(g.api_seen.lock().unwrap().len(), before);
+    // A body the gateway will not forward is refused before any decision.
+    let decisions = events(&g.f, "decision.made").await.len();
+    let res = http
+        .get(format!("{}/billing/invoices/inv-9", g.gateway))
+        .bearer_auth(&token)
+        .body("x".repeat(70_000))
+        .send()
+        .await
+        .unwrap();
+    let (st, _) = read(res).await;
+    assert_eq!(st, StatusCode::PAYLOAD_TOO_LARGE);
+    let (st, _) = read(
+        http.post(format!("{}/billing/x", g.gateway))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(st, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(events(&g.f, "decision.made").await.len(), decisions);
 
     let log = audit_text(&g.f).await;
     for secret in [SECRET_V1, SECRET_V2] {
