@@ -91,6 +91,8 @@ enum Command {
     Init(commands::init::InitArgs),
     /// Run the HTTP server.
     Serve(commands::serve::ServeArgs),
+    /// Every agent with owner, delegators, actual use, last activity and live holdings.
+    Inventory(commands::inventory::InventoryArgs),
     /// Run the gateway: MCP and HTTP tool calls decided, audited, secrets injected.
     Gateway(commands::gateway::GatewayArgs),
     /// Downstream secrets the gateway injects (stored sealed, rotatable).
@@ -174,6 +176,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Init(a) => commands::init::run(a).await,
             Command::Serve(a) => commands::serve::run(a).await,
+            Command::Inventory(a) => commands::inventory::run(a).await,
             Command::Gateway(a) => commands::gateway::run(a).await,
             Command::Secret(c) => commands::gateway::secret(c).await,
             Command::Demo(a) => commands::demo::run(a).await,

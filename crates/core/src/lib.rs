@@ -19,6 +19,7 @@ pub mod dpop;
 pub mod error;
 pub mod human;
 pub mod ids;
+pub mod inventory;
 pub mod jwk;
 pub mod outcome;
 pub mod scope;

@@ -29,6 +29,7 @@ use mandate_core::ids::{
     AdminCredentialId, AgentId, AgentName, ApprovalId, BreakGlassId, DecisionId, HumanId,
     OutcomeId, SpiffeId, TaskId, TrustDomain,
 };
+use mandate_core::inventory::InventoryItem;
 use mandate_core::jwk::Ed25519Jwk;
 use mandate_core::outcome::{
     Claim, Currency, NewWorkflow, OutcomeRecord, Period, TallyRow, Valuation, Workflow,
@@ -315,6 +316,14 @@ pub trait Store: Send + Sync + 'static {
     async fn agent(&self, id: AgentId) -> Result<Option<Agent>>;
     async fn agent_by_name(&self, name: &AgentName) -> Result<Option<Agent>>;
     async fn list_agents(&self, filter: &AgentFilter, page: &PageRequest) -> Result<Page<Agent>>;
+    /// The agents `filter` selects, with who delegates to them, what they
+    /// were allowed to do, and what they hold at `now`.
+    async fn inventory(
+        &self,
+        filter: &AgentFilter,
+        page: &PageRequest,
+        now: Timestamp,
+    ) -> Result<Page<InventoryItem>>;
     async fn change_agent_lifecycle(
         &self,
         change: &Change,

@@ -54,17 +54,8 @@ pub enum AgentCommand {
     List {
         #[command(flatten)]
         server: ServerArgs,
-        #[arg(long)]
-        owner: Option<String>,
-        #[arg(long)]
-        kind: Option<String>,
-        #[arg(long)]
-        status: Option<String>,
-        #[arg(long)]
-        tag: Option<String>,
-        /// Only agents whose owner is deactivated.
-        #[arg(long)]
-        orphaned: bool,
+        #[command(flatten)]
+        select: AgentSelection,
     },
     /// Show one agent by id or name.
     Show {
@@ -143,6 +134,44 @@ fn show(server: &ServerArgs, a: &Agent) {
 }
 
 /// Fetches every agent matching the query string, following cursors.
+/// Which agents: the registry's filters, shared by `agent list` and `inventory`.
+#[derive(clap::Args)]
+pub struct AgentSelection {
+    /// The owner's human id.
+    #[arg(long)]
+    owner: Option<String>,
+    #[arg(long)]
+    kind: Option<String>,
+    #[arg(long)]
+    status: Option<String>,
+    #[arg(long)]
+    tag: Option<String>,
+    /// Only agents whose owner is deactivated.
+    #[arg(long)]
+    orphaned: bool,
+}
+
+impl AgentSelection {
+    /// The filters as query parameters, each starting with `&`.
+    pub fn query(&self) -> String {
+        let mut q = String::new();
+        for (k, v) in [
+            ("owner", &self.owner),
+            ("kind", &self.kind),
+            ("status", &self.status),
+            ("tag", &self.tag),
+        ] {
+            if let Some(v) = v {
+                q.push_str(&format!("&{k}={}", urlencode(v)));
+            }
+        }
+        if self.orphaned {
+            q.push_str("&orphaned=true");
+        }
+        q
+    }
+}
+
 pub async fn list_all(c: &Client, query: &str) -> Result<Vec<Agent>, CliError> {
     c.get_all(&format!("/v1/agents?limit=500{query}")).await
 }
@@ -202,29 +231,9 @@ pub async fn run(cmd: AgentCommand) -> Result<(), CliError> {
             let c = Client::new(&server.server, server.token.clone());
             show(&server, &c.post("/v1/agents", &new).await?);
         }
-        AgentCommand::List {
-            server,
-            owner,
-            kind,
-            status,
-            tag,
-            orphaned,
-        } => {
+        AgentCommand::List { server, select } => {
             let c = Client::new(&server.server, server.token.clone());
-            let mut q = String::new();
-            for (k, v) in [
-                ("owner", owner),
-                ("kind", kind),
-                ("status", status),
-                ("tag", tag),
-            ] {
-                if let Some(v) = v {
-                    q.push_str(&format!("&{k}={}", urlencode(&v)));
-                }
-            }
-            if orphaned {
-                q.push_str("&orphaned=true");
-            }
+            let q = select.query();
             let agents = list_all(&c, &q).await?;
             if server.json {
                 output::json(&agents)

@@ -8,6 +8,7 @@ pub mod demo;
 pub mod gateway;
 pub mod human;
 pub mod init;
+pub mod inventory;
 pub mod outcome;
 pub mod policy;
 pub mod serve;

@@ -4,6 +4,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use mandate_core::agent::{Agent, AgentKind, AgentStatus, Lifecycle, NewAgent};
 use mandate_core::ids::{AgentId, AgentName, SpiffeId};
+use mandate_core::inventory::InventoryItem;
 use mandate_core::jwk::Ed25519Jwk;
 use mandate_store::{AgentFilter, PageRequest};
 use serde::Deserialize;
@@ -21,6 +22,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create_agent, list_agents))
         .routes(routes!(get_agent))
+        .routes(routes!(inventory))
         .routes(routes!(suspend_agent))
         .routes(routes!(resume_agent))
         .routes(routes!(retire_agent))
@@ -76,6 +78,29 @@ struct AgentQuery {
     limit: Option<u32>,
 }
 
+impl AgentQuery {
+    fn split(self) -> Result<(AgentFilter, PageRequest), Problem> {
+        let owner = match &self.owner {
+            Some(o) => Some(o.parse().map_err(|_| {
+                Problem::bad_request(format!("owner {o:?} is not a human id (UUID)"))
+            })?),
+            None => None,
+        };
+        let filter = AgentFilter {
+            owner,
+            kind: self.kind,
+            status: self.status,
+            tag: self.tag,
+            orphaned: self.orphaned,
+        };
+        let page = PageRequest {
+            after: self.after,
+            limit: self.limit.unwrap_or(0),
+        };
+        Ok((filter, page))
+    }
+}
+
 /// List agents with filters and cursor pagination.
 #[utoipa::path(get, path = "/v1/agents", tag = "agents", params(AgentQuery),
     responses((status = 200, body = Page<Agent>)), security(("admin" = [])))]
@@ -84,26 +109,28 @@ async fn list_agents(
     _: Admin,
     Query(q): Query<AgentQuery>,
 ) -> ApiResult<axum::Json<Page<Agent>>> {
-    let owner =
-        match &q.owner {
-            Some(o) => Some(o.parse().map_err(|_| {
-                Problem::bad_request(format!("owner {o:?} is not a human id (UUID)"))
-            })?),
-            None => None,
-        };
-    let filter = AgentFilter {
-        owner,
-        kind: q.kind,
-        status: q.status,
-        tag: q.tag,
-        orphaned: q.orphaned,
-    };
-    let page = PageRequest {
-        after: q.after,
-        limit: q.limit.unwrap_or(0),
-    };
+    let (filter, page) = q.split()?;
     Ok(axum::Json(
         s.store.list_agents(&filter, &page).await?.into(),
+    ))
+}
+
+/// The inventory: each agent with its owner, who delegates to it, what it
+/// was actually allowed to do, its last activity, and its live tasks,
+/// credentials and keys. Same filters and pages as `GET /v1/agents`.
+#[utoipa::path(get, path = "/v1/inventory", tag = "agents", params(AgentQuery),
+    responses((status = 200, body = Page<InventoryItem>)), security(("admin" = [])))]
+async fn inventory(
+    State(s): State<AppState>,
+    _: Admin,
+    Query(q): Query<AgentQuery>,
+) -> ApiResult<axum::Json<Page<InventoryItem>>> {
+    let (filter, page) = q.split()?;
+    Ok(axum::Json(
+        s.store
+            .inventory(&filter, &page, crate::now())
+            .await?
+            .into(),
     ))
 }
 

@@ -305,6 +305,21 @@ pub(crate) async fn record_decision(
         )
         .await?;
     }
+    if d.verdict == Verdict::Allow {
+        // What the agent actually did, for the inventory and its ceiling review.
+        sqlx::query(
+            "INSERT INTO agent_usage (agent_id, action, resource, calls, first_used, last_used) \
+             VALUES ($1, $2, $3, 1, $4, $4) ON CONFLICT (agent_id, action, resource) \
+             DO UPDATE SET calls = agent_usage.calls + 1, last_used = excluded.last_used",
+        )
+        .bind(d.agent.to_string())
+        .bind(&d.action)
+        .bind(&d.resource)
+        .bind(change.at.as_millis())
+        .execute(w.conn())
+        .await
+        .map_err(db_error)?;
+    }
     append(
         &mut w,
         event(change, EventKind::DecisionMade)

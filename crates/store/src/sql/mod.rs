@@ -10,6 +10,7 @@ mod convert;
 mod decisions;
 mod gateway;
 mod group;
+mod inventory;
 mod outcomes;
 mod registry;
 mod tasks;
@@ -58,6 +59,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         6,
         "gateway",
         include_str!("../../migrations/0006_gateway.sql"),
+    ),
+    (
+        7,
+        "agent usage",
+        include_str!("../../migrations/0007_agent_usage.sql"),
     ),
 ];
 
@@ -348,6 +354,14 @@ impl Store for SqlStore {
     }
     async fn list_agents(&self, filter: &AgentFilter, page: &PageRequest) -> Result<Page<Agent>> {
         registry::list_agents(self, filter, page).await
+    }
+    async fn inventory(
+        &self,
+        filter: &AgentFilter,
+        page: &PageRequest,
+        now: Timestamp,
+    ) -> Result<Page<InventoryItem>> {
+        inventory::inventory(self, filter, page, now).await
     }
     async fn change_agent_lifecycle(
         &self,

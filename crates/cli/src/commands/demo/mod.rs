@@ -273,6 +273,13 @@ pub async fn run(a: DemoArgs) -> Result<(), CliError> {
 
     step(
         22,
+        "Inventory: each agent's owner, who delegated to it, what it actually did, what it holds now",
+    );
+    let items = super::inventory::fetch(&c, "").await?;
+    super::inventory::print_table(&c, &items).await?;
+
+    step(
+        23,
         "Audit: sign a checkpoint, trace the payment task from the log alone, and verify the whole log",
     );
     let cp: serde_json::Value = c.post_empty("/v1/audit/checkpoint").await?;

@@ -1,0 +1,103 @@
+//! The inventory on both backends, from real operations: who delegates to
+//! each agent, what it was allowed to do (refusals are not usage), and what
+//! it holds at a given time.
+
+use mandate_core::decision::Verdict;
+use mandate_core::inventory::{DelegatedBy, Delegator};
+use mandate_store::testing::TestStore;
+use mandate_store::{AgentFilter, PageRequest, Store};
+
+mod common;
+use common::*;
+
+async fn inventory_shows_delegators_usage_and_live_holdings(t: TestStore) {
+    let s = t.store.as_ref();
+    let alice = human(s, "alice").await;
+    let bob = human(s, "bob").await;
+    let orch = agent(s, "orch", alice).await;
+    let worker = agent(s, "worker", alice).await;
+    let bobs = agent(s, "bobs-agent", bob).await;
+    let parent = root(s, alice, &orch).await;
+    let task = child(s, &parent, &worker).await;
+
+    let mut read = decision(&task, Verdict::Allow);
+    s.record_decision(&at(T0 + 1_000), &read).await.unwrap();
+    read.id = mandate_core::ids::DecisionId::from_uuid(uuid::Uuid::now_v7());
+    s.record_decision(&at(T0 + 2_000), &read).await.unwrap();
+    let mut refused = decision(&task, Verdict::Deny);
+    refused.action = "payments.initiate".into();
+    s.record_decision(&at(T0 + 3_000), &refused).await.unwrap();
+
+    let page = PageRequest {
+        after: None,
+        limit: 100,
+    };
+    let all = s
+        .inventory(&AgentFilter::default(), &page, ts(T0 + 60_000))
+        .await
+        .unwrap();
+    let find = |id| all.items.iter().find(|i| i.agent.id == id).unwrap().clone();
+
+    let w = find(worker.id);
+    assert_eq!(
+        w.delegators,
+        [DelegatedBy {
+            by: Delegator::Agent(orch.id),
+            tasks: 1
+        }]
+    );
+    assert_eq!(
+        w.used.len(),
+        1,
+        "a refused action is not usage: {:?}",
+        w.used
+    );
+    let u = &w.used[0];
+    assert_eq!(
+        (u.action.as_str(), u.resource.as_str(), u.calls),
+        ("invoice.read", "erp:invoices/7", 2)
+    );
+    assert_eq!(
+        (u.first_used, u.last_used),
+        (ts(T0 + 1_000), ts(T0 + 2_000))
+    );
+    assert_eq!(w.last_activity, Some(ts(T0 + 2_000)));
+    assert_eq!((w.live_tasks, w.live_credentials), (1, 1));
+
+    let o = find(orch.id);
+    assert_eq!(
+        o.delegators,
+        [DelegatedBy {
+            by: Delegator::Human(alice),
+            tasks: 1
+        }]
+    );
+    assert!(o.used.is_empty());
+    assert_eq!((o.live_tasks, o.live_credentials), (1, 1));
+
+    let idle = find(bobs.id);
+    assert!(idle.delegators.is_empty() && idle.used.is_empty() && idle.last_activity.is_none());
+    assert_eq!((idle.live_tasks, idle.live_credentials), (0, 0));
+
+    // Past the tasks' expiry nothing is live, and usage stays.
+    let later = s
+        .inventory(&AgentFilter::default(), &page, ts(T0 + 2 * HOUR))
+        .await
+        .unwrap();
+    let w = later
+        .items
+        .iter()
+        .find(|i| i.agent.id == worker.id)
+        .unwrap();
+    assert_eq!((w.live_tasks, w.live_credentials, w.used.len()), (0, 0, 1));
+
+    let filter = AgentFilter {
+        owner: Some(bob),
+        ..AgentFilter::default()
+    };
+    let bobs_only = s.inventory(&filter, &page, ts(T0)).await.unwrap();
+    let ids: Vec<_> = bobs_only.items.iter().map(|i| i.agent.id).collect();
+    assert_eq!(ids, [bobs.id]);
+}
+
+mandate_store::backend_tests!(inventory_shows_delegators_usage_and_live_holdings);
