@@ -93,6 +93,8 @@ enum Command {
     Serve(commands::serve::ServeArgs),
     /// Every agent with owner, delegators, actual use, last activity and live holdings.
     Inventory(commands::inventory::InventoryArgs),
+    /// Posture findings with OWASP NHI and NIST CSF ids (table, --json, --sarif).
+    Posture(commands::posture::PostureArgs),
     /// Run the gateway: MCP and HTTP tool calls decided, audited, secrets injected.
     Gateway(commands::gateway::GatewayArgs),
     /// Downstream secrets the gateway injects (stored sealed, rotatable).
@@ -177,6 +179,7 @@ fn main() -> ExitCode {
             Command::Init(a) => commands::init::run(a).await,
             Command::Serve(a) => commands::serve::run(a).await,
             Command::Inventory(a) => commands::inventory::run(a).await,
+            Command::Posture(a) => commands::posture::run(a).await,
             Command::Gateway(a) => commands::gateway::run(a).await,
             Command::Secret(c) => commands::gateway::secret(c).await,
             Command::Demo(a) => commands::demo::run(a).await,

@@ -22,6 +22,7 @@ pub mod ids;
 pub mod inventory;
 pub mod jwk;
 pub mod outcome;
+pub mod posture;
 pub mod scope;
 pub mod sealed;
 pub mod secret;

@@ -119,6 +119,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::outcomes::router())
         .merge(routes::evidence::router())
         .merge(routes::secrets::router())
+        .merge(routes::posture::router())
         .merge(routes::audit::router())
         .merge(routes::operations::router())
         .split_for_parts();

@@ -11,6 +11,7 @@ pub mod init;
 pub mod inventory;
 pub mod outcome;
 pub mod policy;
+pub mod posture;
 pub mod serve;
 pub mod task;
 pub mod token;

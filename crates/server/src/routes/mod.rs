@@ -12,6 +12,7 @@ pub mod oauth;
 pub mod operations;
 pub mod outcomes;
 pub mod policies;
+pub mod posture;
 pub mod secrets;
 pub mod tasks;
 

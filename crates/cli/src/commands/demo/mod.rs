@@ -280,6 +280,22 @@ pub async fn run(a: DemoArgs) -> Result<(), CliError> {
 
     step(
         23,
+        "Posture: findings as of 100 days from now (one of each kind shown), with OWASP NHI and NIST CSF ids",
+    );
+    let at = mandate_core::time::Timestamp::from_millis(
+        mandate_server::now().as_millis() + 100 * 86_400_000,
+    );
+    let mut p = super::posture::fetch(
+        &c,
+        &format!("at={}", super::human::urlencode(&at.rfc3339())),
+    )
+    .await?;
+    let mut seen = std::collections::BTreeSet::new();
+    p.findings.retain(|f| seen.insert(f.kind));
+    super::posture::print(&p);
+
+    step(
+        24,
         "Audit: sign a checkpoint, trace the payment task from the log alone, and verify the whole log",
     );
     let cp: serde_json::Value = c.post_empty("/v1/audit/checkpoint").await?;
