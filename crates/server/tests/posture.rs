@@ -187,4 +187,62 @@ async fn findings_come_from_real_operations_and_go_when_fixed(t: TestStore) {
     assert_eq!(st, StatusCode::BAD_REQUEST, "{b}");
 }
 
-mandate_store::backend_tests!(findings_come_from_real_operations_and_go_when_fixed);
+async fn offboarding_leaves_no_orphan_and_cuts_a_retired_agent_off(t: TestStore) {
+    let f = Fixture::new(t).await;
+    assert_eq!(
+        f.s.post("/v1/policies", json!({ "text": POLICY })).await.0,
+        StatusCode::CREATED
+    );
+    let details = json!([{ "type": "mandate_task", "purpose": "p", "actions": ["procurement.read"], "resources": ["erp:*"] }]);
+    let (st, b) = f
+        .root(
+            &f.id_token("alice"),
+            &f.agent("worker", WORKER),
+            details,
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{b}");
+    let token = token_of(&b);
+    assert_eq!(
+        f.verdict(&token, "procurement.read", "erp:a").await,
+        "allow"
+    );
+
+    let path = format!("/v1/humans/{}/offboard", f.alice);
+    let (st, b) =
+        f.s.post(&path, json!({ "agents": { "orchestrator": "retire" } }))
+            .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    assert!(b["detail"].as_str().unwrap().contains("missing"), "{b}");
+    let (st, b) = f
+        .s
+        .post(&path, json!({ "agents": {
+            "orchestrator": { "transfer_to": f.bob }, "worker": "retire", "second": { "transfer_to": f.bob } } }))
+        .await;
+    assert_eq!(st, StatusCode::OK, "{b}");
+    assert_eq!(b["status"], "deactivated");
+
+    let d = f
+        .decide(&token, "procurement.read", "erp:a", json!({}))
+        .await;
+    assert_eq!(
+        d["decision"], "deny",
+        "the retired agent's token still acts: {d}"
+    );
+    let (_, worker) = f.s.get("/v1/agents/worker").await;
+    assert_eq!(
+        (
+            worker["status"].as_str(),
+            worker["keys"].as_array().map(Vec::len)
+        ),
+        (Some("retired"), Some(0))
+    );
+    let p = posture(&f, "").await;
+    assert!(subjects(&p, "orphaned_agent").is_empty(), "{p}");
+}
+
+mandate_store::backend_tests!(
+    findings_come_from_real_operations_and_go_when_fixed,
+    offboarding_leaves_no_orphan_and_cuts_a_retired_agent_off,
+);

@@ -75,6 +75,13 @@ pub struct Change {
     pub request_id: Option<String>,
 }
 
+/// What becomes of an agent when its owner is offboarded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposition {
+    Transfer(HumanId),
+    Retire,
+}
+
 /// Set once by `mandate init`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Installation {
@@ -300,8 +307,17 @@ pub trait Store: Send + Sync + 'static {
     /// The human an external IdP knows as `subject` at `issuer`.
     async fn human_by_subject(&self, issuer: &str, subject: &str) -> Result<Option<Human>>;
     async fn list_humans(&self, filter: &HumanFilter, page: &PageRequest) -> Result<Page<Human>>;
-    /// Deactivates a human; every agent they own becomes orphaned.
+    /// Deactivates a human; every agent they own becomes orphaned (the
+    /// emergency path: posture reports the orphans).
     async fn deactivate_human(&self, change: &Change, id: HumanId) -> Result<Human>;
+    /// Offboards a human: transfers or retires each agent they own as the
+    /// plan says (it must name every one), then deactivates them, atomically.
+    async fn offboard_human(
+        &self,
+        change: &Change,
+        id: HumanId,
+        plan: &[(AgentId, Disposition)],
+    ) -> Result<Human>;
 
     // ---- agents ---------------------------------------------------------
     /// Registers an agent. Its owner must exist and be active, checked in the

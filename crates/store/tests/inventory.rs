@@ -1,6 +1,7 @@
-//! The inventory on both backends, from real operations: who delegates to
-//! each agent, what it was allowed to do (refusals are not usage), and what
-//! it holds at a given time.
+//! The inventory and offboarding on both backends, from real operations:
+//! who delegates to each agent, what it was allowed to do (refusals are not
+//! usage), what it holds at a given time; and an owner leaves only once each
+//! of their agents is transferred or retired.
 
 use mandate_core::decision::Verdict;
 use mandate_core::inventory::{DelegatedBy, Delegator};
@@ -100,4 +101,80 @@ async fn inventory_shows_delegators_usage_and_live_holdings(t: TestStore) {
     assert_eq!(ids, [bobs.id]);
 }
 
-mandate_store::backend_tests!(inventory_shows_delegators_usage_and_live_holdings);
+async fn offboarding_transfers_or_retires_every_agent_then_deactivates(t: TestStore) {
+    use mandate_core::audit::EventKind;
+    use mandate_core::human::HumanStatus;
+    use mandate_core::task::TaskStatus;
+    use mandate_store::Disposition;
+    let s = t.store.as_ref();
+    let alice = human(s, "alice").await;
+    let bob = human(s, "bob").await;
+    let keep = agent(s, "keeper", alice).await;
+    let drop = agent(s, "dropper", alice).await;
+    let bobs = agent(s, "bobs", bob).await;
+    let task = root(s, alice, &drop).await;
+    let before = s.audit_len().await.unwrap();
+
+    for plan in [
+        vec![(keep.id, Disposition::Transfer(bob))],
+        vec![
+            (keep.id, Disposition::Retire),
+            (keep.id, Disposition::Retire),
+        ],
+        vec![
+            (keep.id, Disposition::Retire),
+            (drop.id, Disposition::Retire),
+            (bobs.id, Disposition::Retire),
+        ],
+        vec![
+            (keep.id, Disposition::Transfer(alice)),
+            (drop.id, Disposition::Retire),
+        ],
+    ] {
+        assert!(
+            s.offboard_human(&now(), alice, &plan).await.is_err(),
+            "{plan:?} accepted"
+        );
+        assert_eq!(
+            s.audit_len().await.unwrap(),
+            before,
+            "a refused plan wrote: {plan:?}"
+        );
+    }
+    assert_eq!(
+        s.human(alice).await.unwrap().unwrap().status,
+        HumanStatus::Active
+    );
+
+    let plan = [
+        (keep.id, Disposition::Transfer(bob)),
+        (drop.id, Disposition::Retire),
+    ];
+    let h = s.offboard_human(&now(), alice, &plan).await.unwrap();
+    assert_eq!(h.status, HumanStatus::Deactivated);
+    let kept = s.agent(keep.id).await.unwrap().unwrap();
+    assert_eq!((kept.owner, kept.orphaned), (bob, false));
+    let dropped = s.agent(drop.id).await.unwrap().unwrap();
+    assert_eq!(dropped.status, mandate_core::agent::AgentStatus::Retired);
+    assert!(dropped.keys.is_empty(), "a retired agent kept its keys");
+    assert_eq!(stored(s, task.id).await.status, TaskStatus::Revoked);
+    assert!(revoked_at(s, &task).await.is_some());
+    let kinds: Vec<EventKind> = events_from(s, before)
+        .await
+        .iter()
+        .map(|e| e.kind)
+        .collect();
+    assert!(
+        kinds.contains(&EventKind::AgentOwnerTransferred)
+            && kinds.contains(&EventKind::AgentRetired)
+    );
+    assert_eq!(kinds.last(), Some(&EventKind::HumanDeactivated));
+    let last = events_from(s, before).await.pop().unwrap();
+    assert_eq!(last.details["orphaned_agents"], serde_json::json!([]));
+    verified(s).await;
+}
+
+mandate_store::backend_tests!(
+    inventory_shows_delegators_usage_and_live_holdings,
+    offboarding_transfers_or_retires_every_agent_then_deactivates,
+);

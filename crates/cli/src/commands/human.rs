@@ -39,11 +39,25 @@ pub enum HumanCommand {
         server: ServerArgs,
         id: String,
     },
-    /// Deactivate a human; their agents become orphaned until transferred.
+    /// Deactivate a human at once; their agents become orphaned until
+    /// transferred (the emergency path; prefer `offboard`).
     Deactivate {
         #[command(flatten)]
         server: ServerArgs,
         id: String,
+    },
+    /// Offboard a human: transfer or retire each of their agents, then
+    /// deactivate them, all at once. Every agent they own must be named.
+    Offboard {
+        #[command(flatten)]
+        server: ServerArgs,
+        id: String,
+        /// AGENT=HUMAN: hand the agent (id or name) to another active human.
+        #[arg(long = "transfer", value_name = "AGENT=HUMAN")]
+        transfers: Vec<String>,
+        /// An agent (id or name) to retire: its tasks, credentials and keys are revoked.
+        #[arg(long = "retire", value_name = "AGENT")]
+        retires: Vec<String>,
     },
 }
 
@@ -98,6 +112,32 @@ pub async fn run(cmd: HumanCommand) -> Result<(), CliError> {
             show(
                 &server,
                 &c.get(&format!("/v1/humans/{}", urlencode(&id))).await?,
+            );
+        }
+        HumanCommand::Offboard {
+            server,
+            id,
+            transfers,
+            retires,
+        } => {
+            let mut agents = serde_json::Map::new();
+            for t in &transfers {
+                let (agent, to) = t.split_once('=').ok_or_else(|| {
+                    CliError::Usage(format!("--transfer {t:?}: expected AGENT=HUMAN"))
+                })?;
+                agents.insert(agent.to_owned(), serde_json::json!({ "transfer_to": to }));
+            }
+            for r in retires {
+                agents.insert(r, serde_json::json!("retire"));
+            }
+            let c = Client::new(&server.server, server.token.clone());
+            show(
+                &server,
+                &c.post(
+                    &format!("/v1/humans/{}/offboard", urlencode(&id)),
+                    &serde_json::json!({ "agents": agents }),
+                )
+                .await?,
             );
         }
         HumanCommand::Deactivate { server, id } => {

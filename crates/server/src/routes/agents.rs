@@ -32,7 +32,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 /// Resolves a path segment that is either an agent id or an agent name.
-async fn resolve(s: &AppState, key: &str) -> ApiResult<Agent> {
+pub(crate) async fn resolve(s: &AppState, key: &str) -> ApiResult<Agent> {
     let found = match key.parse::<AgentId>() {
         Ok(id) => s.store.agent(id).await?,
         Err(_) => match AgentName::parse(key) {

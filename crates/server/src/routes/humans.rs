@@ -4,9 +4,9 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use mandate_core::human::{Human, HumanStatus, NewHuman};
 use mandate_core::ids::HumanId;
-use mandate_store::{HumanFilter, PageRequest};
+use mandate_store::{Disposition, HumanFilter, PageRequest};
 use serde::Deserialize;
-use utoipa::IntoParams;
+use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -20,6 +20,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(create_human, list_humans))
         .routes(routes!(get_human))
         .routes(routes!(deactivate_human))
+        .routes(routes!(offboard_human))
 }
 
 pub(crate) fn parse_human_id(s: &str) -> Result<HumanId, Problem> {
@@ -102,5 +103,50 @@ async fn deactivate_human(
     let id = parse_human_id(&id)?;
     Ok(axum::Json(
         s.store.deactivate_human(&admin.change(), id).await?,
+    ))
+}
+
+/// What becomes of one agent: `"retire"`, or `{"transfer_to": "<human id>"}`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+enum AgentFate {
+    Retire,
+    TransferTo(String),
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct Offboard {
+    /// Every agent the human owns (by id or name), and what becomes of it.
+    agents: std::collections::BTreeMap<String, AgentFate>,
+}
+
+/// Offboard a human: transfer or retire each agent they own (the plan must
+/// name every one), then deactivate them, in one transaction. Retiring
+/// revokes the agent's tasks and credentials and removes its keys.
+#[utoipa::path(post, path = "/v1/humans/{id}/offboard", tag = "humans", params(("id" = String, Path)),
+    request_body = Offboard,
+    responses((status = 200, body = Human), (status = 404, body = Problem), (status = 422, body = Problem)),
+    security(("admin" = [])))]
+async fn offboard_human(
+    State(s): State<AppState>,
+    admin: Admin,
+    Path(id): Path<String>,
+    Json(body): Json<Offboard>,
+) -> ApiResult<axum::Json<Human>> {
+    let id = parse_human_id(&id)?;
+    let mut plan = Vec::with_capacity(body.agents.len());
+    for (key, fate) in body.agents {
+        let agent = super::agents::resolve(&s, &key).await?;
+        let disposition = match fate {
+            AgentFate::Retire => Disposition::Retire,
+            AgentFate::TransferTo(h) => Disposition::Transfer(h.parse().map_err(|_| {
+                Problem::bad_request(format!("transfer_to {h:?} is not a human id (UUID)"))
+            })?),
+        };
+        plan.push((agent.id, disposition));
+    }
+    Ok(axum::Json(
+        s.store.offboard_human(&admin.change(), id, &plan).await?,
     ))
 }

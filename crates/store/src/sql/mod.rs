@@ -336,6 +336,14 @@ impl Store for SqlStore {
     async fn deactivate_human(&self, change: &Change, id: HumanId) -> Result<Human> {
         registry::deactivate_human(self, change, id).await
     }
+    async fn offboard_human(
+        &self,
+        change: &Change,
+        id: HumanId,
+        plan: &[(AgentId, Disposition)],
+    ) -> Result<Human> {
+        registry::offboard_human(self, change, id, plan).await
+    }
 
     async fn create_agent(
         &self,

@@ -250,6 +250,15 @@ pub(crate) async fn deactivate_human(
     id: HumanId,
 ) -> Result<Human> {
     let mut w = store.write().await?;
+    deactivate_in(&mut w, change, id).await?;
+    let human = human_in(w.conn(), id).await?;
+    w.commit().await?;
+    Ok(human)
+}
+
+/// Deactivates inside the caller's transaction; the agents still owned
+/// (not retired) become orphaned and are named in the event.
+async fn deactivate_in(w: &mut WriteTx<'_>, change: &Change, id: HumanId) -> Result<()> {
     let human = human_in(w.conn(), id).await?;
     let status = human.deactivate()?;
     sqlx::query("UPDATE humans SET status = $1, updated_at = $2 WHERE id = $3")
@@ -259,20 +268,60 @@ pub(crate) async fn deactivate_human(
         .execute(w.conn())
         .await
         .map_err(db_error)?;
-    let orphaned: Vec<String> = sqlx::query_scalar(
-        "SELECT id FROM agents WHERE owner_id = $1 AND status <> 'retired' ORDER BY id",
-    )
-    .bind(id.to_string())
-    .fetch_all(w.conn())
-    .await
-    .map_err(db_error)?;
+    let orphaned = owned_agents(w, id).await?;
     append(
-        &mut w,
+        w,
         event(change, EventKind::HumanDeactivated)
             .human(id)
             .details(json!({ "orphaned_agents": orphaned })),
     )
     .await?;
+    Ok(())
+}
+
+async fn owned_agents(w: &mut WriteTx<'_>, owner: HumanId) -> Result<Vec<String>> {
+    sqlx::query_scalar(
+        "SELECT id FROM agents WHERE owner_id = $1 AND status <> 'retired' ORDER BY id",
+    )
+    .bind(owner.to_string())
+    .fetch_all(w.conn())
+    .await
+    .map_err(db_error)
+}
+
+/// Offboarding: every agent the human still owns is transferred or retired
+/// as `plan` says, then the human is deactivated, all in one transaction.
+/// A plan that leaves an agent out, or names one the human does not own,
+/// changes nothing.
+pub(crate) async fn offboard_human(
+    store: &SqlStore,
+    change: &Change,
+    id: HumanId,
+    plan: &[(AgentId, Disposition)],
+) -> Result<Human> {
+    let mut w = store.write().await?;
+    human_in(w.conn(), id).await?;
+    let owned = owned_agents(&mut w, id).await?;
+    let planned: Vec<String> = plan.iter().map(|(a, _)| a.to_string()).collect();
+    let missing: Vec<&String> = owned.iter().filter(|a| !planned.contains(a)).collect();
+    let foreign: Vec<&String> = planned.iter().filter(|a| !owned.contains(a)).collect();
+    if !missing.is_empty() || !foreign.is_empty() || planned.len() != owned.len() {
+        return Err(RuleError::Invalid {
+            what: "offboarding plan",
+            why: format!(
+                "it must transfer or retire each agent the human owns, once: missing {missing:?}, not theirs or repeated {foreign:?}"
+            ),
+        }
+        .into());
+    }
+    for (agent, disposition) in plan {
+        let event = match disposition {
+            Disposition::Transfer(to) => transfer_in(&mut w, change, *agent, *to).await?,
+            Disposition::Retire => lifecycle_in(&mut w, change, *agent, Lifecycle::Retire).await?,
+        };
+        append(&mut w, event).await?;
+    }
+    deactivate_in(&mut w, change, id).await?;
     let human = human_in(w.conn(), id).await?;
     w.commit().await?;
     Ok(human)
@@ -469,7 +518,21 @@ pub(crate) async fn change_agent_lifecycle(
     op: Lifecycle,
 ) -> Result<Agent> {
     let mut w = store.write().await?;
-    let agent = agent_in(&mut w, id).await?;
+    let event = lifecycle_in(&mut w, change, id, op).await?;
+    commit_agent(w, id, event).await
+}
+
+/// Applies `op` inside the caller's transaction; returns the event to append.
+/// Suspending or retiring revokes the agent's open tasks (and so every
+/// credential it could present, at the gateway too); retiring also removes
+/// its attestation keys, so nothing can act as it again.
+async fn lifecycle_in(
+    w: &mut WriteTx<'_>,
+    change: &Change,
+    id: AgentId,
+    op: Lifecycle,
+) -> Result<AuditEvent> {
+    let agent = agent_in(w, id).await?;
     let status = agent.status.apply(op)?;
     sqlx::query("UPDATE agents SET status = $1, updated_at = $2 WHERE id = $3")
         .bind(status.as_str())
@@ -480,21 +543,19 @@ pub(crate) async fn change_agent_lifecycle(
         .map_err(db_error)?;
     if matches!(op, Lifecycle::Suspend | Lifecycle::Retire) {
         let reason = format!("agent {} was {}", agent.spiffe_id, status.as_str());
-        super::tasks::revoke_agent_tasks(&mut w, change, id, &reason).await?;
+        super::tasks::revoke_agent_tasks(w, change, id, &reason).await?;
+    }
+    let mut details = json!({ "from": agent.status, "to": status });
+    if op == Lifecycle::Retire && !agent.keys.is_empty() {
+        set_keys(w, change, id, &[]).await?;
+        details["keys_removed"] = json!(agent.keys.iter().map(|k| &k.kid).collect::<Vec<_>>());
     }
     let kind = match op {
         Lifecycle::Suspend => EventKind::AgentSuspended,
         Lifecycle::Resume => EventKind::AgentResumed,
         Lifecycle::Retire => EventKind::AgentRetired,
     };
-    commit_agent(
-        w,
-        id,
-        event(change, kind)
-            .agent(id)
-            .details(json!({ "from": agent.status, "to": status })),
-    )
-    .await
+    Ok(event(change, kind).agent(id).details(details))
 }
 
 pub(crate) async fn transfer_agent(
@@ -504,8 +565,18 @@ pub(crate) async fn transfer_agent(
     new_owner: HumanId,
 ) -> Result<Agent> {
     let mut w = store.write().await?;
-    let agent = agent_in(&mut w, id).await?;
-    let owner = active_owner(&mut w, new_owner).await?;
+    let event = transfer_in(&mut w, change, id, new_owner).await?;
+    commit_agent(w, id, event).await
+}
+
+async fn transfer_in(
+    w: &mut WriteTx<'_>,
+    change: &Change,
+    id: AgentId,
+    new_owner: HumanId,
+) -> Result<AuditEvent> {
+    let agent = agent_in(w, id).await?;
+    let owner = active_owner(w, new_owner).await?;
     agent.check_transfer(&owner)?;
     sqlx::query("UPDATE agents SET owner_id = $1, updated_at = $2 WHERE id = $3")
         .bind(owner.id.to_string())
@@ -514,17 +585,10 @@ pub(crate) async fn transfer_agent(
         .execute(w.conn())
         .await
         .map_err(db_error)?;
-    commit_agent(
-        w,
-        id,
-        event(change, EventKind::AgentOwnerTransferred)
-            .agent(id)
-            .human(owner.id)
-            .details(
-                json!({ "from": agent.owner, "to": owner.id, "was_orphaned": agent.orphaned }),
-            ),
-    )
-    .await
+    Ok(event(change, EventKind::AgentOwnerTransferred)
+        .agent(id)
+        .human(owner.id)
+        .details(json!({ "from": agent.owner, "to": owner.id, "was_orphaned": agent.orphaned })))
 }
 
 async fn set_keys(
