@@ -14,6 +14,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::fixture::*;
+use common::spawn;
 use mandate_gateway::{Gateway, GatewayConfig};
 use mandate_store::Backend;
 use rmcp::model::{
@@ -60,13 +61,6 @@ impl ServerHandler for Echo {
             ContentBlock::text("ok"),
         ])))
     }
-}
-
-async fn spawn(app: axum::Router) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(mandate_server::without_delay(listener), app).await });
-    format!("http://{addr}")
 }
 
 async fn client(url: String, token: Option<String>) -> RunningService<RoleClient, ()> {

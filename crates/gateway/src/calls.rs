@@ -4,10 +4,9 @@
 
 use std::time::Instant;
 
-use mandate_core::audit::Actor;
 use mandate_core::tool_call::{CallStatus, Channel, ToolCall};
 use mandate_server::decision::{self, Ask, Outcome};
-use mandate_store::{Change, StoreError};
+use mandate_store::StoreError;
 
 use crate::Gateway;
 use crate::auth::Caller;
@@ -51,14 +50,7 @@ impl Call<'_> {
             arguments,
             result,
         };
-        let change = Change {
-            actor: Actor::Agent {
-                id: task.assignee,
-                spiffe_id: task.assignee_spiffe.to_string(),
-            },
-            at: mandate_server::now(),
-            request_id: None,
-        };
+        let change = decision::acting(task, mandate_server::now(), None);
         gw.app.store.record_tool_call(&change, &call).await?;
         Ok(())
     }

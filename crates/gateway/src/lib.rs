@@ -38,22 +38,21 @@ pub const MCP_PATH: &str = "/mcp";
 pub struct Gateway {
     app: AppState,
     config: GatewayConfig,
-    /// For the HTTP proxy's upstreams.
+    /// For every upstream, MCP and HTTP alike.
     http: reqwest::Client,
     mcp: mcp::Upstreams,
 }
 
 impl Gateway {
     pub fn new(app: AppState, config: GatewayConfig) -> Result<Arc<Self>, ConfigError> {
-        let timeout = Duration::from_millis(config.upstream_timeout_ms);
         let http = reqwest::Client::builder()
-            .timeout(timeout)
+            .timeout(Duration::from_millis(config.upstream_timeout_ms))
             // The agent addressed the gateway; an upstream's redirect must
             // not carry the injected secret somewhere else.
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| ConfigError(format!("HTTP client: {e}")))?;
-        let mcp = mcp::Upstreams::new(&config, timeout)?;
+        let mcp = mcp::Upstreams::new(&config, &http);
         Ok(Arc::new(Gateway {
             app,
             config,

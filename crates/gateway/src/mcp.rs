@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use mandate_core::decision::Verdict;
 use mandate_core::scope::ResourcePattern;
@@ -28,11 +28,11 @@ use rmcp::{ErrorData, Peer, RoleClient, RoleServer, ServerHandler, ServiceExt};
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
+use crate::Gateway;
 use crate::auth::Caller;
 use crate::calls::{Call, refusal_message};
 use crate::config::{GatewayConfig, ToolMapping};
 use crate::mapping::{MappingError, argument};
-use crate::{ConfigError, Gateway};
 
 /// JSON-RPC error codes of the gateway (implementation-defined server errors).
 pub const DENIED: ErrorCode = ErrorCode(-32003);
@@ -53,12 +53,8 @@ struct Upstream {
 }
 
 impl Upstreams {
-    pub fn new(config: &GatewayConfig, timeout: Duration) -> Result<Self, ConfigError> {
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| ConfigError(format!("HTTP client: {e}")))?;
+    /// Sessions over `http`, the gateway's client (its timeout, no redirects).
+    pub fn new(config: &GatewayConfig, http: &reqwest::Client) -> Self {
         let servers = config
             .mcp
             .iter()
@@ -71,7 +67,7 @@ impl Upstreams {
                 (m.name.clone(), up)
             })
             .collect();
-        Ok(Upstreams { servers })
+        Upstreams { servers }
     }
 
     async fn peer(&self, name: &str) -> Result<Peer<RoleClient>, String> {

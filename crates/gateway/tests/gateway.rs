@@ -8,7 +8,7 @@ mod common;
 use std::sync::{Arc, Mutex};
 
 use common::fixture::*;
-use common::read;
+use common::{read, spawn};
 use mandate_gateway::{Gateway, GatewayConfig};
 use mandate_store::testing::TestStore;
 use reqwest::StatusCode;
@@ -89,13 +89,6 @@ impl ServerHandler for Erp {
     fn get_info(&self) -> ServerConfig {
         InitializeResult::new(ServerCapabilities::builder().enable_tools().build())
     }
-}
-
-async fn spawn(app: axum::Router) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(mandate_server::without_delay(listener), app).await });
-    format!("http://{addr}")
 }
 
 async fn upstream_mcp(calls: Arc<Mutex<Vec<String>>>) -> String {
@@ -288,31 +281,27 @@ fn text(r: &CallToolResult) -> String {
         .to_owned()
 }
 
-/// Every audit event of a kind, as JSON.
-async fn events(f: &Fixture, kind: &str) -> Vec<Value> {
+/// The stored text of every audit entry, in log order.
+async fn entries(f: &Fixture) -> Vec<String> {
     let store = &f.s.state.store;
     let len = store.audit_len().await.unwrap();
     store
         .audit_entries(0, len as u32)
         .await
         .unwrap()
-        .iter()
-        .map(|e| serde_json::from_str::<Value>(&e.entry).unwrap()["event"].clone())
-        .filter(|e| e["kind"] == kind)
+        .into_iter()
+        .map(|e| e.entry)
         .collect()
 }
 
-async fn audit_text(f: &Fixture) -> String {
-    let store = &f.s.state.store;
-    let len = store.audit_len().await.unwrap();
-    store
-        .audit_entries(0, len as u32)
+/// Every audit event of a kind, as JSON.
+async fn events(f: &Fixture, kind: &str) -> Vec<Value> {
+    entries(f)
         .await
-        .unwrap()
         .iter()
-        .map(|e| e.entry.clone())
-        .collect::<Vec<_>>()
-        .join("\n")
+        .map(|e| serde_json::from_str::<Value>(e).unwrap()["event"].clone())
+        .filter(|e| e["kind"] == kind)
+        .collect()
 }
 
 // ---- cases ---------------------------------------------------------------------------
@@ -600,7 +589,7 @@ async fn the_http_proxy_injects_rotates_and_scrubs_the_secret(t: TestStore) {
     assert_eq!(st, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(events(&g.f, "decision.made").await.len(), decisions);
 
-    let log = audit_text(&g.f).await;
+    let log = entries(&g.f).await.join("\n");
     for secret in [SECRET_V1, SECRET_V2] {
         assert!(!log.contains(secret), "a secret is in the audit log");
     }

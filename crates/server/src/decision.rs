@@ -240,6 +240,19 @@ pub async fn authenticate(
     }))
 }
 
+/// The change an agent makes acting under `task` (a decision, or what
+/// became of a call the decision let through).
+pub fn acting(task: &Task, at: Timestamp, request_id: Option<String>) -> Change {
+    Change {
+        actor: Actor::Agent {
+            id: task.assignee,
+            spiffe_id: task.assignee_spiffe.to_string(),
+        },
+        at,
+        request_id,
+    }
+}
+
 /// Decides `ask` for an authenticated holder and records the decision.
 pub async fn decide(
     s: &AppState,
@@ -275,14 +288,7 @@ pub async fn decide(
         spends_approval: None,
         raises_approval: None,
     };
-    let change = Change {
-        actor: Actor::Agent {
-            id: task.assignee,
-            spiffe_id: task.assignee_spiffe.to_string(),
-        },
-        at: now,
-        request_id,
-    };
+    let change = acting(task, now, request_id);
 
     if let Some(r) = &holder.refused {
         out.reasons.push(r.clone());

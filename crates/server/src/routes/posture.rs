@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use axum::extract::State;
 use mandate_core::posture::{self, Facts, Finding, Thresholds};
 use mandate_core::time::Timestamp;
-use mandate_store::{AgentFilter, PageRequest, TaskFilter};
+use mandate_store::{AgentFilter, Page, PageRequest, StoreError, TaskFilter};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -68,22 +68,9 @@ async fn get_posture(
         max_width: q.max_width.unwrap_or(d.max_width),
     };
     let store = s.store.as_ref();
-    let (agents, tasks) = (AgentFilter::default(), TaskFilter::default());
-    let mut inventory = Vec::new();
-    let mut page = first_page();
-    while let Some(p) = page.take() {
-        let got = store.inventory(&agents, &p, at).await?;
-        inventory.extend(got.items);
-        page = next_page(got.next);
-    }
-    let mut all_tasks = Vec::new();
-    let mut page = first_page();
-    while let Some(p) = page.take() {
-        let got = store.list_tasks(&tasks, &p).await?;
-        all_tasks.extend(got.items);
-        page = next_page(got.next);
-    }
-    let tasks = all_tasks;
+    let (agents, tasks) = (&AgentFilter::default(), &TaskFilter::default());
+    let inventory = all_pages(|p| async move { store.inventory(agents, &p, at).await }).await?;
+    let tasks = all_pages(|p| async move { store.list_tasks(tasks, &p).await }).await?;
     let breakglass = store.list_breakglass(true).await?;
     let secrets = store.list_secrets().await?;
     let facts = Facts {
@@ -105,17 +92,24 @@ async fn get_posture(
     }))
 }
 
-fn first_page() -> Option<PageRequest> {
-    Some(PageRequest {
-        after: None,
-        limit: mandate_store::MAX_PAGE,
-    })
-}
-
-/// The request for the page after `next`, if there is one.
-fn next_page(next: Option<String>) -> Option<PageRequest> {
-    next.map(|after| PageRequest {
-        after: Some(after),
-        limit: mandate_store::MAX_PAGE,
-    })
+/// Every item of a paged listing, a page of the largest size at a time.
+async fn all_pages<T, F, Fut>(mut fetch: F) -> Result<Vec<T>, StoreError>
+where
+    F: FnMut(PageRequest) -> Fut,
+    Fut: std::future::Future<Output = Result<Page<T>, StoreError>>,
+{
+    let mut out = Vec::new();
+    let mut after = None;
+    loop {
+        let page = fetch(PageRequest {
+            after,
+            limit: mandate_store::MAX_PAGE,
+        })
+        .await?;
+        out.extend(page.items);
+        match page.next {
+            Some(next) => after = Some(next),
+            None => return Ok(out),
+        }
+    }
 }

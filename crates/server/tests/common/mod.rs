@@ -94,6 +94,14 @@ impl Server {
     }
 }
 
+/// Serves `app` on a free loopback port; returns its base URL.
+pub async fn spawn(app: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(mandate_server::without_delay(listener), app).await });
+    format!("http://{addr}")
+}
+
 pub async fn read(res: reqwest::Response) -> (StatusCode, Value) {
     let status = res.status();
     let problem = res
