@@ -95,6 +95,9 @@ enum Command {
     Inventory(commands::inventory::InventoryArgs),
     /// Posture findings with OWASP NHI and NIST CSF ids (table, --json, --sarif).
     Posture(commands::posture::PostureArgs),
+    /// Access reviews: an owner keeps, reduces or retires each agent's ceiling.
+    #[command(subcommand)]
+    Review(commands::review::ReviewCommand),
     /// Run the gateway: MCP and HTTP tool calls decided, audited, secrets injected.
     Gateway(commands::gateway::GatewayArgs),
     /// Downstream secrets the gateway injects (stored sealed, rotatable).
@@ -180,6 +183,7 @@ fn main() -> ExitCode {
             Command::Serve(a) => commands::serve::run(a).await,
             Command::Inventory(a) => commands::inventory::run(a).await,
             Command::Posture(a) => commands::posture::run(a).await,
+            Command::Review(c) => commands::review::run(c).await,
             Command::Gateway(a) => commands::gateway::run(a).await,
             Command::Secret(c) => commands::gateway::secret(c).await,
             Command::Demo(a) => commands::demo::run(a).await,

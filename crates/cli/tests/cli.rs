@@ -89,6 +89,9 @@ fn demo_runs_end_to_end() {
         "Attestation key past its rotation age",
         "Gateway secret not rotated",
         "Task left open past its expiry",
+        "orchestrator reduced, research-agent kept",
+        "reduce: cut to what it used",
+        "Access review not decided by its deadline",
         "$ mandate audit trace ",
         "\"Pay the laptop supplier's invoice\"  [#",
         "initiated by Alice Martin (Head of Procurement) [human ",
@@ -232,5 +235,22 @@ fn usage_errors_are_one_clear_line() {
             "MANDATE_NO_SUCH_VAR",
         ]),
         "MANDATE_NO_SUCH_VAR is not set",
+    );
+    assert_one_line_error(
+        &mandate(&[
+            "review",
+            "decide",
+            "r-1",
+            "--agent",
+            "a",
+            "--reduce",
+            "--grant",
+            "nonsense",
+            "--note",
+            "n",
+            "--id-token",
+            "t",
+        ]),
+        "ACTION=RESOURCE",
     );
 }

@@ -78,6 +78,10 @@ uuid_id!(
     OutcomeId, "outcome id"
 );
 uuid_id!(
+    /// An access-review campaign: one owner re-certifying their agents' ceilings.
+    ReviewId, "review id"
+);
+uuid_id!(
     /// An admin credential's public id (the part of the token before the secret).
     AdminCredentialId, "admin credential id"
 );

@@ -23,6 +23,7 @@ pub mod inventory;
 pub mod jwk;
 pub mod outcome;
 pub mod posture;
+pub mod review;
 pub mod scope;
 pub mod sealed;
 pub mod secret;

@@ -16,6 +16,7 @@ use crate::agent::AgentStatus;
 use crate::breakglass::BreakGlass;
 use crate::ids::TaskId;
 use crate::inventory::InventoryItem;
+use crate::review::Review;
 use crate::secret::SecretInfo;
 use crate::task::{Task, TaskStatus};
 use crate::time::Timestamp;
@@ -79,10 +80,12 @@ pub enum FindingKind {
     DeepDelegation,
     WideDelegation,
     DelegationCycle,
+    /// An access-review item left undecided past the campaign's deadline.
+    ReviewOverdue,
 }
 
 impl FindingKind {
-    pub const ALL: [FindingKind; 10] = [
+    pub const ALL: [FindingKind; 11] = [
         FindingKind::OrphanedAgent,
         FindingKind::DormantAgent,
         FindingKind::StaleKey,
@@ -93,6 +96,7 @@ impl FindingKind {
         FindingKind::DeepDelegation,
         FindingKind::WideDelegation,
         FindingKind::DelegationCycle,
+        FindingKind::ReviewOverdue,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -107,6 +111,7 @@ impl FindingKind {
             FindingKind::DeepDelegation => "deep_delegation",
             FindingKind::WideDelegation => "wide_delegation",
             FindingKind::DelegationCycle => "delegation_cycle",
+            FindingKind::ReviewOverdue => "review_overdue",
         }
     }
 
@@ -119,9 +124,9 @@ impl FindingKind {
             FindingKind::StaleKey | FindingKind::StaleSecret | FindingKind::TaskOpenPastExpiry => {
                 "NHI7:2025 Long-Lived Secrets"
             }
-            FindingKind::OverPrivileged | FindingKind::UnreviewedBreakGlass => {
-                "NHI5:2025 Overprivileged NHI"
-            }
+            FindingKind::OverPrivileged
+            | FindingKind::UnreviewedBreakGlass
+            | FindingKind::ReviewOverdue => "NHI5:2025 Overprivileged NHI",
             FindingKind::DeepDelegation
             | FindingKind::WideDelegation
             | FindingKind::DelegationCycle => "NHI9:2025 NHI Reuse",
@@ -140,7 +145,8 @@ impl FindingKind {
             | FindingKind::UnreviewedBreakGlass
             | FindingKind::DeepDelegation
             | FindingKind::WideDelegation
-            | FindingKind::DelegationCycle => "PR.AA-05",
+            | FindingKind::DelegationCycle
+            | FindingKind::ReviewOverdue => "PR.AA-05",
         }
     }
 
@@ -156,6 +162,7 @@ impl FindingKind {
             FindingKind::DeepDelegation => "Unusually deep delegation",
             FindingKind::WideDelegation => "Unusually wide delegation",
             FindingKind::DelegationCycle => "Agent delegating to itself",
+            FindingKind::ReviewOverdue => "Access review not decided by its deadline",
         }
     }
 
@@ -188,6 +195,9 @@ impl FindingKind {
             FindingKind::WideDelegation => "check why one task fans out to so many subtasks",
             FindingKind::DelegationCycle => {
                 "delegate to a different agent, or do the work in the task itself"
+            }
+            FindingKind::ReviewOverdue => {
+                "the owner decides keep, reduce or retire (`mandate review decide`); escalate to their manager"
             }
         }
     }
@@ -229,6 +239,8 @@ pub struct Facts<'a> {
     pub tasks: &'a [Task],
     pub breakglass: &'a [BreakGlass],
     pub secrets: &'a [SecretInfo],
+    /// Access reviews not yet complete.
+    pub reviews: &'a [Review],
 }
 
 fn days(ms: i64) -> i64 {
@@ -275,14 +287,13 @@ pub fn assess(f: &Facts<'_>, t: &Thresholds, now: Timestamp) -> Vec<Finding> {
                 json!({ "agent": a.id, "kid": k.kid, "created_at": k.created_at, "age_days": days(age(k.created_at)) }),
             ));
         }
-        let since =
-            Timestamp::from_millis(now.as_millis() - i64::from(t.usage_window_days) * DAY_MS);
-        let recent: Vec<_> = item.used.iter().filter(|u| u.last_used >= since).collect();
+        let since = now.plus_millis(-i64::from(t.usage_window_days) * DAY_MS);
         let grants: Vec<_> = a.ceiling.grants().collect();
-        let unused: Vec<String> = grants
+        let unused: Vec<String> = item
+            .ceiling_use(since)
+            .unused
             .iter()
-            .filter(|g| !recent.iter().any(|u| g.allows(&u.action, &u.resource)))
-            .map(|g| g.to_string())
+            .map(ToString::to_string)
             .collect();
         if !unused.is_empty() && a.status == AgentStatus::Active {
             let share = unused.len() as f64 / grants.len() as f64;
@@ -321,6 +332,17 @@ pub fn assess(f: &Facts<'_>, t: &Thresholds, now: Timestamp) -> Vec<Finding> {
             g.id.to_string(),
             json!({ "agent": g.agent, "reason": g.reason, "granted_at": g.granted_at, "expires_at": g.expires_at }),
         ));
+    }
+    for r in f.reviews {
+        for i in r.overdue(now) {
+            out.push(finding(
+                FindingKind::ReviewOverdue,
+                Severity::High,
+                i.name.to_string(),
+                json!({ "review": r.id, "agent": i.agent, "owner": r.owner, "deadline": r.deadline,
+                        "overdue_days": days(age(r.deadline)), "unused": i.unused.iter().map(ToString::to_string).collect::<Vec<_>>() }),
+            ));
+        }
     }
     delegation(f.tasks, t, now, &mut out);
     out.sort_by(|a, b| {
@@ -441,6 +463,7 @@ mod tests {
             tasks: &[],
             breakglass: &[],
             secrets: &[],
+            reviews: &[],
         };
         assert!(assess(&facts, &Thresholds::default(), Timestamp::from_millis(0)).is_empty());
     }

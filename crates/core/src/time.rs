@@ -20,6 +20,10 @@ impl Timestamp {
     pub const fn as_millis(self) -> i64 {
         self.0
     }
+    /// This time moved by `ms` (negative: earlier), saturating at the ends.
+    pub const fn plus_millis(self, ms: i64) -> Self {
+        Timestamp(self.0.saturating_add(ms))
+    }
     /// Whole seconds, as JWT `exp`/`iat` want them.
     pub const fn as_secs(self) -> i64 {
         self.0.div_euclid(1000)

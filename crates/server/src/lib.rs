@@ -120,6 +120,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::evidence::router())
         .merge(routes::secrets::router())
         .merge(routes::posture::router())
+        .merge(routes::reviews::router())
         .merge(routes::audit::router())
         .merge(routes::operations::router())
         .split_for_parts();

@@ -52,6 +52,10 @@ impl Problem {
         Self::new(StatusCode::UNAUTHORIZED, "unauthorized", detail)
     }
 
+    pub fn forbidden(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", detail)
+    }
+
     pub fn internal() -> Self {
         // The cause is logged, not returned: it may name tables or hosts.
         Self::new(

@@ -107,7 +107,10 @@ async fn registers_lists_and_manages_agents(t: TestStore) {
     );
 
     let (_, _) = s
-        .post(&format!("/v1/humans/{bob}/deactivate"), json!(null))
+        .post(
+            &format!("/v1/humans/{bob}/deactivate?force=true"),
+            json!(null),
+        )
         .await;
     let (_, orphans) = s.get("/v1/agents?orphaned=true").await;
     assert_eq!(orphans["items"].as_array().unwrap().len(), 4);

@@ -154,8 +154,11 @@ async fn every_exception_kind_comes_from_a_real_flow(t: TestStore) {
         "allow"
     );
     let (st, b) =
-        f.s.post(&format!("/v1/humans/{}/deactivate", f.mallory), json!({}))
-            .await;
+        f.s.post(
+            &format!("/v1/humans/{}/deactivate?force=true", f.mallory),
+            json!({}),
+        )
+        .await;
     assert_eq!(st, StatusCode::OK, "{b}");
     let (_, orphan) = report(&f, &helper, claim("po-5")).await;
     assert_eq!(class(&orphan), "unattributed", "{orphan}");

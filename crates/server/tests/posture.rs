@@ -107,9 +107,14 @@ async fn findings_come_from_real_operations_and_go_when_fixed(t: TestStore) {
             "description": "d", "ceiling": [{ "action": "x.read", "resource": "x:*" }], "keys": [] }))
         .await;
     assert_eq!(st, StatusCode::CREATED, "{lone}");
-    let (st, b) =
-        f.s.post(&format!("/v1/humans/{}/deactivate", f.mallory), json!({}))
-            .await;
+    // Plain deactivation refuses while they own agents, and changes nothing.
+    let path = format!("/v1/humans/{}/deactivate", f.mallory);
+    let (st, b) = f.s.post(&path, json!({})).await;
+    assert_eq!(st, StatusCode::CONFLICT, "{b}");
+    assert!(b["detail"].as_str().unwrap().contains("lone-agent"), "{b}");
+    assert!(subjects(&posture(&f, "").await, "orphaned_agent").is_empty());
+    // The emergency path orphans them.
+    let (st, b) = f.s.post(&format!("{path}?force=true"), json!({})).await;
     assert_eq!(st, StatusCode::OK, "{b}");
 
     let p = posture(&f, "").await;
@@ -242,7 +247,177 @@ async fn offboarding_leaves_no_orphan_and_cuts_a_retired_agent_off(t: TestStore)
     assert!(subjects(&p, "orphaned_agent").is_empty(), "{p}");
 }
 
+/// A request under a human's ID token instead of the admin token.
+async fn as_human(
+    f: &Fixture,
+    who: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let mut req =
+        f.s.http
+            .request(method, format!("{}{path}", f.s.base))
+            .bearer_auth(f.id_token(who));
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    read(req.send().await.unwrap()).await
+}
+
+async fn an_owner_reviews_ceilings_and_the_undecided_escalate(t: TestStore) {
+    let f = Fixture::new(t).await;
+    assert_eq!(
+        f.s.post("/v1/policies", json!({ "text": POLICY })).await.0,
+        StatusCode::CREATED
+    );
+    let details = json!([{ "type": "mandate_task", "purpose": "p", "actions": ["procurement.read"], "resources": ["erp:*"] }]);
+    let (st, root) = f
+        .root(
+            &f.id_token("alice"),
+            &f.agent("orchestrator", ORCH),
+            details,
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{root}");
+    let token = token_of(&root);
+    assert_eq!(
+        f.verdict(&token, "procurement.read", "erp:suppliers/1")
+            .await,
+        "allow"
+    );
+
+    // Bad starts: one clear problem each, nothing opened.
+    for (body, status) in [
+        (json!({ "owner": "alice" }), StatusCode::NOT_FOUND),
+        (
+            json!({ "owner": f.alice, "deadline_days": 0 }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            json!({ "owner": f.alice, "deadline": 3 }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (json!({ "owner": f.mallory }), StatusCode::CONFLICT),
+    ] {
+        let (st, b) = f.s.post("/v1/reviews", body.clone()).await;
+        assert_eq!(st, status, "{body}: {b}");
+        assert!(b["detail"].as_str().is_some_and(|d| !d.is_empty()), "{b}");
+    }
+    let (st, r) = f.s.post("/v1/reviews", json!({ "owner": f.alice })).await;
+    assert_eq!(st, StatusCode::CREATED, "{r}");
+    assert_eq!(r["status"], "open");
+    let path = format!("/v1/reviews/{}", r["id"].as_str().unwrap());
+    let orch = r["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["name"] == "orchestrator")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        orch["proposed"],
+        json!([{ "action": "procurement.*", "resource": "erp:*" }])
+    );
+    assert_eq!(
+        orch["unused"],
+        json!([{ "action": "payments.initiate", "resource": "bank:acme/*" }])
+    );
+
+    // Who may read and decide.
+    assert_eq!(
+        as_human(&f, "alice", reqwest::Method::GET, &path, None)
+            .await
+            .0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        as_human(&f, "bob", reqwest::Method::GET, &path, None)
+            .await
+            .0,
+        StatusCode::FORBIDDEN
+    );
+    let (st, mine) = as_human(&f, "bob", reqwest::Method::GET, "/v1/reviews", None).await;
+    assert_eq!((st, mine), (StatusCode::OK, json!([])));
+    let decisions = format!("{path}/decisions");
+    let keep = json!({ "agent": "worker", "decision": "keep", "note": "still needed" });
+    assert_eq!(
+        f.s.post(&decisions, keep.clone()).await.0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        as_human(
+            &f,
+            "bob",
+            reqwest::Method::POST,
+            &decisions,
+            Some(keep.clone())
+        )
+        .await
+        .0,
+        StatusCode::FORBIDDEN
+    );
+
+    // Widening is refused; the proposal is accepted and takes effect.
+    let wider = json!({ "agent": "orchestrator", "decision": "reduce", "note": "n",
+        "ceiling": [{ "action": "*", "resource": "*" }] });
+    let (st, b) = as_human(&f, "alice", reqwest::Method::POST, &decisions, Some(wider)).await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    assert!(
+        b["detail"].as_str().unwrap().contains("only narrows"),
+        "{b}"
+    );
+    let reduce = json!({ "agent": "orchestrator", "decision": "reduce", "note": "payments never used",
+        "ceiling": orch["proposed"] });
+    let (st, b) = as_human(
+        &f,
+        "alice",
+        reqwest::Method::POST,
+        &decisions,
+        Some(reduce.clone()),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{b}");
+    let (_, agent) = f.s.get("/v1/agents/orchestrator").await;
+    assert_eq!(agent["ceiling"], orch["proposed"]);
+    // Its task lies inside the new ceiling: it still acts.
+    assert_eq!(
+        f.verdict(&token, "procurement.read", "erp:suppliers/1")
+            .await,
+        "allow"
+    );
+    let (st, b) = as_human(&f, "alice", reqwest::Method::POST, &decisions, Some(reduce)).await;
+    assert_eq!(st, StatusCode::CONFLICT, "{b}");
+    let retire = json!({ "agent": "worker", "decision": "retire", "note": "replaced" });
+    assert_eq!(
+        as_human(&f, "alice", reqwest::Method::POST, &decisions, Some(retire))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    let (_, worker) = f.s.get("/v1/agents/worker").await;
+    assert_eq!(worker["status"], "retired");
+    let (st, b) = as_human(
+        &f,
+        "alice",
+        reqwest::Method::POST,
+        &decisions,
+        Some(json!({ "agent": "second", "decision": "maybe", "note": "n" })),
+    )
+    .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+
+    // "second" is still undecided: a finding only once the deadline passed.
+    assert!(subjects(&posture(&f, "").await, "review_overdue").is_empty());
+    let p = posture(&f, &later(15)).await;
+    assert_eq!(subjects(&p, "review_overdue"), ["second"], "{p}");
+    let (_, list) = f.s.get("/v1/reviews?incomplete=true").await;
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+}
+
 mandate_store::backend_tests!(
     findings_come_from_real_operations_and_go_when_fixed,
     offboarding_leaves_no_orphan_and_cuts_a_retired_agent_off,
+    an_owner_reviews_ceilings_and_the_undecided_escalate,
 );

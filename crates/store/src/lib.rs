@@ -27,7 +27,7 @@ use mandate_core::decision::Verdict;
 use mandate_core::human::{Human, HumanStatus, NewHuman};
 use mandate_core::ids::{
     AdminCredentialId, AgentId, AgentName, ApprovalId, BreakGlassId, DecisionId, HumanId,
-    OutcomeId, SpiffeId, TaskId, TrustDomain,
+    OutcomeId, ReviewId, SpiffeId, TaskId, TrustDomain,
 };
 use mandate_core::inventory::InventoryItem;
 use mandate_core::jwk::Ed25519Jwk;
@@ -35,6 +35,7 @@ use mandate_core::outcome::{
     Claim, Currency, NewWorkflow, OutcomeRecord, Period, TallyRow, Valuation, Workflow,
     WorkflowName,
 };
+use mandate_core::review::{Review, ReviewDecision};
 use mandate_core::secret::{SealedSecret, SecretInfo, SecretName};
 use mandate_core::task::{Ending, Task, TaskStatus};
 use mandate_core::time::Timestamp;
@@ -167,6 +168,23 @@ pub struct Page<T> {
     pub items: Vec<T>,
     /// Pass as `after` to get the next page; `None` on the last page.
     pub next: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ReviewFilter {
+    pub owner: Option<HumanId>,
+    /// Only campaigns with items still undecided.
+    pub incomplete: bool,
+}
+
+/// An owner's decision on one agent of a review.
+#[derive(Debug, Clone)]
+pub struct ReviewAnswer {
+    pub review: ReviewId,
+    pub agent: AgentId,
+    pub by: HumanId,
+    pub decision: ReviewDecision,
+    pub note: String,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -480,6 +498,17 @@ pub trait Store: Send + Sync + 'static {
     async fn store_secret(&self, change: &Change, secret: &SealedSecret) -> Result<SecretInfo>;
     async fn secret(&self, name: &SecretName) -> Result<Option<(SealedSecret, SecretInfo)>>;
     async fn list_secrets(&self) -> Result<Vec<SecretInfo>>;
+    // ---- access reviews -------------------------------------------------
+    /// Opens a campaign (`review.started`).
+    async fn start_review(&self, change: &Change, review: &Review) -> Result<()>;
+    async fn review(&self, id: ReviewId) -> Result<Option<Review>>;
+    /// Newest first.
+    async fn list_reviews(&self, filter: &ReviewFilter) -> Result<Vec<Review>>;
+    /// Records one owner decision and applies it in the same transaction:
+    /// a reduction replaces the ceiling and revokes the agent's open tasks
+    /// the new ceiling no longer covers; a retirement retires the agent.
+    /// `review.decided` (and `agent.retired`, `task.revoked`) are appended.
+    async fn decide_review(&self, change: &Change, d: &ReviewAnswer) -> Result<Review>;
     /// Appends what became of a call through the gateway (`gateway.call`);
     /// returns its leaf index.
     async fn record_tool_call(&self, change: &Change, call: &ToolCall) -> Result<u64>;

@@ -39,12 +39,16 @@ pub enum HumanCommand {
         server: ServerArgs,
         id: String,
     },
-    /// Deactivate a human at once; their agents become orphaned until
-    /// transferred (the emergency path; prefer `offboard`).
+    /// Deactivate a human who owns no agent (else use `offboard`, or
+    /// `--force` to orphan their agents in an emergency).
     Deactivate {
         #[command(flatten)]
         server: ServerArgs,
         id: String,
+        /// Deactivate even though they own agents; those become orphaned
+        /// until transferred, and posture lists each one.
+        #[arg(long)]
+        force: bool,
     },
     /// Offboard a human: transfer or retire each of their agents, then
     /// deactivate them, all at once. Every agent they own must be named.
@@ -140,11 +144,12 @@ pub async fn run(cmd: HumanCommand) -> Result<(), CliError> {
                 .await?,
             );
         }
-        HumanCommand::Deactivate { server, id } => {
+        HumanCommand::Deactivate { server, id, force } => {
             let c = Client::new(&server.server, server.token.clone());
+            let query = if force { "?force=true" } else { "" };
             show(
                 &server,
-                &c.post_empty(&format!("/v1/humans/{}/deactivate", urlencode(&id)))
+                &c.post_empty(&format!("/v1/humans/{}/deactivate{query}", urlencode(&id)))
                     .await?,
             );
         }

@@ -12,6 +12,7 @@ pub mod inventory;
 pub mod outcome;
 pub mod policy;
 pub mod posture;
+pub mod review;
 pub mod serve;
 pub mod task;
 pub mod token;

@@ -86,6 +86,12 @@ pub enum EventKind {
     /// What became of a call through the gateway; the details are its `ToolCall`.
     #[serde(rename = "gateway.call")]
     GatewayCall,
+    /// An access-review campaign opened; the details list its items.
+    #[serde(rename = "review.started")]
+    ReviewStarted,
+    /// An owner kept, reduced or retired one agent's ceiling in a review.
+    #[serde(rename = "review.decided")]
+    ReviewDecided,
 }
 
 impl EventKind {
@@ -122,6 +128,8 @@ impl EventKind {
             EventKind::SecretStored => "secret.stored",
             EventKind::SecretRotated => "secret.rotated",
             EventKind::GatewayCall => "gateway.call",
+            EventKind::ReviewStarted => "review.started",
+            EventKind::ReviewDecided => "review.decided",
         }
     }
 }

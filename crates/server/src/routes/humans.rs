@@ -2,9 +2,10 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use mandate_core::agent::AgentStatus;
 use mandate_core::human::{Human, HumanStatus, NewHuman};
 use mandate_core::ids::HumanId;
-use mandate_store::{Disposition, HumanFilter, PageRequest};
+use mandate_store::{AgentFilter, Disposition, HumanFilter, PageRequest};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -91,16 +92,59 @@ async fn get_human(
     Ok(axum::Json(human))
 }
 
-/// Deactivate a human. Every agent they own becomes orphaned until transferred.
-#[utoipa::path(post, path = "/v1/humans/{id}/deactivate", tag = "humans", params(("id" = String, Path)),
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+struct DeactivateQuery {
+    /// Deactivate even though they still own agents, which become orphaned
+    /// (an emergency: posture lists every orphan until it is transferred).
+    #[serde(default)]
+    force: bool,
+}
+
+/// Deactivate a human. Someone who still owns agents is offboarded
+/// (`/offboard`) so none is left without an owner; `force=true` is the
+/// emergency path that orphans them.
+#[utoipa::path(post, path = "/v1/humans/{id}/deactivate", tag = "humans", params(("id" = String, Path), DeactivateQuery),
     responses((status = 200, body = Human), (status = 404, body = Problem), (status = 409, body = Problem)),
     security(("admin" = [])))]
 async fn deactivate_human(
     State(s): State<AppState>,
     admin: Admin,
     Path(id): Path<String>,
+    Query(q): Query<DeactivateQuery>,
 ) -> ApiResult<axum::Json<Human>> {
     let id = parse_human_id(&id)?;
+    if !q.force {
+        let filter = AgentFilter {
+            owner: Some(id),
+            ..AgentFilter::default()
+        };
+        let page = PageRequest {
+            after: None,
+            limit: mandate_store::MAX_PAGE,
+        };
+        let owned: Vec<String> = s
+            .store
+            .list_agents(&filter, &page)
+            .await?
+            .items
+            .into_iter()
+            .filter(|a| a.status != AgentStatus::Retired)
+            .map(|a| a.name.to_string())
+            .collect();
+        if !owned.is_empty() {
+            return Err(Problem::new(
+                StatusCode::CONFLICT,
+                "owner-has-agents",
+                format!(
+                    "human {id} still owns {}: offboard them (POST /v1/humans/{id}/offboard, `mandate human offboard`) \
+                     to transfer or retire each, or deactivate with force=true to orphan them",
+                    owned.join(", ")
+                ),
+            ));
+        }
+    }
     Ok(axum::Json(
         s.store.deactivate_human(&admin.change(), id).await?,
     ))

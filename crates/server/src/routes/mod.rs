@@ -13,6 +13,7 @@ pub mod operations;
 pub mod outcomes;
 pub mod policies;
 pub mod posture;
+pub mod reviews;
 pub mod secrets;
 pub mod tasks;
 

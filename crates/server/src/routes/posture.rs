@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use axum::extract::State;
 use mandate_core::posture::{self, Facts, Finding, Thresholds};
 use mandate_core::time::Timestamp;
-use mandate_store::{AgentFilter, Page, PageRequest, StoreError, TaskFilter};
+use mandate_store::{AgentFilter, Page, PageRequest, ReviewFilter, StoreError, TaskFilter};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -73,11 +73,18 @@ async fn get_posture(
     let tasks = all_pages(|p| async move { store.list_tasks(tasks, &p).await }).await?;
     let breakglass = store.list_breakglass(true).await?;
     let secrets = store.list_secrets().await?;
+    let reviews = store
+        .list_reviews(&ReviewFilter {
+            owner: None,
+            incomplete: true,
+        })
+        .await?;
     let facts = Facts {
         inventory: &inventory,
         tasks: &tasks,
         breakglass: &breakglass,
         secrets: &secrets,
+        reviews: &reviews,
     };
     let findings = posture::assess(&facts, &thresholds, at);
     let mut summary = BTreeMap::new();
@@ -93,7 +100,7 @@ async fn get_posture(
 }
 
 /// Every item of a paged listing, a page of the largest size at a time.
-async fn all_pages<T, F, Fut>(mut fetch: F) -> Result<Vec<T>, StoreError>
+pub(crate) async fn all_pages<T, F, Fut>(mut fetch: F) -> Result<Vec<T>, StoreError>
 where
     F: FnMut(PageRequest) -> Fut,
     Fut: std::future::Future<Output = Result<Page<T>, StoreError>>,

@@ -13,6 +13,7 @@ mod group;
 mod inventory;
 mod outcomes;
 mod registry;
+mod reviews;
 mod tasks;
 
 use std::path::Path;
@@ -64,6 +65,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         7,
         "agent usage",
         include_str!("../../migrations/0007_agent_usage.sql"),
+    ),
+    (
+        8,
+        "access reviews",
+        include_str!("../../migrations/0008_access_reviews.sql"),
     ),
 ];
 
@@ -554,6 +560,18 @@ impl Store for SqlStore {
     }
     async fn list_secrets(&self) -> Result<Vec<SecretInfo>> {
         gateway::list_secrets(&self.pool).await
+    }
+    async fn start_review(&self, change: &Change, review: &Review) -> Result<()> {
+        reviews::start_review(self, change, review).await
+    }
+    async fn review(&self, id: ReviewId) -> Result<Option<Review>> {
+        reviews::review(&self.pool, id).await
+    }
+    async fn list_reviews(&self, filter: &ReviewFilter) -> Result<Vec<Review>> {
+        reviews::list_reviews(self, filter).await
+    }
+    async fn decide_review(&self, change: &Change, d: &ReviewAnswer) -> Result<Review> {
+        reviews::decide_review(self, change, d).await
     }
     async fn record_tool_call(&self, change: &Change, call: &ToolCall) -> Result<u64> {
         gateway::record_tool_call(self, change, call).await

@@ -526,7 +526,7 @@ pub(crate) async fn change_agent_lifecycle(
 /// Suspending or retiring revokes the agent's open tasks (and so every
 /// credential it could present, at the gateway too); retiring also removes
 /// its attestation keys, so nothing can act as it again.
-async fn lifecycle_in(
+pub(crate) async fn lifecycle_in(
     w: &mut WriteTx<'_>,
     change: &Change,
     id: AgentId,
@@ -691,6 +691,11 @@ impl Filtered {
     /// milliseconds, an integer literal (no injection possible).
     pub(crate) fn and_at(&mut self, template: &'static str, t: Timestamp) {
         self.push_cond(&template.replace("{t}", &t.as_millis().to_string()));
+    }
+
+    /// A condition with no value (constant SQL).
+    pub(crate) fn and_const(&mut self, cond: &'static str) {
+        self.push_cond(cond);
     }
 
     fn push_cond(&mut self, cond: &str) {

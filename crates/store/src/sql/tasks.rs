@@ -417,6 +417,18 @@ pub(crate) async fn revoke_agent_tasks(
     agent: AgentId,
     reason: &str,
 ) -> Result<()> {
+    revoke_agent_tasks_where(w, change, agent, reason, |_| true).await
+}
+
+/// Revokes the open tasks assigned to `agent` that `revoke` picks (and
+/// their subtrees).
+pub(crate) async fn revoke_agent_tasks_where(
+    w: &mut WriteTx<'_>,
+    change: &Change,
+    agent: AgentId,
+    reason: &str,
+    revoke: impl Fn(&Task) -> bool,
+) -> Result<()> {
     let open: Vec<(String, String)> = sqlx::query_as(
         "SELECT id, root_id FROM tasks WHERE assignee = $1 AND status = 'open' ORDER BY depth, id",
     )
@@ -431,7 +443,8 @@ pub(crate) async fn revoke_agent_tasks(
         let id: TaskId = id.parse()?;
         // An earlier iteration may already have ended it as a descendant;
         // one past its expiry has ended already and is left as it is.
-        if task_in(w, id).await?.is_live(change.at) {
+        let task = task_in(w, id).await?;
+        if task.is_live(change.at) && revoke(&task) {
             end_subtree(w, change, id, Ending::Revoke, reason).await?;
         }
     }

@@ -76,12 +76,26 @@ pub async fn human(s: &dyn Store, subject: &str) -> HumanId {
 }
 
 pub async fn agent(s: &dyn Store, name: &str, owner: HumanId) -> Agent {
+    agent_with(s, name, owner, &[("invoice.*", "erp:invoices/*")]).await
+}
+
+pub fn scope(grants: &[(&str, &str)]) -> Scope {
+    Scope::new(grants.iter().map(|(a, r)| Grant::new(a, r).unwrap())).unwrap()
+}
+
+/// An agent whose ceiling is `ceiling` (ACTION, RESOURCE pairs).
+pub async fn agent_with(
+    s: &dyn Store,
+    name: &str,
+    owner: HumanId,
+    ceiling: &[(&str, &str)],
+) -> Agent {
     let new = NewAgent {
         name: AgentName::parse(name).unwrap(),
         kind: AgentKind::Agent,
         owner,
         description: format!("{name} does things"),
-        ceiling: Scope::new([Grant::new("invoice.*", "erp:invoices/*").unwrap()]).unwrap(),
+        ceiling: scope(ceiling),
         keys: vec![jwk(1)],
         tools: vec![],
         data_sources: vec![],

@@ -241,7 +241,7 @@ pub async fn run(a: DemoArgs) -> Result<(), CliError> {
         "Bob leaves: his agents are orphaned until ownership moves",
     );
     let _: Human = c
-        .post_empty(&format!("/v1/humans/{}/deactivate", bob.id))
+        .post_empty(&format!("/v1/humans/{}/deactivate?force=true", bob.id))
         .await?;
     let orphans = list_all(&c, "&orphaned=true").await?;
     println!(
@@ -278,8 +278,10 @@ pub async fn run(a: DemoArgs) -> Result<(), CliError> {
     let items = super::inventory::fetch(&c, "").await?;
     super::inventory::print_table(&c, &items).await?;
 
+    access_review(&c, &dir, &alice).await?;
+
     step(
-        23,
+        24,
         "Posture: findings as of 100 days from now (one of each kind shown), with OWASP NHI and NIST CSF ids",
     );
     let at = mandate_core::time::Timestamp::from_millis(
@@ -295,7 +297,7 @@ pub async fn run(a: DemoArgs) -> Result<(), CliError> {
     super::posture::print(&p);
 
     step(
-        24,
+        25,
         "Audit: sign a checkpoint, trace the payment task from the log alone, and verify the whole log",
     );
     let cp: serde_json::Value = c.post_empty("/v1/audit/checkpoint").await?;
@@ -311,6 +313,59 @@ pub async fn run(a: DemoArgs) -> Result<(), CliError> {
     println!();
     let report = verify_store(store.as_ref(), None, None).await?;
     print_report(&report);
+    Ok(())
+}
+
+/// Step 23: Alice reviews her agents' ceilings. One is cut to what it used,
+/// one is kept; the rest are left undecided and escalate at the deadline.
+async fn access_review(c: &Client, dir: &std::path::Path, alice: &Human) -> Result<(), CliError> {
+    use mandate_server::routes::reviews::ReviewView;
+    step(
+        23,
+        "Access review: Alice re-certifies her agents' ceilings; the proposal is what each actually used",
+    );
+    let review: ReviewView = c
+        .post(
+            "/v1/reviews",
+            &json!({ "owner": alice.id, "deadline_days": 14 }),
+        )
+        .await?;
+    let r = &review.review;
+    let reduce = r
+        .items
+        .iter()
+        .find(|i| !i.proposed.is_empty() && !i.unused.is_empty())
+        .ok_or_else(|| CliError::Failed("the demo expected an agent with unused grants".into()))?;
+    let keep = r
+        .items
+        .iter()
+        .find(|i| i.agent != reduce.agent)
+        .ok_or_else(|| CliError::Failed("the demo expected a second agent to review".into()))?;
+    let dev = dev_issuer(dir)?;
+    let token = dev.mint("alice", &c.issuer().await?, mandate_server::now(), 300);
+    let owner = Client::new(c.base(), Some(token));
+    let path = format!("/v1/reviews/{}/decisions", r.id);
+    let _: ReviewView = owner
+        .post(
+            &path,
+            &json!({ "agent": reduce.agent, "decision": "reduce", "ceiling": reduce.proposed,
+                     "note": "cut to what it used in the last 30 days" }),
+        )
+        .await?;
+    let done: ReviewView = owner
+        .post(
+            &path,
+            &json!({ "agent": keep.agent, "decision": "keep", "note": "still needed for quarter close" }),
+        )
+        .await?;
+    super::review::print(&done);
+    println!(
+        "{} reduced, {} kept; the other {} stay undecided and escalate after {}",
+        reduce.name,
+        keep.name,
+        r.items.len() - 2,
+        r.deadline.rfc3339()
+    );
     Ok(())
 }
 
