@@ -117,8 +117,112 @@ async fn tool_calls_are_logged_against_their_task(t: TestStore) {
     verified(s).await;
 }
 
+fn call_record(task: &mandate_core::task::Task, n: u64) -> ToolCall {
+    ToolCall {
+        decision: DecisionId::from_uuid(Uuid::now_v7()),
+        task: task.id,
+        agent: task.assignee,
+        channel: Channel::Mcp,
+        upstream: "crm".into(),
+        target: format!("call-{n}"),
+        status: CallStatus::Unreachable {
+            error: "connection refused".into(),
+        },
+        duration_us: n,
+        arguments: None,
+        result: None,
+    }
+}
+
+/// Call records are appends with no statement of their own (on SQLite they
+/// wait in the group-commit batch for one multi-row insert): mixed into busy
+/// batches with writes that are refused half-way and with a retried outcome
+/// that reads an entry of its own batch, every acknowledged record is in the
+/// log at the index it was given, nothing refused is, and the log verifies.
+async fn call_records_in_busy_batches_keep_the_log_exact(t: TestStore) {
+    let s = t.store.clone();
+    let alice = human(&*s, "alice").await;
+    let bot = agent(&*s, "gw-bot", alice).await;
+    let task = root(&*s, alice, &bot).await;
+    let from = s.audit_len().await.unwrap();
+    let mut joins = Vec::new();
+    for i in 0..150u64 {
+        let s = s.clone();
+        let task = task.clone();
+        joins.push(tokio::spawn(async move {
+            match i % 3 {
+                0 => {
+                    let call = call_record(&task, i);
+                    let index = s.record_tool_call(&now(), &call).await.unwrap();
+                    Some((index, call))
+                }
+                // Every other one repeats a subject: refused after its savepoint began.
+                1 => {
+                    let subject = format!("user{}", i - i % 6);
+                    let _ = s
+                        .create_human(
+                            &now(),
+                            mandate_core::ids::HumanId::from_uuid(Uuid::now_v7()),
+                            &mandate_core::human::NewHuman {
+                                issuer: "https://idp.acme.example".into(),
+                                subject: subject.clone(),
+                                display_name: subject,
+                                email: None,
+                                roles: Default::default(),
+                            },
+                        )
+                        .await;
+                    None
+                }
+                _ => {
+                    // Cancelled while queued or mid-batch: must leave no trace.
+                    let call = call_record(&task, i);
+                    let _ = tokio::time::timeout(
+                        std::time::Duration::from_micros(i * 7 % 300),
+                        s.record_tool_call(&now(), &call),
+                    )
+                    .await;
+                    None
+                }
+            }
+        }));
+    }
+    let mut acked = Vec::new();
+    for j in joins {
+        if let Some(r) = j.await.unwrap() {
+            acked.push(r);
+        }
+    }
+    assert_eq!(acked.len(), 50);
+    let events = events_from(&*s, from).await;
+    for (index, call) in &acked {
+        let e = &events[(*index - from) as usize];
+        assert_eq!(e.kind, EventKind::GatewayCall);
+        assert_eq!(
+            serde_json::from_value::<ToolCall>(e.details.clone()).unwrap(),
+            *call
+        );
+    }
+    let humans = events
+        .iter()
+        .filter(|e| e.kind == EventKind::HumanRegistered)
+        .count();
+    let calls = events
+        .iter()
+        .filter(|e| e.kind == EventKind::GatewayCall)
+        .count();
+    // 50 creations of 25 distinct subjects: 25 kept. Cancelled records may
+    // or may not have been acknowledged before the timeout, but each one in
+    // the log is whole and in order.
+    assert_eq!(humans, 25);
+    assert!((50..=100).contains(&calls), "{calls}");
+    assert_eq!(events.len(), humans + calls);
+    verified(&*s).await;
+}
+
 mandate_store::backend_tests!(
     secrets_rotate_with_versions_and_never_log_values,
     concurrent_rotations_each_get_their_own_version,
     tool_calls_are_logged_against_their_task,
+    call_records_in_busy_batches_keep_the_log_exact,
 );

@@ -222,16 +222,25 @@ async fn a_key_reported_concurrently_counts_once(t: TestStore) {
     let w = world(&*t.store).await;
     let s: Arc<dyn Store> = t.store.clone();
     // Several tasks, so the racers do not all queue on one task tree's lock.
-    let mut handles = Vec::new();
-    for i in 0..12 {
+    let mut reports = Vec::new();
+    for _ in 0..12 {
         let task = root(&*s, w.alice, &w.agent).await;
         decide(&*s, &task, Verdict::Allow).await;
         let mut o = report(&w, &task, "same-key");
         // Identical claim from every racer (the fingerprint must match).
         o.claim = claim("same-key");
+        reports.push(o);
+    }
+    // All start together, so on SQLite the retries share the first report's
+    // group-commit batch and must read its entry before it is committed.
+    let start = Arc::new(tokio::sync::Barrier::new(reports.len()));
+    let mut handles = Vec::new();
+    for (i, o) in reports.into_iter().enumerate() {
         let s = s.clone();
+        let start = start.clone();
         handles.push(tokio::spawn(async move {
-            s.record_outcome(&at(T0 + 10 + i), &o).await
+            start.wait().await;
+            s.record_outcome(&at(T0 + 10 + i as i64), &o).await
         }));
     }
     let mut firsts = Vec::new();

@@ -16,7 +16,19 @@ use crate::{Backend, Result, StoreError};
 const AUDIT_LOCK: i64 = 0x006d_616e_6461_7465; // "mandate"
 
 /// Appends `event` inside the caller's transaction; returns its index.
+///
+/// On SQLite the entry joins the group-commit batch's [`AuditBuffer`] and
+/// reaches the table with the rest of the batch just before its COMMIT, so
+/// an event costs no statement of its own; on PostgreSQL it is inserted now,
+/// under the advisory lock that orders appends from every node.
 pub(crate) async fn append(w: &mut WriteTx<'_>, event: AuditEvent) -> Result<u64> {
+    if let Some((conn, buffer)) = w.audit_buffer() {
+        let prev = match buffer.tail {
+            Some(tail) => tail,
+            None => tail(conn).await?,
+        };
+        return Ok(buffer.push(prev, event));
+    }
     let backend = w.backend;
     let conn = w.conn();
     if backend == Backend::Postgres {
@@ -27,25 +39,128 @@ pub(crate) async fn append(w: &mut WriteTx<'_>, event: AuditEvent) -> Result<u64
             .map_err(db_error)?;
     }
     let (index, prev) = tail(conn).await?;
-    let human = event.human.map(|h| h.to_string());
-    let agent = event.agent.map(|a| a.to_string());
-    let kind = event.kind.as_str();
-    let at = event.at.as_millis();
-    let (entry, hash) = LogEntry::new(index, &prev, event).encode();
-    sqlx::query(
-        "INSERT INTO audit_log (idx, kind, at, agent_id, human_id, leaf_hash, entry) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(index as i64)
-    .bind(kind)
-    .bind(at)
-    .bind(agent)
-    .bind(human)
-    .bind(to_hex(&hash))
-    .bind(entry)
-    .execute(&mut *conn)
-    .await
-    .map_err(db_error)?;
+    let row = AuditRow::new(index, &prev, event);
+    insert(conn, std::slice::from_ref(&row)).await?;
     Ok(index)
+}
+
+/// One audit row, encoded and hashed, ready to insert.
+pub(crate) struct AuditRow {
+    index: u64,
+    kind: &'static str,
+    at: i64,
+    agent: Option<String>,
+    human: Option<String>,
+    leaf_hash: [u8; 32],
+    entry: String,
+}
+
+impl AuditRow {
+    fn new(index: u64, prev: &[u8; 32], event: AuditEvent) -> AuditRow {
+        let human = event.human.map(|h| h.to_string());
+        let agent = event.agent.map(|a| a.to_string());
+        let kind = event.kind.as_str();
+        let at = event.at.as_millis();
+        let (entry, leaf_hash) = LogEntry::new(index, prev, event).encode();
+        AuditRow {
+            index,
+            kind,
+            at,
+            agent,
+            human,
+            leaf_hash,
+            entry,
+        }
+    }
+}
+
+/// Entries appended in a group-commit batch but not yet inserted.
+///
+/// The batch holds SQLite's write lock from its `BEGIN IMMEDIATE` to its
+/// COMMIT, so no other connection or process can append meanwhile: the tail
+/// read once stays the tail, and the rows can wait for one multi-row insert.
+#[derive(Default)]
+pub(crate) struct AuditBuffer {
+    /// The next index and the leaf hash it chains to, once known.
+    tail: Option<(u64, [u8; 32])>,
+    rows: Vec<AuditRow>,
+}
+
+/// Where a buffer stood, to undo one write's appends.
+#[derive(Clone, Copy)]
+pub(crate) struct AuditMark {
+    tail: Option<(u64, [u8; 32])>,
+    rows: usize,
+}
+
+/// Rows per INSERT: 7 parameters each stays far below SQLite's limit.
+const ROWS_PER_INSERT: usize = 512;
+
+impl AuditBuffer {
+    fn push(&mut self, (index, prev): (u64, [u8; 32]), event: AuditEvent) -> u64 {
+        let row = AuditRow::new(index, &prev, event);
+        self.tail = Some((index + 1, row.leaf_hash));
+        self.rows.push(row);
+        index
+    }
+
+    pub(crate) fn mark(&self) -> AuditMark {
+        AuditMark {
+            tail: self.tail,
+            rows: self.rows.len(),
+        }
+    }
+
+    /// Forgets what was appended since `mark`.
+    pub(crate) fn undo(&mut self, mark: AuditMark) {
+        self.rows.truncate(mark.rows);
+        self.tail = mark.tail;
+    }
+
+    /// Inserts the waiting rows; the tail stays known.
+    pub(crate) async fn flush(&mut self, conn: &mut AnyConnection) -> Result<()> {
+        for chunk in self.rows.chunks(ROWS_PER_INSERT) {
+            insert(conn, chunk).await?;
+        }
+        self.rows.clear();
+        Ok(())
+    }
+}
+
+async fn insert(conn: &mut AnyConnection, rows: &[AuditRow]) -> Result<()> {
+    let mut sql = String::from(
+        "INSERT INTO audit_log (idx, kind, at, agent_id, human_id, leaf_hash, entry) VALUES ",
+    );
+    for i in 0..rows.len() {
+        let p = i * 7;
+        if i > 0 {
+            sql.push(',');
+        }
+        sql.push_str(&format!(
+            "(${}, ${}, ${}, ${}, ${}, ${}, ${})",
+            p + 1,
+            p + 2,
+            p + 3,
+            p + 4,
+            p + 5,
+            p + 6,
+            p + 7
+        ));
+    }
+    // Only placeholders are formatted into the statement.
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for r in rows {
+        q = q
+            .bind(r.index as i64)
+            .bind(r.kind)
+            .bind(r.at)
+            .bind(r.agent.as_deref())
+            .bind(r.human.as_deref())
+            .bind(to_hex(&r.leaf_hash))
+            .bind(r.entry.as_str());
+    }
+    q.execute(&mut *conn).await.map_err(db_error)?;
+    Ok(())
 }
 
 /// The next index and the leaf hash it must chain to.

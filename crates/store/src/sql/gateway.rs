@@ -96,7 +96,8 @@ pub(crate) async fn record_tool_call(
     change: &Change,
     call: &ToolCall,
 ) -> Result<u64> {
-    let mut w = store.write().await?;
+    // The hot path of every gateway call: an append and nothing else.
+    let mut w = store.append_only().await?;
     let index = append(
         &mut w,
         event(change, EventKind::GatewayCall)

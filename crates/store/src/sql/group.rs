@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use sqlx::{AnyConnection, AnyPool, Transaction};
 use tokio::sync::{Mutex, OwnedMutexGuard, oneshot};
 
+use super::audit::{AuditBuffer, AuditMark};
 use super::db_error;
 use crate::{Result, StoreError};
 
@@ -26,6 +27,8 @@ struct Batch {
     tx: Transaction<'static, sqlx::Any>,
     /// Writes whose savepoints were released, awaiting the COMMIT.
     members: Vec<oneshot::Sender<Result<()>>>,
+    /// The batch's audit entries, inserted together just before the COMMIT.
+    audit: AuditBuffer,
 }
 
 pub(crate) struct GroupWriter {
@@ -40,6 +43,11 @@ pub(crate) struct GroupWriter {
 pub(crate) struct Turn {
     guard: Option<OwnedMutexGuard<Option<Batch>>>,
     waiting: Arc<AtomicUsize>,
+    /// Whether the turn runs SQL of its own, inside a savepoint. A turn that
+    /// only appends audit entries needs none: undoing it is forgetting them.
+    savepoint: bool,
+    /// The batch's audit buffer when the turn began, to undo its appends.
+    mark: AuditMark,
 }
 
 /// Counts a queued write; if it gives up before its turn (cancelled) and was
@@ -75,8 +83,10 @@ impl GroupWriter {
         }
     }
 
-    /// Waits for the writer lock, joins (or opens) the batch and starts a savepoint.
-    pub(crate) async fn turn(&self) -> Result<Turn> {
+    /// Waits for the writer lock and joins (or opens) the batch. A turn that
+    /// runs statements starts a savepoint; one that only appends audit
+    /// entries needs none (undoing it is forgetting them).
+    pub(crate) async fn turn(&self, savepoint: bool) -> Result<Turn> {
         self.waiting.fetch_add(1, Ordering::SeqCst);
         let mut queued = Queued {
             waiting: self.waiting.clone(),
@@ -97,15 +107,20 @@ impl GroupWriter {
             *guard = Some(Batch {
                 tx,
                 members: Vec::new(),
+                audit: AuditBuffer::default(),
             });
         }
+        let mark = guard.as_ref().expect("an open batch").audit.mark();
         let mut turn = Turn {
             guard: Some(guard),
             waiting: self.waiting.clone(),
+            savepoint,
+            mark,
         };
-        if let Err(e) = sqlx::raw_sql("SAVEPOINT write_op")
-            .execute(turn.conn())
-            .await
+        if savepoint
+            && let Err(e) = sqlx::raw_sql("SAVEPOINT write_op")
+                .execute(turn.conn())
+                .await
         {
             // Leave the batch as it was; `Drop` finishes the turn.
             return Err(db_error(e));
@@ -115,8 +130,12 @@ impl GroupWriter {
 }
 
 async fn commit_batch(g: &mut Option<Batch>) {
-    let Some(batch) = g.take() else { return };
-    let result = batch.tx.commit().await.map_err(db_error);
+    let Some(mut batch) = g.take() else { return };
+    let result = match batch.audit.flush(&mut batch.tx).await {
+        Ok(()) => batch.tx.commit().await.map_err(db_error),
+        // Dropping the transaction rolls it back: nothing of the batch is kept.
+        Err(e) => Err(e),
+    };
     for m in batch.members {
         let _ = m.send(match &result {
             Ok(()) => Ok(()),
@@ -126,13 +145,28 @@ async fn commit_batch(g: &mut Option<Batch>) {
 }
 
 impl Turn {
-    pub(crate) fn conn(&mut self) -> &mut AnyConnection {
-        &mut self
-            .guard
+    fn batch(&mut self) -> &mut Batch {
+        self.guard
             .as_mut()
             .and_then(|g| g.as_mut())
             .expect("a turn holds an open batch")
-            .tx
+    }
+
+    pub(crate) fn conn(&mut self) -> &mut AnyConnection {
+        debug_assert!(self.savepoint, "an append-only turn runs no statement");
+        &mut self.batch().tx
+    }
+
+    /// The connection (to read the tail once) and the batch's audit buffer.
+    pub(crate) fn audit(&mut self) -> (&mut AnyConnection, &mut AuditBuffer) {
+        let batch = self.batch();
+        (&mut batch.tx, &mut batch.audit)
+    }
+
+    /// Inserts the batch's waiting audit rows, for a write about to read the log.
+    pub(crate) async fn flush_audit(&mut self) -> Result<()> {
+        let batch = self.batch();
+        batch.audit.flush(&mut batch.tx).await
     }
 
     fn nobody_waiting(&self, members: usize) -> bool {
@@ -142,9 +176,10 @@ impl Turn {
     /// Keeps this write and returns once it is durably committed.
     pub(crate) async fn commit(mut self) -> Result<()> {
         let mut guard = self.guard.take().expect("a turn commits once");
-        if let Err(e) = sqlx::raw_sql("RELEASE SAVEPOINT write_op")
-            .execute(&mut *guard.as_mut().expect("open batch").tx)
-            .await
+        if self.savepoint
+            && let Err(e) = sqlx::raw_sql("RELEASE SAVEPOINT write_op")
+                .execute(&mut *guard.as_mut().expect("open batch").tx)
+                .await
         {
             self.guard = Some(guard);
             return Err(db_error(e));
@@ -172,12 +207,21 @@ impl Drop for Turn {
         let Some(mut guard) = self.guard.take() else {
             return;
         };
+        if let Some(batch) = guard.as_mut() {
+            batch.audit.undo(self.mark);
+        }
         let waiting = self.waiting.clone();
+        let savepoint = self.savepoint;
         tokio::spawn(async move {
             let Some(batch) = guard.as_mut() else { return };
-            let undo = sqlx::raw_sql("ROLLBACK TO SAVEPOINT write_op; RELEASE SAVEPOINT write_op")
-                .execute(&mut *batch.tx)
-                .await;
+            let undo = if savepoint {
+                sqlx::raw_sql("ROLLBACK TO SAVEPOINT write_op; RELEASE SAVEPOINT write_op")
+                    .execute(&mut *batch.tx)
+                    .await
+                    .map(drop)
+            } else {
+                Ok(())
+            };
             if let Err(e) = undo {
                 // The shared transaction is unusable: fail every member.
                 tracing::error!(error = %e, "undoing a failed write failed; abandoning its batch");

@@ -108,6 +108,22 @@ impl WriteTx<'_> {
         }
     }
 
+    /// The group-commit batch's audit buffer, on SQLite.
+    pub(crate) fn audit_buffer(&mut self) -> Option<(&mut AnyConnection, &mut audit::AuditBuffer)> {
+        match &mut self.inner {
+            Inner::Own(_) => None,
+            Inner::Group(turn) => Some(turn.audit()),
+        }
+    }
+
+    /// Makes this batch's audit entries visible to a read in this transaction.
+    pub(crate) async fn flush_audit(&mut self) -> Result<()> {
+        match &mut self.inner {
+            Inner::Own(_) => Ok(()),
+            Inner::Group(turn) => turn.flush_audit().await,
+        }
+    }
+
     /// Abandons the write: nothing it did is kept. (Dropping does the same;
     /// this waits for it on PostgreSQL and says so at the call site.)
     pub(crate) async fn rollback(self) -> Result<()> {
@@ -243,8 +259,19 @@ impl SqlStore {
     /// Starts a write transaction. On PostgreSQL, concurrent writers are
     /// ordered where it matters by row locks and the audit advisory lock.
     pub(crate) async fn write(&self) -> Result<WriteTx<'_>> {
+        self.begin_write(true).await
+    }
+
+    /// Starts a write that only appends audit entries (`conn` is not to be
+    /// used). On SQLite it joins the group commit without a savepoint, so it
+    /// runs no statement at all until the batch's COMMIT.
+    pub(crate) async fn append_only(&self) -> Result<WriteTx<'_>> {
+        self.begin_write(false).await
+    }
+
+    async fn begin_write(&self, statements: bool) -> Result<WriteTx<'_>> {
         let inner = match &self.sqlite_writer {
-            Some(g) => Inner::Group(g.turn().await?),
+            Some(g) => Inner::Group(g.turn(statements).await?),
             None => Inner::Own(self.pool.begin().await.map_err(db_error)?),
         };
         Ok(WriteTx {

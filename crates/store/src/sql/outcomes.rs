@@ -170,6 +170,8 @@ pub(crate) async fn record_outcome(
             .into());
         }
         let first: OutcomeId = convert::parsed(&row, "outcome_id")?;
+        // The first report may be in this very batch, its entry not yet inserted.
+        w.flush_audit().await?;
         Some(
             outcome_in(w.conn(), first)
                 .await?
