@@ -104,21 +104,17 @@ impl Evaluation {
     }
 }
 
-/// The policies of `parts` that were satisfied, and those that failed.
+/// The policies of `set` that were satisfied, and those that failed.
 fn satisfied(
-    parts: [&cedar_policy::PolicySet; 2],
+    set: &cedar_policy::PolicySet,
     request: &Request,
     entities: &Entities,
     errors: &mut Vec<EvalError>,
 ) -> (Vec<String>, Vec<String>) {
-    let authorizer = Authorizer::new();
     let mut hits = Vec::new();
     let mut failed = Vec::new();
-    for set in parts {
-        if set.is_empty() {
-            continue;
-        }
-        let response: Response = authorizer.is_authorized(request, set, entities);
+    if !set.is_empty() {
+        let response: Response = Authorizer::new().is_authorized(request, set, entities);
         // A set holds only permits or only forbids, so every determining
         // policy it reports was satisfied (an empty reason means none was).
         hits.extend(response.diagnostics().reason().map(|id| pid(id).to_owned()));
@@ -159,7 +155,7 @@ pub fn evaluate(set: &PolicySet, request: &DecisionRequest) -> Evaluation {
 
     let mut errors = Vec::new();
     let (forbids, failed) = satisfied(
-        [&index.any.forbids, &slice.policies.forbids],
+        &slice.policies.forbids,
         &cedar_request,
         &entities,
         &mut errors,
@@ -194,7 +190,7 @@ pub fn evaluate(set: &PolicySet, request: &DecisionRequest) -> Evaluation {
     }
 
     let (permits, _) = satisfied(
-        [&index.any.permits, &slice.policies.permits],
+        &slice.policies.permits,
         &cedar_request,
         &entities,
         &mut errors,

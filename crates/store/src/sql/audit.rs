@@ -9,39 +9,24 @@ use sqlx::AnyConnection;
 use sqlx::{AnyPool, Row};
 
 use super::{SqlStore, WriteTx, db_error};
-use crate::{Backend, Result, StoreError};
+use crate::{Result, StoreError};
 
 /// Key of the PostgreSQL advisory lock that orders audit appends from every
 /// node, so leaf indexes stay dense and the hash chain unbroken.
-const AUDIT_LOCK: i64 = 0x006d_616e_6461_7465; // "mandate"
+pub(crate) const AUDIT_LOCK: i64 = 0x006d_616e_6461_7465; // "mandate"
 
-/// Appends `event` inside the caller's transaction; returns its index.
+/// Appends `event` inside the caller's write; returns its index.
 ///
-/// On SQLite the entry joins the group-commit batch's [`AuditBuffer`] and
-/// reaches the table with the rest of the batch just before its COMMIT, so
-/// an event costs no statement of its own; on PostgreSQL it is inserted now,
-/// under the advisory lock that orders appends from every node.
+/// The entry joins the group-commit batch's [`AuditBuffer`] and reaches the
+/// table with the rest of the batch just before its COMMIT, so an event costs
+/// no statement of its own.
 pub(crate) async fn append(w: &mut WriteTx<'_>, event: AuditEvent) -> Result<u64> {
-    if let Some((conn, buffer)) = w.audit_buffer() {
-        let prev = match buffer.tail {
-            Some(tail) => tail,
-            None => tail(conn).await?,
-        };
-        return Ok(buffer.push(prev, event));
-    }
-    let backend = w.backend;
-    let conn = w.conn();
-    if backend == Backend::Postgres {
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(AUDIT_LOCK)
-            .execute(&mut *conn)
-            .await
-            .map_err(db_error)?;
-    }
-    let (index, prev) = tail(conn).await?;
-    let row = AuditRow::new(index, &prev, event);
-    insert(conn, std::slice::from_ref(&row)).await?;
-    Ok(index)
+    let (conn, buffer) = w.audit_buffer();
+    let prev = match buffer.tail {
+        Some(tail) => tail,
+        None => tail(conn).await?,
+    };
+    Ok(buffer.push(prev, event))
 }
 
 /// One audit row, encoded and hashed, ready to insert.
@@ -76,9 +61,11 @@ impl AuditRow {
 
 /// Entries appended in a group-commit batch but not yet inserted.
 ///
-/// The batch holds SQLite's write lock from its `BEGIN IMMEDIATE` to its
-/// COMMIT, so no other connection or process can append meanwhile: the tail
-/// read once stays the tail, and the rows can wait for one multi-row insert.
+/// The batch holds the log's write lock from its start to its COMMIT
+/// (SQLite's file lock from `BEGIN IMMEDIATE`; on PostgreSQL the advisory
+/// lock every node takes first), so no other connection, process or node can
+/// append meanwhile: the tail read once stays the tail, and the rows can wait
+/// for one multi-row insert.
 #[derive(Default)]
 pub(crate) struct AuditBuffer {
     /// The next index and the leaf hash it chains to, once known.

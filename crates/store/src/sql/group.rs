@@ -1,8 +1,10 @@
-//! Group commit for the embedded store.
+//! Group commit, on both backends.
 //!
-//! SQLite has one writer and `synchronous = FULL` makes every COMMIT an
-//! fsync, which caps a one-transaction-per-request design at a few hundred
-//! writes per second. Here concurrent writes share one transaction: each
+//! Every write appends to the audit log, and the log has one writer at a
+//! time (SQLite's file lock; on PostgreSQL an advisory lock that orders every
+//! node), so each durable COMMIT is an fsync the next write waits for: a few
+//! hundred writes per second. Here concurrent writes of this process share
+//! one transaction, which takes the log's lock first: each
 //! runs alone (the writer lock) inside its own SAVEPOINT, so a failing write
 //! rolls back only itself; a write that succeeds releases its savepoint and
 //! waits for the shared COMMIT. Whoever finishes while nobody else is queued
@@ -15,9 +17,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use sqlx::{AnyConnection, AnyPool, Transaction};
 use tokio::sync::{Mutex, OwnedMutexGuard, oneshot};
 
-use super::audit::{AuditBuffer, AuditMark};
+use super::audit::{AUDIT_LOCK, AuditBuffer, AuditMark};
 use super::db_error;
-use crate::{Result, StoreError};
+use crate::{Backend, Result, StoreError};
 
 /// Upper bound on writes per shared transaction, so one batch cannot grow
 /// without limit under sustained load.
@@ -33,6 +35,7 @@ struct Batch {
 
 pub(crate) struct GroupWriter {
     pool: AnyPool,
+    backend: Backend,
     batch: Arc<Mutex<Option<Batch>>>,
     /// Writes queued for the writer lock: while any are, a finished write
     /// leaves the COMMIT to them.
@@ -75,9 +78,10 @@ impl Drop for Queued {
 }
 
 impl GroupWriter {
-    pub(crate) fn new(pool: AnyPool) -> Self {
+    pub(crate) fn new(pool: AnyPool, backend: Backend) -> Self {
         GroupWriter {
             pool,
+            backend,
             batch: Arc::new(Mutex::new(None)),
             waiting: Arc::new(AtomicUsize::new(0)),
         }
@@ -97,13 +101,7 @@ impl GroupWriter {
         queued.armed = false;
         drop(queued);
         if guard.is_none() {
-            // IMMEDIATE takes the write lock up front, so another process's
-            // writer makes us wait (busy_timeout) instead of failing mid-way.
-            let tx = self
-                .pool
-                .begin_with("BEGIN IMMEDIATE")
-                .await
-                .map_err(db_error)?;
+            let tx = self.begin_batch().await?;
             *guard = Some(Batch {
                 tx,
                 members: Vec::new(),
@@ -126,6 +124,32 @@ impl GroupWriter {
             return Err(db_error(e));
         }
         Ok(turn)
+    }
+}
+
+impl GroupWriter {
+    /// A transaction holding the log's write lock until it ends.
+    async fn begin_batch(&self) -> Result<Transaction<'static, sqlx::Any>> {
+        match self.backend {
+            // IMMEDIATE takes the write lock up front, so another process's
+            // writer makes us wait (busy_timeout) instead of failing mid-way.
+            Backend::Sqlite => self
+                .pool
+                .begin_with("BEGIN IMMEDIATE")
+                .await
+                .map_err(db_error),
+            // The advisory lock first, before any row lock: batches of
+            // different nodes then queue on it and can never deadlock.
+            Backend::Postgres => {
+                let mut tx = self.pool.begin().await.map_err(db_error)?;
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind(AUDIT_LOCK)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_error)?;
+                Ok(tx)
+            }
+        }
     }
 }
 

@@ -22,10 +22,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::AnyConnection;
+use sqlx::AnyPool;
 use sqlx::SqlSafeStr;
 use sqlx::any::AnyPoolOptions;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::{AnyPool, Transaction};
 
 use crate::*;
 
@@ -81,69 +81,45 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct SqlStore {
     pool: AnyPool,
     backend: Backend,
-    /// SQLite has one writer at a time; queueing writers here (instead of
-    /// letting them collide on the file lock) keeps latency flat.
-    sqlite_writer: Option<group::GroupWriter>,
+    /// Every write of this process goes through one group-committed
+    /// transaction at a time (see [`group`]).
+    writer: group::GroupWriter,
 }
 
-/// An open write transaction, holding the writer slot on SQLite.
+/// An open write: a turn (a savepoint) in the group-committed transaction.
 pub(crate) struct WriteTx<'a> {
-    inner: Inner,
+    turn: group::Turn,
     pub(crate) backend: Backend,
     _store: std::marker::PhantomData<&'a SqlStore>,
 }
 
-enum Inner {
-    /// PostgreSQL: a transaction of its own (the server batches WAL flushes).
-    Own(Transaction<'static, sqlx::Any>),
-    /// SQLite: a savepoint in a group-committed transaction.
-    Group(group::Turn),
-}
-
 impl WriteTx<'_> {
     pub(crate) fn conn(&mut self) -> &mut AnyConnection {
-        match &mut self.inner {
-            Inner::Own(tx) => tx,
-            Inner::Group(turn) => turn.conn(),
-        }
+        self.turn.conn()
     }
 
-    /// The group-commit batch's audit buffer, on SQLite.
-    pub(crate) fn audit_buffer(&mut self) -> Option<(&mut AnyConnection, &mut audit::AuditBuffer)> {
-        match &mut self.inner {
-            Inner::Own(_) => None,
-            Inner::Group(turn) => Some(turn.audit()),
-        }
+    /// The batch's audit buffer, and the connection to read the log's tail.
+    pub(crate) fn audit_buffer(&mut self) -> (&mut AnyConnection, &mut audit::AuditBuffer) {
+        self.turn.audit()
     }
 
     /// Makes this batch's audit entries visible to a read in this transaction.
     pub(crate) async fn flush_audit(&mut self) -> Result<()> {
-        match &mut self.inner {
-            Inner::Own(_) => Ok(()),
-            Inner::Group(turn) => turn.flush_audit().await,
-        }
+        self.turn.flush_audit().await
     }
 
     /// Abandons the write: nothing it did is kept. (Dropping does the same;
     /// this waits for it on PostgreSQL and says so at the call site.)
     pub(crate) async fn rollback(self) -> Result<()> {
-        match self.inner {
-            Inner::Own(tx) => tx.rollback().await.map_err(db_error),
-            // The turn's `Drop` rolls back to its savepoint, leaving the rest
-            // of the group's batch as it was.
-            Inner::Group(turn) => {
-                drop(turn);
-                Ok(())
-            }
-        }
+        // The turn's `Drop` rolls back to its savepoint, leaving the rest of
+        // the batch as it was.
+        drop(self.turn);
+        Ok(())
     }
 
     /// Returns once the write is durable; an error means it was not kept.
     pub(crate) async fn commit(self) -> Result<()> {
-        match self.inner {
-            Inner::Own(tx) => tx.commit().await.map_err(db_error),
-            Inner::Group(turn) => turn.commit().await,
-        }
+        self.turn.commit().await
     }
 }
 
@@ -226,8 +202,7 @@ impl SqlStore {
         let store = SqlStore {
             pool: pool.clone(),
             backend,
-            sqlite_writer: (backend == Backend::Sqlite)
-                .then(|| group::GroupWriter::new(pool.clone())),
+            writer: group::GroupWriter::new(pool.clone(), backend),
         };
         store.migrate().await?;
         Ok(store)
@@ -256,26 +231,21 @@ impl SqlStore {
         &self.pool
     }
 
-    /// Starts a write transaction. On PostgreSQL, concurrent writers are
-    /// ordered where it matters by row locks and the audit advisory lock.
+    /// Starts a write: a turn in this process's group-committed transaction.
     pub(crate) async fn write(&self) -> Result<WriteTx<'_>> {
         self.begin_write(true).await
     }
 
     /// Starts a write that only appends audit entries (`conn` is not to be
-    /// used). On SQLite it joins the group commit without a savepoint, so it
-    /// runs no statement at all until the batch's COMMIT.
+    /// used): it joins the group commit without a savepoint, so it runs no
+    /// statement at all until the batch's COMMIT.
     pub(crate) async fn append_only(&self) -> Result<WriteTx<'_>> {
         self.begin_write(false).await
     }
 
     async fn begin_write(&self, statements: bool) -> Result<WriteTx<'_>> {
-        let inner = match &self.sqlite_writer {
-            Some(g) => Inner::Group(g.turn(statements).await?),
-            None => Inner::Own(self.pool.begin().await.map_err(db_error)?),
-        };
         Ok(WriteTx {
-            inner,
+            turn: self.writer.turn(statements).await?,
             backend: self.backend,
             _store: std::marker::PhantomData,
         })
