@@ -48,6 +48,7 @@
 #![forbid(unsafe_code)]
 
 pub mod diff;
+mod entities;
 pub mod error;
 pub mod evaluate;
 pub mod policy_set;

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::schema::TYPES;
 
 /// One agent of the delegation chain, as policies see it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct AgentFacts {
     pub spiffe_id: SpiffeId,
     pub kind: AgentKind,
@@ -39,7 +39,7 @@ impl From<&Agent> for AgentFacts {
 }
 
 /// The task the request is made under.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct TaskFacts {
     pub id: TaskId,
     pub purpose: String,
@@ -157,51 +157,9 @@ impl DecisionRequest {
         let agent_uid = |a: &AgentFacts| t.uid(&t.agent, a.spiffe_id.as_str());
         let c = &self.context;
 
-        let mut entities: Vec<Entity> = Vec::new();
-        let mut seen: HashSet<EntityUid> = HashSet::new();
-        let mut push = |e: Entity, entities: &mut Vec<Entity>| {
-            // The same agent twice in a chain, or an owner who is also the
-            // initiator, is one entity; Cedar refuses duplicates.
-            if seen.insert(e.uid()) {
-                entities.push(e);
-            }
-        };
-
-        // Humans, environments and tools have no attributes and no parents
-        // in the schema, so they are left out of the entity set: Cedar
-        // compares their uids and follows `in` through the resource's own
-        // parents all the same, and the per-request transitive closure
-        // (most of a decision's cost) has fewer nodes to walk.
-        for a in self.chain() {
-            let e = Entity::new(
-                agent_uid(a),
-                [
-                    ("spiffe_id".to_owned(), string(a.spiffe_id.as_str())),
-                    ("kind".to_owned(), string(a.kind.as_str())),
-                    ("owner".to_owned(), uid(human(&a.owner))),
-                    ("tags".to_owned(), strings(&a.tags)),
-                ]
-                .into(),
-                HashSet::new(),
-            )
-            .map_err(|e| e.to_string())?;
-            push(e, &mut entities);
-        }
-
         let task_uid = t.uid(&t.task, &self.task.id.to_string());
-        let task = Entity::new(
-            task_uid.clone(),
-            [
-                ("purpose".to_owned(), string(&self.task.purpose)),
-                ("depth".to_owned(), long(i64::from(self.task.depth))),
-                ("initiator".to_owned(), uid(human(&self.initiator))),
-            ]
-            .into(),
-            HashSet::new(),
-        )
-        .map_err(|e| e.to_string())?;
-        push(task, &mut entities);
-
+        let base = crate::entities::base(self, || self.base_entities(&task_uid))?;
+        let mut entities: Vec<Entity> = Vec::with_capacity(2);
         let mut resource_parents: HashSet<EntityUid> =
             [t.uid(&t.environment, &c.environment)].into();
         if let Some(tool) = &c.tool {
@@ -219,13 +177,13 @@ impl DecisionRequest {
             resource_parents,
         )
         .map_err(|e| e.to_string())?;
-        push(resource, &mut entities);
+        entities.push(resource);
 
         let action_uid = t.uid(&t.action, &self.action);
-        push(
-            Entity::new_no_attrs(action_uid.clone(), action_parents.iter().cloned().collect()),
-            &mut entities,
-        );
+        entities.push(Entity::new_no_attrs(
+            action_uid.clone(),
+            action_parents.iter().cloned().collect(),
+        ));
 
         let secs = c.time.as_secs();
         let chain_ids: Vec<String> = self
@@ -267,7 +225,56 @@ impl DecisionRequest {
             None,
         )
         .map_err(|e| e.to_string())?;
-        let entities = Entities::from_entities(entities, None).map_err(|e| e.to_string())?;
+        // Only the resource and the action are new: Cedar repairs the
+        // transitive closure for them alone.
+        let entities = base
+            .add_entities(entities, None)
+            .map_err(|e| e.to_string())?;
         Ok((request, entities))
+    }
+
+    /// The entities that stay the same over a task's calls: the agents of the
+    /// chain and the task. Humans, environments and tools have no attributes
+    /// and no parents in the schema, so they are left out: Cedar compares
+    /// their uids and follows `in` through the resource's own parents all the
+    /// same, and the transitive closure has fewer nodes to walk.
+    fn base_entities(&self, task_uid: &EntityUid) -> Result<Entities, String> {
+        let t = &*TYPES;
+        let human = |h: &HumanId| t.uid(&t.human, &h.to_string());
+        let mut entities: Vec<Entity> = Vec::new();
+        let mut seen: HashSet<EntityUid> = HashSet::new();
+        for a in self.chain() {
+            let e = Entity::new(
+                t.uid(&t.agent, a.spiffe_id.as_str()),
+                [
+                    ("spiffe_id".to_owned(), string(a.spiffe_id.as_str())),
+                    ("kind".to_owned(), string(a.kind.as_str())),
+                    ("owner".to_owned(), uid(human(&a.owner))),
+                    ("tags".to_owned(), strings(&a.tags)),
+                ]
+                .into(),
+                HashSet::new(),
+            )
+            .map_err(|e| e.to_string())?;
+            // The same agent twice in a chain is one entity; Cedar refuses
+            // duplicates.
+            if seen.insert(e.uid()) {
+                entities.push(e);
+            }
+        }
+        entities.push(
+            Entity::new(
+                task_uid.clone(),
+                [
+                    ("purpose".to_owned(), string(&self.task.purpose)),
+                    ("depth".to_owned(), long(i64::from(self.task.depth))),
+                    ("initiator".to_owned(), uid(human(&self.initiator))),
+                ]
+                .into(),
+                HashSet::new(),
+            )
+            .map_err(|e| e.to_string())?,
+        );
+        Entities::from_entities(entities, None).map_err(|e| e.to_string())
     }
 }

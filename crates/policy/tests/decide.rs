@@ -275,3 +275,66 @@ fn evaluations_serialise_with_snake_case_names() {
     assert_eq!(json["reasons"][0]["role"], "approval_required");
     assert_eq!(json["reasons"][0]["policy_id"], "elevated-risk");
 }
+
+/// Entities that stay the same over a task's calls are cached per thread,
+/// keyed by the facts themselves: any changed fact under the same task id
+/// (a tag, the owner, the purpose, the depth, the initiator, a delegator)
+/// is decided on the new facts, never on what was cached.
+#[test]
+fn cached_task_entities_never_outlive_a_changed_fact() {
+    let s = set(&format!(
+        r#"
+@id("finance-only")
+permit (principal, action, resource) when {{
+  principal.tags.contains("finance") && principal.owner == Mandate::Human::"{BOB}" &&
+  context.task.purpose == "pay supplier invoices" && context.task.depth == 0 &&
+  context.task.initiator == Mandate::Human::"{ALICE}"
+}};
+"#
+    ));
+    let base = request("invoice.read");
+    assert_eq!(evaluate(&s, &base).decision, Decision::Allow);
+    // The same task id each time; one fact changed at a time.
+    let mut untagged = base.clone();
+    untagged.agent.tags.clear();
+    let mut reowned = base.clone();
+    reowned.agent.owner = human(ALICE);
+    let mut repurposed = base.clone();
+    repurposed.task.purpose = "something else".into();
+    let mut deeper = base.clone();
+    deeper.task.depth = 1;
+    let mut other_initiator = base.clone();
+    other_initiator.initiator = human(BOB);
+    for (what, r) in [
+        ("tags", &untagged),
+        ("owner", &reowned),
+        ("purpose", &repurposed),
+        ("depth", &deeper),
+        ("initiator", &other_initiator),
+    ] {
+        // Warm the cache with the allowed facts first, then change one.
+        assert_eq!(evaluate(&s, &base).decision, Decision::Allow);
+        assert!(
+            evaluate(&s, r).is_default_deny(),
+            "changed {what} was not seen"
+        );
+    }
+    // A delegator added in front changes the chain, and the entity set:
+    // a policy on the first delegator's tags sees it.
+    let on_root = set(r#"
+@id("root-is-router")
+permit (principal, action, resource) when {
+  Mandate::Agent::"spiffe://acme.example/agent/orchestrator".tags.contains("router")
+};
+"#);
+    // Without it in the chain there is no such entity: the permit cannot hold.
+    assert_ne!(evaluate(&on_root, &base).decision, Decision::Allow);
+    let mut delegated = base.clone();
+    delegated
+        .delegators
+        .push(agent("orchestrator", &["router"]));
+    assert_eq!(evaluate(&on_root, &delegated).decision, Decision::Allow);
+    let mut retagged = delegated.clone();
+    retagged.delegators[0].tags.clear();
+    assert_ne!(evaluate(&on_root, &retagged).decision, Decision::Allow);
+}
