@@ -239,15 +239,7 @@ async fn task(f: &Fixture) -> (String, String) {
         { "type": "mandate_task", "purpose": "pay the laptop invoice",
           "actions": ["payments.initiate"], "resources": ["bank:acme/*"], "limits": { "max_calls": 50 } },
     ]);
-    let (st, b) = f
-        .root(
-            &f.id_token("alice"),
-            &f.agent("orchestrator", ORCH),
-            details,
-            None,
-        )
-        .await;
-    assert_eq!(st, StatusCode::OK, "{b}");
+    let b = f.alice_root(details).await;
     (token_of(&b), task_of(&b))
 }
 

@@ -806,15 +806,7 @@ async fn payments_spend_the_task_budget_and_a_child_cannot_widen_it(t: TestStore
     let details = json!([{ "type": "mandate_task", "purpose": "pay small invoices",
         "actions": ["payments.initiate"], "resources": ["bank:acme/*"],
         "limits": { "max_calls": 10, "budget": 100000 } }]);
-    let (st, b) = f
-        .root(
-            &f.id_token("alice"),
-            &f.agent("orchestrator", ORCH),
-            details,
-            None,
-        )
-        .await;
-    assert_eq!(st, StatusCode::OK, "{b}");
+    let b = f.alice_root(details).await;
     let token = token_of(&b);
     let pay = |amount: i64| json!({ "risk_score": 10, "amount": amount });
     let d = f

@@ -41,15 +41,7 @@ async fn findings_come_from_real_operations_and_go_when_fixed(t: TestStore) {
         StatusCode::CREATED
     );
     let details = |a: &str, r: &str| json!([{ "type": "mandate_task", "purpose": "posture", "actions": [a], "resources": [r] }]);
-    let (st, root) = f
-        .root(
-            &f.id_token("alice"),
-            &f.agent("orchestrator", ORCH),
-            details("procurement.read", "erp:*"),
-            None,
-        )
-        .await;
-    assert_eq!(st, StatusCode::OK, "{root}");
+    let root = f.alice_root(details("procurement.read", "erp:*")).await;
     let d = f
         .decide(
             &token_of(&root),
@@ -272,15 +264,7 @@ async fn an_owner_reviews_ceilings_and_the_undecided_escalate(t: TestStore) {
         StatusCode::CREATED
     );
     let details = json!([{ "type": "mandate_task", "purpose": "p", "actions": ["procurement.read"], "resources": ["erp:*"] }]);
-    let (st, root) = f
-        .root(
-            &f.id_token("alice"),
-            &f.agent("orchestrator", ORCH),
-            details,
-            None,
-        )
-        .await;
-    assert_eq!(st, StatusCode::OK, "{root}");
+    let root = f.alice_root(details).await;
     let token = token_of(&root);
     assert_eq!(
         f.verdict(&token, "procurement.read", "erp:suppliers/1")

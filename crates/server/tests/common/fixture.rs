@@ -227,11 +227,16 @@ impl Fixture {
     }
 
     pub async fn procurement_root(&self) -> Value {
+        self.alice_root(procurement()).await
+    }
+
+    /// Alice gives the orchestrator a root task with `details`; the answer.
+    pub async fn alice_root(&self, details: Value) -> Value {
         let (st, b) = self
             .root(
                 &self.id_token("alice"),
                 &self.agent("orchestrator", ORCH),
-                procurement(),
+                details,
                 None,
             )
             .await;
