@@ -100,7 +100,11 @@ async fn run(t: TestStore, label: &str, events: u64) {
         }
         runs.sort();
         let ms = |d: Duration| d.as_secs_f64() * 1e3;
-        let verdict = if runs[2] < Duration::from_millis(200) { "" } else { "  over 200 ms" };
+        let verdict = if runs[2] < Duration::from_millis(200) {
+            ""
+        } else {
+            "  over 200 ms"
+        };
         println!(
             "{label:<9} {path:<40} median {:>8.1} ms  best {:>8.1} ms{verdict}",
             ms(runs[2]),
@@ -120,7 +124,10 @@ fn main() {
         if std::env::var(testing::PG_URL_VAR).is_ok() {
             run(testing::postgres().await, "postgres", events).await;
         } else {
-            println!("postgres  skipped: set {} to measure it", testing::PG_URL_VAR);
+            println!(
+                "postgres  skipped: set {} to measure it",
+                testing::PG_URL_VAR
+            );
         }
     });
 }

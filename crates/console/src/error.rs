@@ -14,7 +14,9 @@ use crate::layout;
 #[derive(Debug)]
 pub enum ConsoleError {
     /// Not signed in: go to the sign-in page, then back to `next`.
-    SignIn { next: Option<String> },
+    SignIn {
+        next: Option<String>,
+    },
     BadRequest(String),
     Forbidden(String),
     NotFound(String),
@@ -33,7 +35,9 @@ impl From<Problem> for ConsoleError {
             }
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => ConsoleError::Forbidden(p.detail),
             StatusCode::NOT_FOUND => ConsoleError::NotFound(p.detail),
-            StatusCode::CONFLICT | StatusCode::PAYLOAD_TOO_LARGE => ConsoleError::Conflict(p.detail),
+            StatusCode::CONFLICT | StatusCode::PAYLOAD_TOO_LARGE => {
+                ConsoleError::Conflict(p.detail)
+            }
             StatusCode::SERVICE_UNAVAILABLE => ConsoleError::Unavailable(p.detail),
             _ => ConsoleError::Internal,
         }

@@ -76,8 +76,8 @@ fn head(title: &str) -> Markup {
     }
 }
 
-/// A page for a signed-in viewer.
-pub fn page(v: &Viewer, current: Nav, title: &str, body: Markup) -> Html<String> {
+/// The document around every page: head, skip link, the top bar, main.
+fn document(title: &str, top: Markup, body: Markup) -> Html<String> {
     Html(
         html! {
             (DOCTYPE)
@@ -87,32 +87,7 @@ pub fn page(v: &Viewer, current: Nav, title: &str, body: Markup) -> Html<String>
                     a.skip href="#main" { "Skip to content" }
                     header.top {
                         span.brand { "Mandate" }
-                        nav aria-label="Console" {
-                            ul {
-                                @for n in Nav::ALL {
-                                    @if n.shown_to(v) {
-                                        li {
-                                            @if n == current {
-                                                a href=(n.href()) aria-current="page" { (n.label()) }
-                                            } @else {
-                                                a href=(n.href()) { (n.label()) }
-                                            }
-                                        }
-                                    }
-                                }
-                            }
-                        }
-                        div.who {
-                            span { (v.human.display_name) }
-                            @let roles = v.roles.names();
-                            @if !roles.is_empty() {
-                                span.roles { " (" (roles.join(", ")) ")" }
-                            }
-                            form method="post" action="/ui/sign-out" {
-                                input type="hidden" name="csrf" value=(v.session.csrf);
-                                button type="submit" { "Sign out" }
-                            }
-                        }
+                        (top)
                     }
                     main #main tabindex="-1" {
                         h1 { (title) }
@@ -125,24 +100,42 @@ pub fn page(v: &Viewer, current: Nav, title: &str, body: Markup) -> Html<String>
     )
 }
 
-/// A page without navigation: sign-in and error messages.
-pub fn bare_page(title: &str, body: Markup) -> Html<String> {
-    Html(
-        html! {
-            (DOCTYPE)
-            html lang="en" {
-                (head(title))
-                body {
-                    header.top { span.brand { "Mandate" } }
-                    main #main {
-                        h1 { (title) }
-                        (body)
+/// A page for a signed-in viewer.
+pub fn page(v: &Viewer, current: Nav, title: &str, body: Markup) -> Html<String> {
+    let top = html! {
+        nav aria-label="Console" {
+            ul {
+                @for n in Nav::ALL {
+                    @if n.shown_to(v) {
+                        li {
+                            @if n == current {
+                                a href=(n.href()) aria-current="page" { (n.label()) }
+                            } @else {
+                                a href=(n.href()) { (n.label()) }
+                            }
+                        }
                     }
                 }
             }
         }
-        .into_string(),
-    )
+        div.who {
+            span { (v.human.display_name) }
+            @let roles = v.roles.names();
+            @if !roles.is_empty() {
+                span.roles { " (" (roles.join(", ")) ")" }
+            }
+            form method="post" action="/ui/sign-out" {
+                input type="hidden" name="csrf" value=(v.session.csrf);
+                button type="submit" { "Sign out" }
+            }
+        }
+    };
+    document(title, top, body)
+}
+
+/// A page without navigation: sign-in and error messages.
+pub fn bare_page(title: &str, body: Markup) -> Html<String> {
+    document(title, html! {}, body)
 }
 
 /// An error or notice, with a way back.

@@ -123,11 +123,22 @@ mod tests {
 
     #[test]
     fn only_loopback_hosts_get_plain_http_cookies() {
-        for host in ["127.0.0.1:7461", "localhost", "LOCALHOST:80", "[::1]:7461", "127.1.2.3"] {
+        for host in [
+            "127.0.0.1:7461",
+            "localhost",
+            "LOCALHOST:80",
+            "[::1]:7461",
+            "127.1.2.3",
+        ] {
             assert!(loopback_host(&with(header::HOST, host)), "{host}");
             assert!(!session_cookie(&with(header::HOST, host), "x", 1).contains("Secure"));
         }
-        for host in ["mandate.acme.example", "10.0.0.1:7461", "127.0.0.1.evil.example", "[::2]"] {
+        for host in [
+            "mandate.acme.example",
+            "10.0.0.1:7461",
+            "127.0.0.1.evil.example",
+            "[::2]",
+        ] {
             assert!(!loopback_host(&with(header::HOST, host)), "{host}");
             let c = session_cookie(&with(header::HOST, host), "x", 1);
             assert!(c.ends_with("; Secure"), "{c}");
@@ -138,7 +149,9 @@ mod tests {
     #[test]
     fn the_cookie_is_http_only_and_strict() {
         let c = session_cookie(&HeaderMap::new(), "abc", 60);
-        assert!(c.starts_with("mandate_console=abc; Path=/ui; HttpOnly; SameSite=Strict; Max-Age=60"));
+        assert!(
+            c.starts_with("mandate_console=abc; Path=/ui; HttpOnly; SameSite=Strict; Max-Age=60")
+        );
     }
 
     #[test]
@@ -153,9 +166,15 @@ mod tests {
     fn foreign_origins_are_refused() {
         let mut h = with(header::HOST, "127.0.0.1:7461");
         assert!(same_origin(&h));
-        h.insert(header::ORIGIN, HeaderValue::from_static("http://127.0.0.1:7461"));
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("http://127.0.0.1:7461"),
+        );
         assert!(same_origin(&h));
-        h.insert(header::ORIGIN, HeaderValue::from_static("https://evil.example"));
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("https://evil.example"),
+        );
         assert!(!same_origin(&h));
         h.insert(header::ORIGIN, HeaderValue::from_static("null"));
         assert!(!same_origin(&h));

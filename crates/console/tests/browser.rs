@@ -45,9 +45,17 @@ fn require(path: &str) {
 async fn driver() -> Driver {
     require(CHROMIUM);
     require(CHROMEDRIVER);
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let child = Command::new(CHROMEDRIVER)
-        .args([format!("--port={port}"), "--allowed-ips=127.0.0.1".into(), "--silent".into()])
+        .args([
+            format!("--port={port}"),
+            "--allowed-ips=127.0.0.1".into(),
+            "--silent".into(),
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -56,13 +64,25 @@ async fn driver() -> Driver {
     let http = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        if http.get(format!("{url}/status")).send().await.is_ok_and(|r| r.status().is_success()) {
+        if http
+            .get(format!("{url}/status"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
             break;
         }
-        assert!(Instant::now() < deadline, "chromedriver did not start on port {port}");
+        assert!(
+            Instant::now() < deadline,
+            "chromedriver did not start on port {port}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    Driver { child, url, _profile: tempfile::tempdir().unwrap() }
+    Driver {
+        child,
+        url,
+        _profile: tempfile::tempdir().unwrap(),
+    }
 }
 
 async fn browser(d: &Driver) -> Client {
@@ -118,34 +138,70 @@ async fn the_console_in_a_real_browser(t: TestStore, backend: &str) {
 
     // Any page sends an unknown browser to sign-in; Erin pastes her ID token.
     b.goto(&c.url("/ui/inventory")).await.unwrap();
-    assert!(b.current_url().await.unwrap().path().ends_with("/ui/sign-in"));
+    assert!(
+        b.current_url()
+            .await
+            .unwrap()
+            .path()
+            .ends_with("/ui/sign-in")
+    );
     // The keyboard reaches the form first thing (no pointer needed).
     let field = b.find(Locator::Id("id_token")).await.unwrap();
     field.send_keys(&c.f.id_token("erin")).await.unwrap();
     shot(&b, &format!("{backend}-sign-in")).await;
-    b.find(Locator::Id("sign-in")).await.unwrap().click().await.unwrap();
+    b.find(Locator::Id("sign-in"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     let h1 = text_of(&b, "main h1").await;
     assert_eq!(h1, "Inventory", "back to the page asked for");
 
     // Find an agent by name.
     let search = b.find(Locator::Css("input[name=q]")).await.unwrap();
     search.send_keys("orch").await.unwrap();
-    b.find(Locator::Css("form.filters button")).await.unwrap().click().await.unwrap();
-    let rows = b.find_all(Locator::Css("#inventory tbody tr")).await.unwrap();
+    b.find(Locator::Css("form.filters button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let rows = b
+        .find_all(Locator::Css("#inventory tbody tr"))
+        .await
+        .unwrap();
     assert_eq!(rows.len(), 1, "only the orchestrator matches");
     shot(&b, &format!("{backend}-inventory")).await;
-    b.find(Locator::LinkText("orchestrator")).await.unwrap().click().await.unwrap();
+    b.find(Locator::LinkText("orchestrator"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     assert_eq!(text_of(&b, "main h1").await, "Agent orchestrator");
     assert!(text_of(&b, "#ceiling").await.contains("payments.initiate"));
 
     // Open its task's lineage: the tree is a graph with the subagent in it.
-    b.find(Locator::LinkText(&c.task)).await.unwrap().click().await.unwrap();
+    b.find(Locator::LinkText(&c.task))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     assert_eq!(text_of(&b, "main h1").await, "Task lineage");
     let graph = b.find(Locator::Css("svg.lineage")).await.unwrap();
     let boxes = graph.find_all(Locator::Css("rect")).await.unwrap();
-    assert_eq!(boxes.len(), 3, "Alice, the orchestrator's task and the worker's subtask");
+    assert_eq!(
+        boxes.len(),
+        3,
+        "Alice, the orchestrator's task and the worker's subtask"
+    );
     let page = b.source().await.unwrap();
-    assert!(page.contains("outside_task_scope"), "the deny is listed with its reason");
+    assert!(
+        page.contains("outside_task_scope"),
+        "the deny is listed with its reason"
+    );
     shot(&b, &format!("{backend}-lineage")).await;
 
     // The payment waits for approval; approve it with a reason.
@@ -153,22 +209,44 @@ async fn the_console_in_a_real_browser(t: TestStore, backend: &str) {
     let card = format!("#approval-{}", c.approval);
     assert!(text_of(&b, &card).await.contains("payments.initiate"));
     shot(&b, &format!("{backend}-approvals")).await;
-    b.find(Locator::Css(&format!("{card} textarea"))).await.unwrap()
-        .send_keys("matches the signed quote").await.unwrap();
-    b.find(Locator::Css(&format!("{card} button[value=approve]"))).await.unwrap().click().await.unwrap();
+    b.find(Locator::Css(&format!("{card} textarea")))
+        .await
+        .unwrap()
+        .send_keys("matches the signed quote")
+        .await
+        .unwrap();
+    b.find(Locator::Css(&format!("{card} button[value=approve]")))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     assert!(text_of(&b, "#answered").await.contains("approved"));
     assert_eq!(c.approval_status().await, "approved");
     // The agent's waiting call, asked again, now goes through.
-    let d2 = c.f.decide(&c.token, "payments.initiate", "bank:acme/ops", big_payment()).await;
+    let d2 =
+        c.f.decide(
+            &c.token,
+            "payments.initiate",
+            "bank:acme/ops",
+            big_payment(),
+        )
+        .await;
     assert_eq!(d2["decision"], "allow", "{d2}");
 
     // Return on AI: charts first.
     b.goto(&c.url("/ui/roai")).await.unwrap();
     assert_eq!(text_of(&b, "main h1").await, "Return on AI: procurement");
     let charts = b.find_all(Locator::Css("svg.chart")).await.unwrap();
-    assert!(charts.len() >= 3, "over time, per workflow and the report's charts");
+    assert!(
+        charts.len() >= 3,
+        "over time, per workflow and the report's charts"
+    );
     let (_, _, w, h) = charts[0].rectangle().await.unwrap();
-    assert!(w > 100.0 && h > 50.0, "the chart is drawn visibly ({w}x{h})");
+    assert!(
+        w > 100.0 && h > 50.0,
+        "the chart is drawn visibly ({w}x{h})"
+    );
     shot(&b, &format!("{backend}-roai")).await;
 
     b.goto(&c.url("/ui/posture")).await.unwrap();
@@ -179,22 +257,35 @@ async fn the_console_in_a_real_browser(t: TestStore, backend: &str) {
     shot(&b, &format!("{backend}-audit")).await;
 
     // Signing out ends it: the next page asks to sign in again.
-    b.find(Locator::Css("header form button")).await.unwrap().click().await.unwrap();
+    b.find(Locator::Css("header form button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     b.goto(&c.url("/ui/inventory")).await.unwrap();
-    assert!(b.current_url().await.unwrap().path().ends_with("/ui/sign-in"));
+    assert!(
+        b.current_url()
+            .await
+            .unwrap()
+            .path()
+            .ends_with("/ui/sign-in")
+    );
     b.close().await.unwrap();
 }
 
 mod sqlite {
     #[tokio::test(flavor = "multi_thread")]
     async fn the_console_in_a_real_browser() {
-        super::the_console_in_a_real_browser(mandate_store::testing::sqlite().await, "sqlite").await;
+        super::the_console_in_a_real_browser(mandate_store::testing::sqlite().await, "sqlite")
+            .await;
     }
 }
 
 mod postgres {
     #[tokio::test(flavor = "multi_thread")]
     async fn the_console_in_a_real_browser() {
-        super::the_console_in_a_real_browser(mandate_store::testing::postgres().await, "postgres").await;
+        super::the_console_in_a_real_browser(mandate_store::testing::postgres().await, "postgres")
+            .await;
     }
 }

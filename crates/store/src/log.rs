@@ -118,8 +118,8 @@ async fn trace_pass(
         }
         for r in rows {
             from = r.index + 1;
-            let entry: mandate_core::audit::LogEntry = serde_json::from_str(&r.entry)
-                .map_err(|e| TraceFailure::Unreadable {
+            let entry: mandate_core::audit::LogEntry =
+                serde_json::from_str(&r.entry).map_err(|e| TraceFailure::Unreadable {
                     index: r.index,
                     error: e.to_string(),
                 })?;

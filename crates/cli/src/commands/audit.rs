@@ -16,8 +16,8 @@ use mandate_core::audit::export::ExportLine;
 use mandate_core::audit::merkle::{verify_consistency, verify_inclusion};
 use mandate_core::audit::to_hex;
 use mandate_core::audit::trace::{
-    BreakGlassGrant, DecisionItem, OutcomeItem, TaskEnd, TaskNode, Trace, TraceEvent,
-    TraceItem, Tracer,
+    BreakGlassGrant, DecisionItem, OutcomeItem, TaskEnd, TaskNode, Trace, TraceEvent, TraceItem,
+    Tracer,
 };
 use mandate_core::audit::verify::{LogVerifier, StoredEntry, VerifyReport};
 use mandate_core::audit::{Actor, Hash, hash_from_hex};

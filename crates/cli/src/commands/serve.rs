@@ -79,9 +79,15 @@ pub async fn run(a: ServeArgs) -> Result<(), CliError> {
         otlp,
     };
     eprintln!("web console on http://{addr}/ui (sign in with an ID token from a trusted issuer)");
-    serve_app(listener, state.clone(), with_console(&state), options, shutdown_signal())
-        .await
-        .map_err(|e| CliError::Failed(format!("server error: {e}")))
+    serve_app(
+        listener,
+        state.clone(),
+        with_console(&state),
+        options,
+        shutdown_signal(),
+    )
+    .await
+    .map_err(|e| CliError::Failed(format!("server error: {e}")))
 }
 
 /// The API and the web console (`/ui`) in one router.

@@ -44,7 +44,9 @@ async fn chain(c: &Console, a: &Approval) -> Result<(String, Vec<String>), Conso
     let mut path = Vec::new();
     let mut next = Some(task.id);
     while let Some(id) = next {
-        let Some(t) = tree.iter().find(|t| t.id == id) else { break };
+        let Some(t) = tree.iter().find(|t| t.id == id) else {
+            break;
+        };
         path.push(t.assignee_spiffe.to_string());
         next = t.parent;
     }
@@ -80,7 +82,10 @@ pub async fn queue(
     let pending: Vec<Approval> = c
         .app
         .store
-        .list_approvals(&ApprovalFilter { status: Some(ApprovalStatus::Pending), task: None })
+        .list_approvals(&ApprovalFilter {
+            status: Some(ApprovalStatus::Pending),
+            task: None,
+        })
         .await?
         .into_iter()
         .filter(|a| !a.is_expired(now))
@@ -90,7 +95,12 @@ pub async fn queue(
     let mut rows = Vec::new();
     for a in &pending {
         if let std::collections::btree_map::Entry::Vacant(e) = names.entry(a.initiator) {
-            let n = c.app.store.human(a.initiator).await?.map(|h| h.display_name);
+            let n = c
+                .app
+                .store
+                .human(a.initiator)
+                .await?
+                .map(|h| h.display_name);
             e.insert(n.unwrap_or_else(|| a.initiator.to_string()));
         }
         rows.push((a, chain(&c, a).await?));
@@ -98,19 +108,21 @@ pub async fn queue(
     let (mine, others): (Vec<_>, Vec<_>) = rows
         .into_iter()
         .partition(|(a, _)| v.roles.approver && a.initiator != v.human.id);
-    let card = |a: &Approval, purpose: &str, path: &[String], answerable: bool| html! {
-        article.card id=(format!("approval-{}", a.id)) {
-            h3 { code { (a.action) } " on " code { (a.resource) } }
-            dl {
-                dt { "Task" } dd { a href=(format!("/ui/tasks/{}", a.task)) { (purpose) } }
-                dt { "Requested by" } dd.id { (path.last().cloned().unwrap_or_default()) }
-                dt { "Chain" } dd { (names.get(&a.initiator).cloned().unwrap_or_default()) @for hop in path { " → " span.id { (hop) } } }
-                dt { "Asked by policy" } dd { (a.policies.join(", ")) }
-                dt { "Context" } dd { "bound by digest " code { (a.digest) } " (approving unlocks exactly this request, once)" }
-                dt { "Requested" } dd { (when(a.requested_at)) }
-                dt { "Expires" } dd { (when(a.expires_at)) }
+    let card = |a: &Approval, purpose: &str, path: &[String], answerable: bool| {
+        html! {
+            article.card id=(format!("approval-{}", a.id)) {
+                h3 { code { (a.action) } " on " code { (a.resource) } }
+                dl {
+                    dt { "Task" } dd { a href=(format!("/ui/tasks/{}", a.task)) { (purpose) } }
+                    dt { "Requested by" } dd.id { (path.last().cloned().unwrap_or_default()) }
+                    dt { "Chain" } dd { (names.get(&a.initiator).cloned().unwrap_or_default()) @for hop in path { " → " span.id { (hop) } } }
+                    dt { "Asked by policy" } dd { (a.policies.join(", ")) }
+                    dt { "Context" } dd { "bound by digest " code { (a.digest) } " (approving unlocks exactly this request, once)" }
+                    dt { "Requested" } dd { (when(a.requested_at)) }
+                    dt { "Expires" } dd { (when(a.expires_at)) }
+                }
+                @if answerable { (answer_form(&v, a)) }
             }
-            @if answerable { (answer_form(&v, a)) }
         }
     };
     let body = html! {
@@ -150,7 +162,10 @@ pub async fn answer(
     F(f): F<AnswerForm>,
 ) -> Result<Redirect, ConsoleError> {
     v.check_csrf(f.csrf.as_deref())?;
-    v.forbid_unless(v.roles.approver, "only humans with the approver role may answer approvals")?;
+    v.forbid_unless(
+        v.roles.approver,
+        "only humans with the approver role may answer approvals",
+    )?;
     let id: ApprovalId = mandate_server::routes::approvals::parse_id(&id)?;
     let approve = match f.answer.as_deref() {
         Some("approve") => true,
@@ -174,5 +189,8 @@ pub async fn answer(
     .await?;
     tracing::info!(approval = %done.id, human = %v.human.id, approve, "approval answered in the console");
     let how = if approve { "approved" } else { "denied" };
-    Ok(Redirect::to(&format!("/ui/approvals?answered={}&as={how}", done.id)))
+    Ok(Redirect::to(&format!(
+        "/ui/approvals?answered={}&as={how}",
+        done.id
+    )))
 }

@@ -42,24 +42,38 @@ pub struct AuditQuery {
 }
 
 fn check(v: &Viewer) -> Result<(), ConsoleError> {
-    v.forbid_unless(v.roles.reads_all(), "the audit log is for admins and auditors")
+    v.forbid_unless(
+        v.roles.reads_all(),
+        "the audit log is for admins and auditors",
+    )
 }
 
 /// One entry, its proof against `size` (the latest checkpoint), checked here.
-async fn entry_view(c: &Console, index: u64, checkpoint: Option<(u64, [u8; 32])>) -> Result<Markup, ConsoleError> {
+async fn entry_view(
+    c: &Console,
+    index: u64,
+    checkpoint: Option<(u64, [u8; 32])>,
+) -> Result<Markup, ConsoleError> {
     let rows = c.app.store.audit_entries_at(&[index]).await?;
     let Some(row) = rows.into_iter().next() else {
-        return Err(ConsoleError::NotFound(format!("the log has no entry #{index}")));
+        return Err(ConsoleError::NotFound(format!(
+            "the log has no entry #{index}"
+        )));
     };
     let pretty = serde_json::from_str::<serde_json::Value>(&row.entry)
         .and_then(|v| serde_json::to_string_pretty(&v))
         .unwrap_or_else(|_| row.entry.clone());
     let proof = match checkpoint {
         Some((size, root)) if index < size => {
-            let p = c.app.ledger.inclusion(c.app.store.as_ref(), index, Some(size)).await;
+            let p = c
+                .app
+                .ledger
+                .inclusion(c.app.store.as_ref(), index, Some(size))
+                .await;
             match p {
                 Ok(p) => {
-                    let ok = verify_inclusion(&row.leaf_hash, index, size, &p.hashes, &root).is_ok();
+                    let ok =
+                        verify_inclusion(&row.leaf_hash, index, size, &p.hashes, &root).is_ok();
                     Some((size, p.hashes, ok))
                 }
                 Err(e) => return Err(mandate_server::problem::Problem::from(e).into()),
@@ -124,7 +138,11 @@ pub async fn page(
         let trace = mandate_store::log::trace(c.app.store.as_ref(), Tracer::for_text(text)).await;
         return match trace {
             Ok(t) => {
-                let task = t.tasks.iter().find(|n| n.leaf == t.target_leaf).map_or(t.root, |n| n.id);
+                let task = t
+                    .tasks
+                    .iter()
+                    .find(|n| n.leaf == t.target_leaf)
+                    .map_or(t.root, |n| n.id);
                 Ok(Redirect::to(&format!("/ui/tasks/{task}#task-{task}")).into_response())
             }
             Err(mandate_store::log::TraceFailure::Store(e)) => Err(e.into()),
@@ -137,13 +155,24 @@ pub async fn page(
     let verifier = c.app.ledger.verifier();
     let signature_ok = latest.map(|cp| cp.verify(std::slice::from_ref(&verifier)).is_ok());
     let entry = match q.entry {
-        Some(i) => Some(entry_view(&c, i, latest.map(|cp| (cp.checkpoint.size, cp.checkpoint.root))).await?),
+        Some(i) => Some(
+            entry_view(
+                &c,
+                i,
+                latest.map(|cp| (cp.checkpoint.size, cp.checkpoint.root)),
+            )
+            .await?,
+        ),
         None => None,
     };
     let agent = match given(&q.agent) {
         Some(a) => {
             let agent = super::inventory::find_agent(&c, a).await?;
-            let rows = c.app.store.audit_entries_by_agent(agent.id, q.before, AGENT_ENTRIES).await?;
+            let rows = c
+                .app
+                .store
+                .audit_entries_by_agent(agent.id, q.before, AGENT_ENTRIES)
+                .await?;
             Some((agent, rows))
         }
         None => None,
@@ -229,9 +258,23 @@ pub async fn verify(
     v.check_csrf(f.csrf.as_deref())?;
     check(&v)?;
     let verifier = c.app.ledger.verifier();
-    let outcome = mandate_store::log::verify(c.app.store.as_ref(), c.app.ledger.origin(), &[verifier], None).await?;
+    let outcome = mandate_store::log::verify(
+        c.app.store.as_ref(),
+        c.app.ledger.origin(),
+        &[verifier],
+        None,
+    )
+    .await?;
     let result = outcome
-        .map(|r| format!("{} entries, {} checkpoints, root {} (signed up to {})", r.entries, r.checkpoints, to_hex(&r.root), r.checkpointed_size))
+        .map(|r| {
+            format!(
+                "{} entries, {} checkpoints, root {} (signed up to {})",
+                r.entries,
+                r.checkpoints,
+                to_hex(&r.root),
+                r.checkpointed_size
+            )
+        })
         .map_err(|e| e.to_string());
     *c.verified.lock().unwrap_or_else(|e| e.into_inner()) = Some(VerifyStatus {
         at: mandate_server::now(),

@@ -17,7 +17,7 @@ use mandate_store::{AgentFilter, PageRequest, TaskFilter};
 use maud::{Markup, html};
 use serde::Deserialize;
 
-use super::{Q, days_since, given, urlencode, when};
+use super::{Q, days_since, given, query_string, urlencode, when};
 use crate::Console;
 use crate::auth::Viewer;
 use crate::error::ConsoleError;
@@ -37,24 +37,24 @@ pub struct InventoryQuery {
 }
 
 fn parse_kind(s: &str) -> Result<AgentKind, ConsoleError> {
-    AgentKind::ALL
-        .into_iter()
-        .find(|k| k.as_str() == s)
-        .ok_or_else(|| ConsoleError::BadRequest(format!("kind {s:?}: choose agent, model, pipeline or service")))
+    s.parse()
+        .map_err(|e: mandate_core::RuleError| ConsoleError::BadRequest(e.to_string()))
 }
 
 fn parse_status(s: &str) -> Result<AgentStatus, ConsoleError> {
-    [AgentStatus::Active, AgentStatus::Suspended, AgentStatus::Retired]
-        .into_iter()
-        .find(|k| k.as_str() == s)
-        .ok_or_else(|| ConsoleError::BadRequest(format!("status {s:?}: choose active, suspended or retired")))
+    s.parse()
+        .map_err(|e: mandate_core::RuleError| ConsoleError::BadRequest(e.to_string()))
 }
 
 /// Agent names are `[a-z0-9._-]`: a search for anything else finds nothing
 /// and is said to be wrong rather than quietly empty.
 fn parse_search(s: &str) -> Result<String, ConsoleError> {
     let s = s.to_ascii_lowercase();
-    if s.len() > 63 || !s.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
+    if s.len() > 63
+        || !s
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+    {
         return Err(ConsoleError::BadRequest(
             "search: agent names have at most 63 letters, digits, '.', '_' or '-'".into(),
         ));
@@ -79,10 +79,7 @@ pub fn filter_for(v: &Viewer, q: &InventoryQuery) -> Result<AgentFilter, Console
 }
 
 /// Display names of the humans named, one store read each.
-async fn names(
-    c: &Console,
-    ids: Vec<HumanId>,
-) -> Result<BTreeMap<HumanId, String>, ConsoleError> {
+async fn names(c: &Console, ids: Vec<HumanId>) -> Result<BTreeMap<HumanId, String>, ConsoleError> {
     let mut out = BTreeMap::new();
     for id in ids {
         if let std::collections::btree_map::Entry::Vacant(e) = out.entry(id) {
@@ -139,13 +136,13 @@ pub async fn list(
     let owners = names(&c, owner_ids).await?;
     let findings = findings_by_agent(&page.items, now);
     let next_link = page.next.as_ref().map(|n| {
-        let mut link = format!("/ui/inventory?after={}", urlencode(n));
-        for (k, val) in [("q", &q.q), ("kind", &q.kind), ("status", &q.status), ("orphaned", &q.orphaned)] {
-            if let Some(val) = given(val) {
-                link.push_str(&format!("&{k}={}", urlencode(val)));
-            }
-        }
-        link
+        let rest = query_string(&[
+            ("q", &q.q),
+            ("kind", &q.kind),
+            ("status", &q.status),
+            ("orphaned", &q.orphaned),
+        ]);
+        format!("/ui/inventory?after={}&{rest}", urlencode(n))
     });
     let body = html! {
         @if !v.roles.reads_all() {
@@ -257,22 +254,40 @@ pub async fn agent(
         let page = c
             .app
             .store
-            .inventory(&filter, &PageRequest { after, limit: mandate_store::MAX_PAGE }, now)
+            .inventory(
+                &filter,
+                &PageRequest {
+                    after,
+                    limit: mandate_store::MAX_PAGE,
+                },
+                now,
+            )
             .await?;
         if let Some(i) = page.items.into_iter().find(|i| i.agent.id == agent.id) {
             break i;
         }
         match page.next {
             Some(n) => after = Some(n),
-            None => return Err(ConsoleError::NotFound(format!("agent {key:?} is not in the inventory"))),
+            None => {
+                return Err(ConsoleError::NotFound(format!(
+                    "agent {key:?} is not in the inventory"
+                )));
+            }
         }
     };
     let tasks = c
         .app
         .store
         .list_tasks(
-            &TaskFilter { assignee: Some(agent.id), now: Some(now), ..TaskFilter::default() },
-            &PageRequest { after: None, limit: PAGE },
+            &TaskFilter {
+                assignee: Some(agent.id),
+                now: Some(now),
+                ..TaskFilter::default()
+            },
+            &PageRequest {
+                after: None,
+                limit: PAGE,
+            },
         )
         .await?;
     let mut humans = vec![agent.owner];
@@ -284,12 +299,22 @@ pub async fn agent(
     let mut agent_names = BTreeMap::new();
     for d in &item.delegators {
         if let Delegator::Agent(id) = d.by {
-            let n = c.app.store.agent(id).await?.map(|a| a.name.as_str().to_owned());
+            let n = c
+                .app
+                .store
+                .agent(id)
+                .await?
+                .map(|a| a.name.as_str().to_owned());
             agent_names.insert(id, n.unwrap_or_else(|| id.to_string()));
         }
     }
     let findings = {
-        let facts = Facts { inventory: std::slice::from_ref(&item), tasks: &[], breakglass: &[], secrets: &[] };
+        let facts = Facts {
+            inventory: std::slice::from_ref(&item),
+            tasks: &[],
+            breakglass: &[],
+            secrets: &[],
+        };
         posture::assess(&facts, &Thresholds::default(), now)
     };
     let a = &item.agent;
@@ -368,5 +393,10 @@ pub async fn agent(
             p { a href=(format!("/ui/tasks?agent={}", a.name.as_str())) { "All tasks of " (a.name.as_str()) } }
         }
     };
-    Ok(layout::page(&v, Nav::Inventory, &format!("Agent {}", a.name.as_str()), body))
+    Ok(layout::page(
+        &v,
+        Nav::Inventory,
+        &format!("Agent {}", a.name.as_str()),
+        body,
+    ))
 }

@@ -35,6 +35,16 @@ pub fn urlencode(s: &str) -> String {
     form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
+/// `k=v&...` of the given (non-blank) values, percent-encoded: the query
+/// a filtered page passes on to its next page or export.
+pub fn query_string(pairs: &[(&str, &Option<String>)]) -> String {
+    pairs
+        .iter()
+        .filter_map(|(k, v)| given(v).map(|v| format!("{k}={}", urlencode(v))))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
 /// A time as people read it: `2026-12-01 07:22 UTC`.
 pub fn when(t: Timestamp) -> String {
     let s = t.rfc3339();

@@ -32,19 +32,33 @@ pub async fn page(
     v: Viewer,
     Q(q): Q<PostureQuery>,
 ) -> Result<Html<String>, ConsoleError> {
-    v.forbid_unless(v.roles.reads_all(), "posture findings are for admins and auditors")?;
+    v.forbid_unless(
+        v.roles.reads_all(),
+        "posture findings are for admins and auditors",
+    )?;
     let only = match given(&q.severity) {
         None => None,
         Some(s) => Some(
             [Severity::High, Severity::Medium, Severity::Low]
                 .into_iter()
                 .find(|x| severity(*x) == s)
-                .ok_or_else(|| ConsoleError::BadRequest(format!("severity {s:?}: choose high, medium or low")))?,
+                .ok_or_else(|| {
+                    ConsoleError::BadRequest(format!("severity {s:?}: choose high, medium or low"))
+                })?,
         ),
     };
-    let p = mandate_server::routes::posture::assess(&c.app, mandate_server::now(), Thresholds::default()).await?;
+    let p = mandate_server::routes::posture::assess(
+        &c.app,
+        mandate_server::now(),
+        Thresholds::default(),
+    )
+    .await?;
     let count = |s: Severity| p.findings.iter().filter(|f| f.severity == s).count();
-    let shown: Vec<_> = p.findings.iter().filter(|f| only.is_none_or(|s| f.severity == s)).collect();
+    let shown: Vec<_> = p
+        .findings
+        .iter()
+        .filter(|f| only.is_none_or(|s| f.severity == s))
+        .collect();
     let body = html! {
         p.meta { "Assessed " (when(p.at)) " with the default thresholds (" code { "mandate posture --help" } " lists them; the CLI and API take others)." }
         div.cards {

@@ -16,7 +16,7 @@ use mandate_server::routes::tasks::Principal;
 use maud::{PreEscaped, html};
 use serde::Deserialize;
 
-use super::{Q, given, urlencode};
+use super::{Q, given};
 use crate::Console;
 use crate::auth::Viewer;
 use crate::error::ConsoleError;
@@ -41,26 +41,26 @@ pub struct RoaiQuery {
 
 impl RoaiQuery {
     fn query_string(&self, workflow: &WorkflowName) -> String {
-        let mut s = format!("workflow={}", urlencode(workflow.as_str()));
-        for (k, v) in [
+        let wf = Some(workflow.as_str().to_owned());
+        super::query_string(&[
+            ("workflow", &wf),
             ("from", &self.from),
             ("to", &self.to),
             ("baseline_from", &self.baseline_from),
             ("baseline_to", &self.baseline_to),
-        ] {
-            if let Some(v) = given(v) {
-                s.push_str(&format!("&{k}={}", urlencode(v)));
-            }
-        }
-        s
+        ])
     }
 }
 
 fn day_start(name: &str, d: &str) -> Result<Timestamp, ConsoleError> {
     let shape = d.len() == 10
-        && d.bytes()
-            .enumerate()
-            .all(|(i, b)| if i == 4 || i == 7 { b == b'-' } else { b.is_ascii_digit() });
+        && d.bytes().enumerate().all(|(i, b)| {
+            if i == 4 || i == 7 {
+                b == b'-'
+            } else {
+                b.is_ascii_digit()
+            }
+        });
     let bad = || ConsoleError::BadRequest(format!("{name}: {d:?} is not a day (YYYY-MM-DD)"));
     if !shape {
         return Err(bad());
@@ -73,7 +73,11 @@ fn day_of(t: Timestamp) -> String {
 }
 
 /// `[from, to]` as whole UTC days; default the last 30 days.
-fn period(from: Option<&str>, to: Option<&str>, names: (&str, &str)) -> Result<Period, ConsoleError> {
+fn period(
+    from: Option<&str>,
+    to: Option<&str>,
+    names: (&str, &str),
+) -> Result<Period, ConsoleError> {
     let today = mandate_server::now().as_millis().div_euclid(DAY_MS) * DAY_MS;
     let to = match to {
         Some(d) => day_start(names.1, d)?.as_millis() + DAY_MS,
@@ -84,9 +88,12 @@ fn period(from: Option<&str>, to: Option<&str>, names: (&str, &str)) -> Result<P
         None => to - 30 * DAY_MS,
     };
     if to - from > MAX_DAYS * DAY_MS {
-        return Err(ConsoleError::BadRequest(format!("the console charts at most {MAX_DAYS} days; export longer periods with `mandate report roai`")));
+        return Err(ConsoleError::BadRequest(format!(
+            "the console charts at most {MAX_DAYS} days; export longer periods with `mandate report roai`"
+        )));
     }
-    Ok(Period::new(Timestamp::from_millis(from), Timestamp::from_millis(to)).map_err(|e| ConsoleError::BadRequest(e.to_string()))?)
+    Period::new(Timestamp::from_millis(from), Timestamp::from_millis(to))
+        .map_err(|e| ConsoleError::BadRequest(e.to_string()))
 }
 
 /// Whether the viewer may read this workflow's figures: console admins, and
@@ -136,9 +143,18 @@ async fn choose(c: &Console, v: &Viewer, q: &RoaiQuery) -> Result<Option<Chosen>
     let baseline = match (given(&q.baseline_from), given(&q.baseline_to)) {
         (Some(f), Some(t)) => Some(period(Some(f), Some(t), ("baseline_from", "baseline_to"))?),
         (None, None) => None,
-        _ => return Err(ConsoleError::BadRequest("give both baseline days, or neither".into())),
+        _ => {
+            return Err(ConsoleError::BadRequest(
+                "give both baseline days, or neither".into(),
+            ));
+        }
     };
-    Ok(Some(Chosen { workflows, workflow, current, baseline }))
+    Ok(Some(Chosen {
+        workflows,
+        workflow,
+        current,
+        baseline,
+    }))
 }
 
 pub async fn page(
@@ -147,10 +163,15 @@ pub async fn page(
     Q(q): Q<RoaiQuery>,
 ) -> Result<Html<String>, ConsoleError> {
     let Some(ch) = choose(&c, &v, &q).await? else {
-        return Ok(layout::page(&v, Nav::Roai, "Return on AI", html! {
-            p #no-workflows { "No workflow you may read is registered. Owners register workflows with "
-                code { "mandate workflow register" } "; auditors read them all." }
-        }));
+        return Ok(layout::page(
+            &v,
+            Nav::Roai,
+            "Return on AI",
+            html! {
+                p #no-workflows { "No workflow you may read is registered. Owners register workflows with "
+                    code { "mandate workflow register" } "; auditors read them all." }
+            },
+        ));
     };
     let report = outcomes::report(&c.app, &ch.workflow, ch.current, ch.baseline).await?;
     // Over time: the period cut into at most BUCKETS spans of whole days.
@@ -162,21 +183,34 @@ pub async fn page(
         let end = (at + step).min(ch.current.to.as_millis());
         let p = Period::new(Timestamp::from_millis(at), Timestamp::from_millis(end))
             .map_err(|e| ConsoleError::BadRequest(e.to_string()))?;
-        let label = if step == DAY_MS { day_of(p.from) } else { format!("{} +{}d", day_of(p.from), (end - at) / DAY_MS) };
+        let label = if step == DAY_MS {
+            day_of(p.from)
+        } else {
+            format!("{} +{}d", day_of(p.from), (end - at) / DAY_MS)
+        };
         spans.push((label, outcomes::figures(&c.app, &ch.workflow, p).await?));
         at = end;
     }
     let over_time = mandate_report::split_chart(
         "Counted vs excluded, over time",
-        &spans.iter().map(|(l, f)| (l.clone(), &f.totals)).collect::<Vec<_>>(),
+        &spans
+            .iter()
+            .map(|(l, f)| (l.clone(), &f.totals))
+            .collect::<Vec<_>>(),
     );
     let mut per_wf = Vec::new();
     for wf in &ch.workflows {
-        per_wf.push((wf.def.name.as_str().to_owned(), outcomes::figures(&c.app, wf, ch.current).await?));
+        per_wf.push((
+            wf.def.name.as_str().to_owned(),
+            outcomes::figures(&c.app, wf, ch.current).await?,
+        ));
     }
     let per_workflow = mandate_report::split_chart(
         "Counted vs excluded, per workflow",
-        &per_wf.iter().map(|(l, f)| (l.clone(), &f.totals)).collect::<Vec<_>>(),
+        &per_wf
+            .iter()
+            .map(|(l, f)| (l.clone(), &f.totals))
+            .collect::<Vec<_>>(),
     );
     let qs = q.query_string(&ch.workflow.def.name);
     let to_day = day_of(Timestamp::from_millis(ch.current.to.as_millis() - DAY_MS));
@@ -207,10 +241,19 @@ pub async fn page(
         }
         (mandate_report::body(&report))
     };
-    Ok(layout::page(&v, Nav::Roai, &format!("Return on AI: {}", ch.workflow.def.name.as_str()), body))
+    Ok(layout::page(
+        &v,
+        Nav::Roai,
+        &format!("Return on AI: {}", ch.workflow.def.name.as_str()),
+        body,
+    ))
 }
 
-async fn chosen_report(c: &Console, v: &Viewer, q: &RoaiQuery) -> Result<(Chosen, mandate_core::outcome::RoaiReport), ConsoleError> {
+async fn chosen_report(
+    c: &Console,
+    v: &Viewer,
+    q: &RoaiQuery,
+) -> Result<(Chosen, mandate_core::outcome::RoaiReport), ConsoleError> {
     let ch = choose(c, v, q)
         .await?
         .ok_or_else(|| ConsoleError::NotFound("no workflow you may read is registered".into()))?;
@@ -224,7 +267,10 @@ pub async fn csv(
     Q(q): Q<RoaiQuery>,
 ) -> Result<Response, ConsoleError> {
     let (ch, report) = chosen_report(&c, &v, &q).await?;
-    let name = format!("attachment; filename=\"roai-{}.csv\"", ch.workflow.def.name.as_str());
+    let name = format!(
+        "attachment; filename=\"roai-{}.csv\"",
+        ch.workflow.def.name.as_str()
+    );
     Ok((
         [
             (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),

@@ -69,7 +69,12 @@ fn anonymous(c: &Console, headers: &HeaderMap) -> (SessionView, Option<String>) 
     (s, Some(id))
 }
 
-fn with_cookie(c: &Console, headers: &HeaderMap, id: Option<String>, mut res: Response) -> Response {
+fn with_cookie(
+    c: &Console,
+    headers: &HeaderMap,
+    id: Option<String>,
+    mut res: Response,
+) -> Response {
     if let Some(id) = id {
         let max_age = c.sessions.config().absolute.as_secs();
         if let Ok(v) = security::session_cookie(headers, &id, max_age).parse() {
@@ -107,8 +112,8 @@ pub async fn submit(
     F(f): F<SignIn>,
 ) -> Response {
     let next = f.next.as_deref().and_then(safe_next);
-    let current = security::session_id(&headers)
-        .and_then(|id| c.sessions.get(&id).map(|s| (id, s)));
+    let current =
+        security::session_id(&headers).and_then(|id| c.sessions.get(&id).map(|s| (id, s)));
     let (old_id, session) = match current {
         Some((id, s)) if f.csrf.as_deref().is_some_and(|t| s.csrf_matches(t)) => (id, s),
         _ => {
@@ -117,7 +122,9 @@ pub async fn submit(
             let mut res = render(
                 &session,
                 next,
-                Some("this sign-in form was not opened in this browser session (CSRF token missing or wrong); paste the token again"),
+                Some(
+                    "this sign-in form was not opened in this browser session (CSRF token missing or wrong); paste the token again",
+                ),
             );
             *res.status_mut() = StatusCode::FORBIDDEN;
             return with_cookie(&c, &headers, new_id, res);

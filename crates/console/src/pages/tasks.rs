@@ -20,7 +20,7 @@ use mandate_store::{ApprovalFilter, PageRequest, TaskFilter};
 use maud::{Markup, html};
 use serde::Deserialize;
 
-use super::{Q, given, urlencode, when};
+use super::{Q, given, query_string, urlencode, when};
 use crate::Console;
 use crate::auth::Viewer;
 use crate::error::ConsoleError;
@@ -70,10 +70,8 @@ fn parse_task_id(s: &str) -> Result<TaskId, ConsoleError> {
 }
 
 fn parse_status(s: &str) -> Result<TaskStatus, ConsoleError> {
-    [TaskStatus::Open, TaskStatus::Completed, TaskStatus::Failed, TaskStatus::Revoked, TaskStatus::Expired]
-        .into_iter()
-        .find(|t| t.as_str() == s)
-        .ok_or_else(|| ConsoleError::BadRequest(format!("status {s:?}: choose open, completed, failed, revoked or expired")))
+    s.parse()
+        .map_err(|e: mandate_core::RuleError| ConsoleError::BadRequest(e.to_string()))
 }
 
 pub async fn list(
@@ -111,16 +109,17 @@ pub async fn list(
     let page = c
         .app
         .store
-        .list_tasks(&filter, &PageRequest { after: given(&q.after).map(str::to_owned), limit: 50 })
+        .list_tasks(
+            &filter,
+            &PageRequest {
+                after: given(&q.after).map(str::to_owned),
+                limit: 50,
+            },
+        )
         .await?;
     let next_link = page.next.as_ref().map(|n| {
-        let mut link = format!("/ui/tasks?after={}", urlencode(n));
-        for (k, val) in [("agent", &q.agent), ("status", &q.status)] {
-            if let Some(val) = given(val) {
-                link.push_str(&format!("&{k}={}", urlencode(val)));
-            }
-        }
-        link
+        let rest = query_string(&[("agent", &q.agent), ("status", &q.status)]);
+        format!("/ui/tasks?after={}&{rest}", urlencode(n))
     });
     let body = html! {
         form.filters method="get" action="/ui/tasks" role="search" {
@@ -166,7 +165,10 @@ async fn check_tree_reader(c: &Console, v: &Viewer, tree: &[Task]) -> Result<(),
             let asked = c
                 .app
                 .store
-                .list_approvals(&ApprovalFilter { status: None, task: Some(t.id) })
+                .list_approvals(&ApprovalFilter {
+                    status: None,
+                    task: Some(t.id),
+                })
                 .await?;
             if !asked.is_empty() {
                 return Ok(());
@@ -207,7 +209,11 @@ pub async fn lineage(
     let tree = c.app.store.task_tree(task.root).await?;
     check_tree_reader(&c, &v, &tree).await?;
     let now = mandate_server::now();
-    let trace = mandate_store::log::trace(c.app.store.as_ref(), Tracer::new(TraceTarget::Task(task.root))).await;
+    let trace = mandate_store::log::trace(
+        c.app.store.as_ref(),
+        Tracer::new(TraceTarget::Task(task.root)),
+    )
+    .await;
     let (trace, trace_error): (Option<Trace>, Option<String>) = match trace {
         Ok(t) => (Some(t), None),
         Err(mandate_store::log::TraceFailure::Store(e)) => return Err(e.into()),
@@ -242,7 +248,10 @@ pub async fn lineage(
             stack.push((child, Some(me)));
         }
     }
-    let initiator = names.get(&root.initiator).cloned().unwrap_or_else(|| root.initiator.to_string());
+    let initiator = names
+        .get(&root.initiator)
+        .cloned()
+        .unwrap_or_else(|| root.initiator.to_string());
     let mut nodes = vec![graph::Node {
         href: "#initiator".into(),
         title: initiator.clone(),

@@ -58,9 +58,8 @@ pub async fn setup(t: TestStore) -> Console {
     }
     let (st, b) = f.s.post("/v1/policies", json!({ "text": POLICY })).await;
     assert_eq!(st, StatusCode::CREATED, "{b}");
-    let (st, b) = f
-        .s
-        .post(
+    let (st, b) =
+        f.s.post(
             "/v1/workflows",
             json!({
                 "name": "procurement", "description": "one purchase order placed", "owner": f.alice,
@@ -78,33 +77,56 @@ pub async fn setup(t: TestStore) -> Console {
           "actions": ["payments.initiate"], "resources": ["bank:acme/*"], "limits": { "max_calls": 50 } },
     ]);
     let (st, b) = f
-        .root(&f.id_token("alice"), &f.agent("orchestrator", ORCH), details, None)
+        .root(
+            &f.id_token("alice"),
+            &f.agent("orchestrator", ORCH),
+            details,
+            None,
+        )
         .await;
     assert_eq!(st, StatusCode::OK, "{b}");
     let (token, task) = (token_of(&b), task_of(&b));
     let (st, b) = f
-        .child(&token, &f.agent("worker", WORKER), narrower("procurement.read", "erp:suppliers/*"), None)
+        .child(
+            &token,
+            &f.agent("worker", WORKER),
+            narrower("procurement.read", "erp:suppliers/*"),
+            None,
+        )
         .await;
     assert_eq!(st, StatusCode::OK, "{b}");
     let child = task_of(&b);
-    assert_eq!(f.verdict(&token, "procurement.read", "erp:suppliers/7").await, "allow");
-    assert_eq!(f.verdict(&token, "procurement.po.create", "erp:purchase-orders/1").await, "allow");
-    let res = f
-        .s
-        .http
-        .post(format!("{}/v1/outcomes", f.s.base))
-        .bearer_auth(&token)
-        .json(&json!({
-            "workflow": "procurement", "outcome_type": "po.created", "idempotency_key": "po-1",
-            "cost": { "money": { "amount": "0.25", "currency": "EUR" } },
-        }))
-        .send()
-        .await
-        .unwrap();
+    assert_eq!(
+        f.verdict(&token, "procurement.read", "erp:suppliers/7")
+            .await,
+        "allow"
+    );
+    assert_eq!(
+        f.verdict(&token, "procurement.po.create", "erp:purchase-orders/1")
+            .await,
+        "allow"
+    );
+    let res =
+        f.s.http
+            .post(format!("{}/v1/outcomes", f.s.base))
+            .bearer_auth(&token)
+            .json(&json!({
+                "workflow": "procurement", "outcome_type": "po.created", "idempotency_key": "po-1",
+                "cost": { "money": { "amount": "0.25", "currency": "EUR" } },
+            }))
+            .send()
+            .await
+            .unwrap();
     assert_eq!(res.status(), StatusCode::CREATED);
     // A refusal after the outcome, so the outcome stays counted.
-    assert_eq!(f.verdict(&token, "payments.initiate", "erp:elsewhere").await, "deny");
-    let d = f.decide(&token, "payments.initiate", "bank:acme/ops", big_payment()).await;
+    assert_eq!(
+        f.verdict(&token, "payments.initiate", "erp:elsewhere")
+            .await,
+        "deny"
+    );
+    let d = f
+        .decide(&token, "payments.initiate", "bank:acme/ops", big_payment())
+        .await;
     assert_eq!(d["decision"], "needs_approval", "{d}");
     let approval = d["approval_id"].as_str().unwrap().to_owned();
     // A checkpoint, so entries have inclusion proofs against a signed tree.
@@ -116,16 +138,35 @@ pub async fn setup(t: TestStore) -> Console {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let options = ServeOptions { checkpoint_every: Duration::from_secs(3600), otlp: None };
-    tokio::spawn(mandate_server::serve_app(listener, state, app, options, async {
-        let _ = stopped.await;
-    }));
+    let options = ServeOptions {
+        checkpoint_every: Duration::from_secs(3600),
+        otlp: None,
+    };
+    tokio::spawn(mandate_server::serve_app(
+        listener,
+        state,
+        app,
+        options,
+        async {
+            let _ = stopped.await;
+        },
+    ));
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(30))
         .build()
         .unwrap();
-    Console { f, base, http, token, task, child, approval, sql, _stop: stop }
+    Console {
+        f,
+        base,
+        http,
+        token,
+        task,
+        child,
+        approval,
+        sql,
+        _stop: stop,
+    }
 }
 
 /// A signed-in session as a browser would hold it.
@@ -136,7 +177,10 @@ pub struct Session {
 
 /// The value of the first hidden `csrf` field of a page.
 pub fn csrf_of(html: &str) -> String {
-    let at = html.find("name=\"csrf\" value=\"").expect("a form with a CSRF token") + 19;
+    let at = html
+        .find("name=\"csrf\" value=\"")
+        .expect("a form with a CSRF token")
+        + 19;
     html[at..].split('"').next().unwrap().to_owned()
 }
 
@@ -163,7 +207,12 @@ impl Console {
         r.send().await.unwrap()
     }
 
-    pub async fn post(&self, path: &str, s: Option<&Session>, form: &[(&str, &str)]) -> reqwest::Response {
+    pub async fn post(
+        &self,
+        path: &str,
+        s: Option<&Session>,
+        form: &[(&str, &str)],
+    ) -> reqwest::Response {
         let mut r = self.http.post(self.url(path)).form(form);
         if let Some(s) = s {
             r = r.header("cookie", &s.cookie);
@@ -180,7 +229,11 @@ impl Console {
         let csrf = csrf_of(&form.text().await.unwrap());
         let anon = Session { cookie, csrf };
         let res = self
-            .post("/ui/sign-in", Some(&anon), &[("csrf", &anon.csrf), ("id_token", id_token)])
+            .post(
+                "/ui/sign-in",
+                Some(&anon),
+                &[("csrf", &anon.csrf), ("id_token", id_token)],
+            )
             .await;
         (res, anon)
     }
@@ -191,13 +244,28 @@ impl Console {
         assert_eq!(res.status(), StatusCode::SEE_OTHER, "sign-in of {subject}");
         let cookie = cookie_of(&res).expect("a new session cookie");
         assert_ne!(cookie, anon.cookie, "signing in replaces the session");
-        let page = self.get("/ui/roai", Some(&Session { cookie: cookie.clone(), csrf: String::new() })).await;
+        let page = self
+            .get(
+                "/ui/roai",
+                Some(&Session {
+                    cookie: cookie.clone(),
+                    csrf: String::new(),
+                }),
+            )
+            .await;
         let html = page.text().await.unwrap();
-        Session { csrf: csrf_of(&html), cookie }
+        Session {
+            csrf: csrf_of(&html),
+            cookie,
+        }
     }
 
     pub async fn approval_status(&self) -> String {
-        let (st, a) = self.f.s.get(&format!("/v1/approvals/{}", self.approval)).await;
+        let (st, a) = self
+            .f
+            .s
+            .get(&format!("/v1/approvals/{}", self.approval))
+            .await;
         assert_eq!(st, StatusCode::OK, "{a}");
         a["status"].as_str().unwrap().to_owned()
     }

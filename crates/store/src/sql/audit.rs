@@ -4,8 +4,8 @@ use mandate_core::audit::checkpoint::SignedCheckpoint;
 use mandate_core::audit::event::{GENESIS_PREV, LogEntry};
 use mandate_core::audit::verify::StoredEntry;
 use mandate_core::audit::{AuditEvent, hash_from_hex, to_hex};
-use mandate_core::time::Timestamp;
 use mandate_core::ids::AgentId;
+use mandate_core::time::Timestamp;
 use sqlx::AnyConnection;
 use sqlx::{AnyPool, Row};
 

@@ -509,10 +509,7 @@ pub(crate) async fn list_agents(
             .replace('\\', "\\\\")
             .replace('%', "\\%")
             .replace('_', "\\_");
-        q.and_raw(
-            "a.name LIKE '%' || ${} || '%' ESCAPE '\\'",
-            escaped,
-        );
+        q.and_raw("a.name LIKE '%' || ${} || '%' ESCAPE '\\'", escaped);
     }
     let rows = q.page("a.id", page).fetch_all(store).await?;
     let items = rows

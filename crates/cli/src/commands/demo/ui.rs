@@ -93,7 +93,10 @@ pub(super) async fn serve(
     );
     let token = dev.mint("dana", &issuer, mandate_server::now(), TOKEN_TTL_S);
     println!("\nweb console: {base}/ui");
-    println!("sign in by pasting this ID token (Dana, valid {} minutes):\n\n{token}\n", TOKEN_TTL_S / 60);
+    println!(
+        "sign in by pasting this ID token (Dana, valid {} minutes):\n\n{token}\n",
+        TOKEN_TTL_S / 60
+    );
     println!(
         "a fresh one: mandate dev-issuer token --data-dir {} --server {base} --subject dana --ttl 3600",
         dir.display()
