@@ -170,4 +170,18 @@ mod tests {
             assert_eq!(safe_next(bad), None, "{bad}");
         }
     }
+
+    proptest::proptest! {
+        /// The fuzz target `request` explores the same input space.
+        #[test]
+        fn a_return_page_is_always_a_console_page(next in ".{0,80}", tail in "[ -~]{0,40}") {
+            for candidate in [next.clone(), format!("/ui/{tail}"), format!("/ui{tail}")] {
+                if let Some(n) = safe_next(&candidate) {
+                    proptest::prop_assert!(n.starts_with("/ui/"));
+                    proptest::prop_assert!(!n.contains("//") && !n.contains('\\'));
+                    proptest::prop_assert!(n.chars().all(|c| c.is_ascii_graphic()));
+                }
+            }
+        }
+    }
 }

@@ -179,4 +179,34 @@ mod tests {
         h.insert(header::ORIGIN, HeaderValue::from_static("null"));
         assert!(!same_origin(&h));
     }
+
+    proptest::proptest! {
+        /// The fuzz target `request` explores the same input space.
+        #[test]
+        fn any_cookie_header_yields_at_most_a_bounded_id_it_contains(raw in ".{0,300}") {
+            if let Ok(v) = HeaderValue::from_str(&raw) {
+                let mut h = HeaderMap::new();
+                h.insert(header::COOKIE, v.clone());
+                h.insert(header::HOST, v.clone());
+                h.insert(header::ORIGIN, v);
+                if let Some(id) = session_id(&h) {
+                    proptest::prop_assert!(!id.is_empty() && id.len() <= 128);
+                    proptest::prop_assert!(raw.contains(&id));
+                }
+                let _ = loopback_host(&h);
+                let _ = same_origin(&h);
+            }
+        }
+
+        #[test]
+        fn a_session_cookie_is_found_among_any_others(
+            id in "[A-Za-z0-9_-]{1,64}",
+            others in proptest::collection::vec(("[a-z]{1,8}", "[A-Za-z0-9]{0,12}"), 0..5),
+        ) {
+            let mut pairs: Vec<String> = others.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            pairs.insert(pairs.len() / 2, format!("{COOKIE}={id}"));
+            let h = with(header::COOKIE, &pairs.join("; "));
+            proptest::prop_assert_eq!(session_id(&h), Some(id));
+        }
+    }
 }

@@ -131,6 +131,38 @@ async fn text_of(b: &Client, css: &str) -> String {
         .unwrap()
 }
 
+/// Waits (bounded) until the page's heading reads `want`: a click starts a
+/// navigation, and the old page answers queries until the new one is in.
+async fn heading(b: &Client, want: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = match b.find(Locator::Css("main h1")).await {
+            Ok(h) => h.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        if now == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "page heading {now:?}, expected {want:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits (bounded) until the browser's URL contains `part`.
+async fn url_with(b: &Client, part: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !b.current_url().await.unwrap().as_str().contains(part) {
+        assert!(
+            Instant::now() < deadline,
+            "the URL never contained {part:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn the_console_in_a_real_browser(t: TestStore, backend: &str) {
     let c = setup(t).await;
     let d = driver().await;
@@ -155,8 +187,7 @@ async fn the_console_in_a_real_browser(t: TestStore, backend: &str) {
         .click()
         .await
         .unwrap();
-    let h1 = text_of(&b, "main h1").await;
-    assert_eq!(h1, "Inventory", "back to the page asked for");
+    heading(&b, "Inventory").await;
 
     // Find an agent by name.
     let search = b.find(Locator::Css("input[name=q]")).await.unwrap();
@@ -167,6 +198,7 @@ async fn the_console_in_a_real_browser(t: TestStore, backend: &str) {
         .click()
         .await
         .unwrap();
+    url_with(&b, "q=orch").await;
     let rows = b
         .find_all(Locator::Css("#inventory tbody tr"))
         .await
@@ -179,7 +211,7 @@ async fn the_console_in_a_real_browser(t: TestStore, backend: &str) {
         .click()
         .await
         .unwrap();
-    assert_eq!(text_of(&b, "main h1").await, "Agent orchestrator");
+    heading(&b, "Agent orchestrator").await;
     assert!(text_of(&b, "#ceiling").await.contains("payments.initiate"));
 
     // Open its task's lineage: the tree is a graph with the subagent in it.
@@ -189,7 +221,7 @@ async fn the_console_in_a_real_browser(t: TestStore, backend: &str) {
         .click()
         .await
         .unwrap();
-    assert_eq!(text_of(&b, "main h1").await, "Task lineage");
+    heading(&b, "Task lineage").await;
     let graph = b.find(Locator::Css("svg.lineage")).await.unwrap();
     let boxes = graph.find_all(Locator::Css("rect")).await.unwrap();
     assert_eq!(
@@ -236,7 +268,7 @@ async fn the_console_in_a_real_browser(t: TestStore, backend: &str) {
 
     // Return on AI: charts first.
     b.goto(&c.url("/ui/roai")).await.unwrap();
-    assert_eq!(text_of(&b, "main h1").await, "Return on AI: procurement");
+    heading(&b, "Return on AI: procurement").await;
     let charts = b.find_all(Locator::Css("svg.chart")).await.unwrap();
     assert!(
         charts.len() >= 3,
@@ -250,7 +282,7 @@ async fn the_console_in_a_real_browser(t: TestStore, backend: &str) {
     shot(&b, &format!("{backend}-roai")).await;
 
     b.goto(&c.url("/ui/posture")).await.unwrap();
-    assert_eq!(text_of(&b, "main h1").await, "Posture");
+    heading(&b, "Posture").await;
     shot(&b, &format!("{backend}-posture")).await;
     b.goto(&c.url("/ui/audit")).await.unwrap();
     assert_eq!(text_of(&b, "#signature-status").await, "valid");
@@ -263,6 +295,7 @@ async fn the_console_in_a_real_browser(t: TestStore, backend: &str) {
         .click()
         .await
         .unwrap();
+    heading(&b, "Sign in").await;
     b.goto(&c.url("/ui/inventory")).await.unwrap();
     assert!(
         b.current_url()
