@@ -79,7 +79,7 @@ async fn run(t: TestStore, label: &str, events: u64) {
         "/ui/roai".to_owned(),
         "/ui/posture".to_owned(),
         "/ui/audit".to_owned(),
-        "/ui/audit?entry=500000".to_owned(),
+        format!("/ui/audit?entry={}", events / 2),
         "/ui/audit?agent=bench-42".to_owned(),
     ];
     println!(
