@@ -49,6 +49,9 @@ pub enum HumanRole {
     Approver,
     /// May read Return-on-AI reports and export evidence packs.
     Auditor,
+    /// Sees everything in the web console (inventory, lineage, posture, the
+    /// audit log). Admin API calls still need the admin token.
+    Admin,
 }
 
 impl HumanRole {
@@ -56,6 +59,7 @@ impl HumanRole {
         match self {
             HumanRole::Approver => "approver",
             HumanRole::Auditor => "auditor",
+            HumanRole::Admin => "admin",
         }
     }
 }

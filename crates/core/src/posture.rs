@@ -243,6 +243,20 @@ pub struct Facts<'a> {
     pub reviews: &'a [Review],
 }
 
+impl<'a> Facts<'a> {
+    /// The agents alone: what yields the agent-level findings (orphaned,
+    /// dormant, stale keys, over-privileged).
+    pub fn agents(inventory: &'a [InventoryItem]) -> Self {
+        Facts {
+            inventory,
+            tasks: &[],
+            breakglass: &[],
+            secrets: &[],
+            reviews: &[],
+        }
+    }
+}
+
 fn days(ms: i64) -> i64 {
     ms / DAY_MS
 }

@@ -65,16 +65,47 @@ pub fn html(report: &RoaiReport) -> String {
                             p.meta { "Baseline: " (range(b)) }
                         }
                     }
-                    (charts(report))
-                    (headline(report))
-                    (exceptions(report))
-                    (breakdowns(report))
-                    (workflow(report))
+                    (body(report))
                 }
             }
         }
     }
     .into_string()
+}
+
+/// The report's content without the page around it: charts first, then
+/// the tables to check them against. The web console embeds this.
+pub fn body(report: &RoaiReport) -> Markup {
+    html! {
+        (charts(report))
+        (headline(report))
+        (exceptions(report))
+        (breakdowns(report))
+        (workflow(report))
+    }
+}
+
+/// Counted against excluded transactions, one stacked bar per row (periods,
+/// days, workflows ...).
+pub fn split_chart(title: &str, rows: &[(String, &Figures)]) -> String {
+    svg::stacked_bar_chart(
+        title,
+        &[
+            Series::new("Counted", colour::COUNTED),
+            Series::new("Excluded", colour::EXCLUDED),
+        ],
+        &rows
+            .iter()
+            .map(|(label, f)| {
+                let (c, x) = (f.counted, model::excluded(f));
+                Stack {
+                    label: label.clone(),
+                    parts: vec![c as f64, x as f64],
+                    text: format!("{c} counted, {x} excluded"),
+                }
+            })
+            .collect::<Vec<_>>(),
+    )
 }
 
 fn range(p: &PeriodFigures) -> String {
@@ -103,22 +134,11 @@ fn charts(report: &RoaiReport) -> Markup {
     let cur = report.currency;
     let periods = periods(report);
 
-    let split = svg::stacked_bar_chart(
+    let split = split_chart(
         "Counted vs excluded transactions",
-        &[
-            Series::new("Counted", colour::COUNTED),
-            Series::new("Excluded", colour::EXCLUDED),
-        ],
         &periods
             .iter()
-            .map(|(name, p)| {
-                let (c, x) = (p.totals.counted, model::excluded(&p.totals));
-                Stack {
-                    label: (*name).to_owned(),
-                    parts: vec![c as f64, x as f64],
-                    text: format!("{c} counted, {x} excluded"),
-                }
-            })
+            .map(|(name, p)| ((*name).to_owned(), &p.totals))
             .collect::<Vec<_>>(),
     );
 

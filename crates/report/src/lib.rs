@@ -20,5 +20,5 @@ pub mod svg;
 mod table;
 
 pub use crate::csv::csv;
-pub use crate::html::html;
+pub use crate::html::{body, html, split_chart};
 pub use crate::table::table;

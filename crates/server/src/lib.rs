@@ -221,12 +221,24 @@ pub async fn serve_with(
     options: ServeOptions,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let app = router(state.clone());
+    serve_app(listener, state, app, options, shutdown).await
+}
+
+/// [`serve_with`] serving `app`: the [`router`] with more routes merged in
+/// (the binary adds the web console this way, so this crate needs none of it).
+pub async fn serve_app(
+    listener: TcpListener,
+    state: AppState,
+    app: Router,
+    options: ServeOptions,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let ticker = tokio::spawn(ledger::checkpoint_loop(
         state.clone(),
         options.checkpoint_every,
     ));
     let otlp = options.otlp.map(otel::OtlpExporter::spawn);
-    let app = router(state.clone());
     let result = axum::serve(
         without_delay(listener),
         app.into_make_service_with_connect_info::<SocketAddr>(),

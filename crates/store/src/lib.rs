@@ -199,6 +199,9 @@ pub struct AgentFilter {
     pub status: Option<AgentStatus>,
     pub tag: Option<String>,
     pub orphaned: Option<bool>,
+    /// Only agents whose name contains this text (agent names are lowercase
+    /// `[a-z0-9._-]`; the text is matched literally).
+    pub name_contains: Option<String>,
 }
 
 /// One stored version of the policy set. Versions are immutable and
@@ -522,6 +525,14 @@ pub trait Store: Send + Sync + 'static {
     async fn audit_entries(&self, from: u64, limit: u32) -> Result<Vec<StoredEntry>>;
     /// The entries at these leaf indexes (missing ones are left out).
     async fn audit_entries_at(&self, indexes: &[u64]) -> Result<Vec<StoredEntry>>;
+    /// Entries that name `agent`, newest first, with index < `before` (all
+    /// when none), at most `limit`: an index lookup, not a scan of the log.
+    async fn audit_entries_by_agent(
+        &self,
+        agent: AgentId,
+        before: Option<u64>,
+        limit: u32,
+    ) -> Result<Vec<StoredEntry>>;
     /// Stores a checkpoint; a second one for the same size is ignored.
     async fn add_checkpoint(&self, cp: &SignedCheckpoint, at: Timestamp) -> Result<()>;
     async fn checkpoints(&self) -> Result<Vec<SignedCheckpoint>>;

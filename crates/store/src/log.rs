@@ -75,3 +75,57 @@ pub async fn verify(
         }
     }
 }
+
+/// Why a trace over the stored log failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TraceFailure {
+    #[error(transparent)]
+    Store(#[from] crate::StoreError),
+    #[error("audit entry {index} cannot be read: {error}; run `mandate audit verify`")]
+    Unreadable { index: u64, error: String },
+    #[error(transparent)]
+    Trace(#[from] mandate_core::audit::trace::TraceError),
+}
+
+/// Runs `tracer` over the store's log, streaming each pass page by page, so
+/// only the trace is held in memory, never the log. The CLI's `audit trace`
+/// and the web console's lineage page both read a trace this way.
+pub async fn trace(
+    store: &dyn Store,
+    mut tracer: mandate_core::audit::trace::Tracer,
+) -> std::result::Result<mandate_core::audit::trace::Trace, TraceFailure> {
+    use mandate_core::audit::trace::Next;
+    loop {
+        trace_pass(store, &mut tracer).await?;
+        match tracer.end_pass()? {
+            Next::Pass(next) => tracer = next,
+            Next::Done(trace) => return Ok(trace),
+        }
+    }
+}
+
+/// Feeds one pass, from where the tracer asks to start until it has what it
+/// needs or the log ends.
+async fn trace_pass(
+    store: &dyn Store,
+    tracer: &mut mandate_core::audit::trace::Tracer,
+) -> std::result::Result<(), TraceFailure> {
+    let mut from = tracer.start();
+    loop {
+        let rows = store.audit_entries(from, SCAN_BATCH).await?;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        for r in rows {
+            from = r.index + 1;
+            let entry: mandate_core::audit::LogEntry =
+                serde_json::from_str(&r.entry).map_err(|e| TraceFailure::Unreadable {
+                    index: r.index,
+                    error: e.to_string(),
+                })?;
+            if tracer.feed(&entry).is_break() {
+                return Ok(());
+            }
+        }
+    }
+}

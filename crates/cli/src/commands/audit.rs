@@ -16,11 +16,11 @@ use mandate_core::audit::export::ExportLine;
 use mandate_core::audit::merkle::{verify_consistency, verify_inclusion};
 use mandate_core::audit::to_hex;
 use mandate_core::audit::trace::{
-    BreakGlassGrant, DecisionItem, Next, OutcomeItem, TaskEnd, TaskNode, Trace, TraceEvent,
-    TraceItem, Tracer,
+    BreakGlassGrant, DecisionItem, OutcomeItem, TaskEnd, TaskNode, Trace, TraceEvent, TraceItem,
+    Tracer,
 };
 use mandate_core::audit::verify::{LogVerifier, StoredEntry, VerifyReport};
-use mandate_core::audit::{Actor, Hash, LogEntry, hash_from_hex};
+use mandate_core::audit::{Actor, Hash, hash_from_hex};
 use mandate_core::ids::{HumanId, TaskId};
 use mandate_store::{Store, StoreError, log};
 
@@ -461,46 +461,12 @@ async fn export(store: &dyn Store, mut out: impl Write) -> Result<u64, CliError>
 
 // ---- trace ----------------------------------------------------------------------------
 
-/// Entries read per store round trip while tracing.
-const TRACE_PAGE: u32 = 10_000;
-
-/// Runs `tracer` over the store's log, streaming each pass page by page, so
-/// only the trace is held in memory, never the log.
-pub async fn trace_store(store: &dyn Store, mut tracer: Tracer) -> Result<Trace, CliError> {
-    loop {
-        trace_pass(store, &mut tracer).await?;
-        match tracer
-            .end_pass()
-            .map_err(|e| CliError::Failed(e.to_string()))?
-        {
-            Next::Pass(next) => tracer = next,
-            Next::Done(trace) => return Ok(trace),
-        }
-    }
-}
-
-/// Feeds one pass, from where the tracer asks to start until it has what it
-/// needs or the log ends.
-async fn trace_pass(store: &dyn Store, tracer: &mut Tracer) -> Result<(), CliError> {
-    let mut from = tracer.start();
-    loop {
-        let rows = store.audit_entries(from, TRACE_PAGE).await?;
-        if rows.is_empty() {
-            return Ok(());
-        }
-        for r in rows {
-            from = r.index + 1;
-            let entry: LogEntry = serde_json::from_str(&r.entry).map_err(|e| {
-                CliError::Failed(format!(
-                    "audit entry {} cannot be read: {e}; run `mandate audit verify`",
-                    r.index
-                ))
-            })?;
-            if tracer.feed(&entry).is_break() {
-                return Ok(());
-            }
-        }
-    }
+/// Runs `tracer` over the store's log ([`log::trace`]).
+pub async fn trace_store(store: &dyn Store, tracer: Tracer) -> Result<Trace, CliError> {
+    log::trace(store, tracer).await.map_err(|e| match e {
+        log::TraceFailure::Store(e) => e.into(),
+        other => CliError::Failed(other.to_string()),
+    })
 }
 
 /// One line of the drawn tree: a head, notes under it, and whether lines

@@ -21,7 +21,8 @@ pub enum HumanCommand {
         display_name: String,
         #[arg(long)]
         email: Option<String>,
-        /// A role, repeatable: `approver` may answer approval requests.
+        /// A role, repeatable: `approver` may answer approval requests, `auditor`
+        /// may read figures and the log, `admin` sees everything in the web console.
         #[arg(long = "role", value_parser = parse_role)]
         roles: Vec<HumanRole>,
     },
@@ -161,8 +162,9 @@ fn parse_role(s: &str) -> Result<HumanRole, String> {
     match s {
         "approver" => Ok(HumanRole::Approver),
         "auditor" => Ok(HumanRole::Auditor),
+        "admin" => Ok(HumanRole::Admin),
         _ => Err(format!(
-            "unknown role {s:?}; the roles are: approver, auditor"
+            "unknown role {s:?}; the roles are: approver, auditor, admin"
         )),
     }
 }

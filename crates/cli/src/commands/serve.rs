@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use mandate_core::delegation::Bounds;
 use mandate_server::otel::{OtlpConfig, OtlpExporter};
-use mandate_server::{ServeOptions, app_state, load_master_key, serve_with};
+use mandate_server::{AppState, ServeOptions, app_state, load_master_key, serve_app};
 use tokio::net::TcpListener;
 
 use super::open_store;
@@ -78,9 +78,21 @@ pub async fn run(a: ServeArgs) -> Result<(), CliError> {
         checkpoint_every: Duration::from_secs(a.checkpoint_interval.max(1)),
         otlp,
     };
-    serve_with(listener, state, options, shutdown_signal())
-        .await
-        .map_err(|e| CliError::Failed(format!("server error: {e}")))
+    eprintln!("web console on http://{addr}/ui (sign in with an ID token from a trusted issuer)");
+    serve_app(
+        listener,
+        state.clone(),
+        with_console(&state),
+        options,
+        shutdown_signal(),
+    )
+    .await
+    .map_err(|e| CliError::Failed(format!("server error: {e}")))
+}
+
+/// The API and the web console (`/ui`) in one router.
+pub(crate) fn with_console(state: &AppState) -> axum::Router {
+    mandate_server::router(state.clone()).merge(mandate_console::router(state.clone()))
 }
 
 /// SIGINT or SIGTERM: stop accepting, drain, checkpoint, exit 0.

@@ -92,6 +92,7 @@ impl AgentQuery {
             status: self.status,
             tag: self.tag,
             orphaned: self.orphaned,
+            name_contains: None,
         };
         let page = PageRequest {
             after: self.after,

@@ -9,7 +9,7 @@ use axum::extract::{Path, State};
 use mandate_core::approval::{Approval, ApprovalStatus};
 use mandate_core::audit::Actor;
 use mandate_core::human::HumanRole;
-use mandate_core::ids::ApprovalId;
+use mandate_core::ids::{ApprovalId, HumanId};
 use mandate_store::{ApprovalFilter, Change};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
@@ -29,7 +29,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(deny))
 }
 
-fn parse_id(s: &str) -> ApiResult<ApprovalId> {
+pub fn parse_id(s: &str) -> ApiResult<ApprovalId> {
     s.parse()
         .map_err(|_| Problem::bad_request(format!("{s:?} is not an approval id (UUID)")))
 }
@@ -109,6 +109,23 @@ async fn answer(
         ));
     };
     let id = parse_id(id)?;
+    answer_as(s, human_id, request_id, id, approve, note.as_deref())
+        .await
+        .map(axum::Json)
+}
+
+/// A human answers an approval: the one path every surface (this API, the
+/// web console) takes, so the rules hold everywhere. A closed approval is a
+/// conflict (409); a human who may not answer (no approver role, or the
+/// task's initiator: separation of duties) is 403; a bad note is 400.
+pub async fn answer_as(
+    s: &AppState,
+    human_id: HumanId,
+    request_id: Option<String>,
+    id: ApprovalId,
+    approve: bool,
+    note: Option<&str>,
+) -> ApiResult<Approval> {
     let approval = s
         .store
         .approval(id)
@@ -120,7 +137,6 @@ async fn answer(
         .await?
         .ok_or_else(|| Problem::unauthorized("the ID token's human is not registered"))?;
     let now = crate::now();
-    // A closed approval is a conflict (409); a human who may not answer is 403.
     approval.check_answerable(now)?;
     approval.check_approver(&human).map_err(|e| {
         Problem::new(
@@ -129,24 +145,25 @@ async fn answer(
             e.to_string(),
         )
     })?;
-    if let Some(n) = &note
-        && (n.len() > 2000 || n.chars().any(char::is_control))
+    if let Some(n) = note
+        && (n.len() > MAX_NOTE || n.chars().any(char::is_control))
     {
-        return Err(Problem::bad_request(
-            "note: at most 2000 characters, no control characters",
-        ));
+        return Err(Problem::bad_request(format!(
+            "note: at most {MAX_NOTE} characters, no control characters"
+        )));
     }
     let change = Change {
         actor: Actor::Human { id: human.id },
         at: now,
         request_id,
     };
-    Ok(axum::Json(
-        s.store
-            .answer_approval(&change, id, approve, human.id, note.as_deref())
-            .await?,
-    ))
+    Ok(s.store
+        .answer_approval(&change, id, approve, human.id, note)
+        .await?)
 }
+
+/// Longest note an approver may give.
+pub const MAX_NOTE: usize = 2000;
 
 /// Approve: the same request then gets `allow`, once.
 #[utoipa::path(post, path = "/v1/approvals/{approval}/approve", tag = "approvals", params(("approval" = String, Path)),

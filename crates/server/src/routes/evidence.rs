@@ -50,8 +50,14 @@ async fn export(
 ) -> ApiResult<Response> {
     let wf = known_workflow(&s, &q.workflow()?).await?;
     check_figures_reader(&s, &who, Some(wf.def.owner)).await?;
-    let period = q.period()?;
-    let input = snapshot(&s, &wf, period).await?;
+    pack_response(&s, &wf, q.period()?).await
+}
+
+/// The evidence pack of `wf` over `period` as a zip download. Callers check
+/// the reader first (`check_figures_reader`); the API and the web console
+/// both answer with this.
+pub async fn pack_response(s: &AppState, wf: &Workflow, period: Period) -> ApiResult<Response> {
+    let input = snapshot(s, wf, period).await?;
     let zip = mandate_evidence::build(&input, s.ledger.signer()).map_err(|e| {
         tracing::error!(error = %e, "evidence pack");
         Problem::internal()

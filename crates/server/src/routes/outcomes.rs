@@ -43,11 +43,11 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(roai))
 }
 
-pub(crate) fn parse_workflow(s: &str) -> ApiResult<WorkflowName> {
+pub fn parse_workflow(s: &str) -> ApiResult<WorkflowName> {
     WorkflowName::parse(s).map_err(Problem::from)
 }
 
-pub(crate) async fn known_workflow(s: &AppState, name: &WorkflowName) -> ApiResult<Workflow> {
+pub async fn known_workflow(s: &AppState, name: &WorkflowName) -> ApiResult<Workflow> {
     s.store.workflow(name).await?.ok_or_else(|| {
         Problem::not_found(format!(
             "no workflow {name} is registered; register it with `mandate workflow register`"
@@ -296,7 +296,7 @@ async fn report_outcome(
 }
 
 /// Readers of figures: admins, auditors and the workflow's owner.
-pub(crate) async fn check_figures_reader(
+pub async fn check_figures_reader(
     s: &AppState,
     who: &Principal,
     owner: Option<HumanId>,
@@ -361,7 +361,7 @@ pub(crate) struct PeriodQuery {
     baseline_to: Option<String>,
 }
 
-pub(crate) fn period(from: &str, to: &str) -> ApiResult<Period> {
+pub fn period(from: &str, to: &str) -> ApiResult<Period> {
     let t = |v: &str, name: &str| {
         Timestamp::parse_rfc3339(v).map_err(|e| Problem::bad_request(format!("{name}: {e}")))
     };
@@ -377,7 +377,8 @@ impl PeriodQuery {
     }
 }
 
-async fn figures(s: &AppState, wf: &Workflow, p: Period) -> ApiResult<PeriodFigures> {
+/// A workflow's figures over a period, from the store's per-day sums.
+pub async fn figures(s: &AppState, wf: &Workflow, p: Period) -> ApiResult<PeriodFigures> {
     let rows = s.store.outcome_tally(&wf.def.name, &p).await?;
     Ok(PeriodFigures::from_rows(p, &rows, &wf.def))
 }
@@ -394,9 +395,8 @@ async fn roai(
 ) -> ApiResult<axum::Json<RoaiReport>> {
     let wf = known_workflow(&s, &q.workflow()?).await?;
     check_figures_reader(&s, &who, Some(wf.def.owner)).await?;
-    let current = figures(&s, &wf, q.period()?).await?;
     let baseline = match (&q.baseline_from, &q.baseline_to) {
-        (Some(f), Some(t)) => Some(figures(&s, &wf, period(f, t)?).await?),
+        (Some(f), Some(t)) => Some(period(f, t)?),
         (None, None) => None,
         _ => {
             return Err(Problem::bad_request(
@@ -404,9 +404,26 @@ async fn roai(
             ));
         }
     };
+    Ok(axum::Json(report(&s, &wf, q.period()?, baseline).await?))
+}
+
+/// A workflow's Return-on-AI report over a period, optionally beside a
+/// baseline period, with names for the agents and humans it breaks down by.
+/// Callers check the reader first ([`check_figures_reader`]).
+pub async fn report(
+    s: &AppState,
+    wf: &Workflow,
+    current: Period,
+    baseline: Option<Period>,
+) -> ApiResult<RoaiReport> {
+    let current = figures(s, wf, current).await?;
+    let baseline = match baseline {
+        Some(p) => Some(figures(s, wf, p).await?),
+        None => None,
+    };
     let mut report = RoaiReport::new(&wf.def, current, baseline);
-    report.labels = labels(&s, &report).await?;
-    Ok(axum::Json(report))
+    report.labels = labels(s, &report).await?;
+    Ok(report)
 }
 
 /// Names for the agent and human ids in a report's breakdowns.

@@ -67,6 +67,17 @@ async fn get_posture(
         max_depth: q.max_depth.unwrap_or(d.max_depth),
         max_width: q.max_width.unwrap_or(d.max_width),
     };
+    Ok(axum::Json(assess(&s, at, thresholds).await?))
+}
+
+/// Posture as of `at` under `thresholds`, over every agent, task, unreviewed
+/// break-glass grant and gateway secret: the one assessment the API and the
+/// web console show.
+pub async fn assess(
+    s: &AppState,
+    at: Timestamp,
+    thresholds: Thresholds,
+) -> Result<Posture, StoreError> {
     let store = s.store.as_ref();
     let (agents, tasks) = (&AgentFilter::default(), &TaskFilter::default());
     let inventory = all_pages(|p| async move { store.inventory(agents, &p, at).await }).await?;
@@ -91,12 +102,12 @@ async fn get_posture(
     for f in &findings {
         *summary.entry(f.kind.as_str().to_owned()).or_insert(0) += 1;
     }
-    Ok(axum::Json(Posture {
+    Ok(Posture {
         at,
         thresholds,
         summary,
         findings,
-    }))
+    })
 }
 
 /// Every item of a paged listing, a page of the largest size at a time.

@@ -150,7 +150,8 @@ pub struct TaskNode {
     pub children: Vec<TaskNode>,
 }
 
-fn subtree(all: &[Task], task: &Task, now: mandate_core::time::Timestamp) -> TaskNode {
+/// `task` and its descendants among `all` (one tree's tasks), as of `now`.
+pub fn subtree(all: &[Task], task: &Task, now: mandate_core::time::Timestamp) -> TaskNode {
     TaskNode {
         task: task.clone(),
         effective_status: task.status_at(now),

@@ -4,6 +4,7 @@ use mandate_core::audit::checkpoint::SignedCheckpoint;
 use mandate_core::audit::event::{GENESIS_PREV, LogEntry};
 use mandate_core::audit::verify::StoredEntry;
 use mandate_core::audit::{AuditEvent, hash_from_hex, to_hex};
+use mandate_core::ids::AgentId;
 use mandate_core::time::Timestamp;
 use sqlx::AnyConnection;
 use sqlx::{AnyPool, Row};
@@ -182,6 +183,26 @@ pub(crate) async fn entries(pool: &AnyPool, from: u64, limit: u32) -> Result<Vec
         "SELECT idx, leaf_hash, entry FROM audit_log WHERE idx >= $1 ORDER BY idx LIMIT $2",
     )
     .bind(from as i64)
+    .bind(limit as i64)
+    .fetch_all(pool)
+    .await
+    .map_err(db_error)?;
+    rows.iter().map(stored_entry).collect()
+}
+
+/// Newest first, through the `audit_log_by_agent` index.
+pub(crate) async fn entries_by_agent(
+    pool: &AnyPool,
+    agent: AgentId,
+    before: Option<u64>,
+    limit: u32,
+) -> Result<Vec<StoredEntry>> {
+    let before = before.map_or(i64::MAX, |b| b.min(i64::MAX as u64) as i64);
+    let rows = sqlx::query(
+        "SELECT idx, leaf_hash, entry FROM audit_log WHERE agent_id = $1 AND idx < $2 ORDER BY idx DESC LIMIT $3",
+    )
+    .bind(agent.to_string())
+    .bind(before)
     .bind(limit as i64)
     .fetch_all(pool)
     .await

@@ -586,6 +586,14 @@ impl Store for SqlStore {
     async fn audit_entries(&self, from: u64, limit: u32) -> Result<Vec<StoredEntry>> {
         audit::entries(&self.pool, from, limit).await
     }
+    async fn audit_entries_by_agent(
+        &self,
+        agent: AgentId,
+        before: Option<u64>,
+        limit: u32,
+    ) -> Result<Vec<StoredEntry>> {
+        audit::entries_by_agent(&self.pool, agent, before, limit).await
+    }
     async fn add_checkpoint(&self, cp: &SignedCheckpoint, at: Timestamp) -> Result<()> {
         audit::add_checkpoint(self, cp, at).await
     }

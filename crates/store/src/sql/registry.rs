@@ -503,6 +503,14 @@ pub(crate) async fn list_agents(
             if o { "deactivated" } else { "active" }.to_owned(),
         );
     }
+    if let Some(text) = &filter.name_contains {
+        // LIKE's wildcards in the text are escaped: it matches literally.
+        let escaped = text
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
+        q.and_raw("a.name LIKE '%' || ${} || '%' ESCAPE '\\'", escaped);
+    }
     let rows = q.page("a.id", page).fetch_all(store).await?;
     let items = rows
         .iter()

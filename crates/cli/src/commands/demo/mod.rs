@@ -2,6 +2,7 @@
 //! real HTTP API of an in-process server on loopback.
 
 mod gateway;
+mod ui;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -34,6 +35,13 @@ pub struct DemoArgs {
     /// Use this (empty) data dir instead of a temporary one, to inspect it afterwards.
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// Afterwards, keep serving the demo's data with the web console (`/ui`)
+    /// until Ctrl-C, and print how to sign in.
+    #[arg(long)]
+    ui: bool,
+    /// Where `--ui` serves.
+    #[arg(long, default_value = crate::DEFAULT_LISTEN, requires = "ui")]
+    listen: String,
 }
 
 fn step(n: u32, text: &str) {
@@ -313,6 +321,9 @@ pub async fn run(a: DemoArgs) -> Result<(), CliError> {
     println!();
     let report = verify_store(store.as_ref(), None, None).await?;
     print_report(&report);
+    if a.ui {
+        ui::serve(store, &master, &dir, token.expose(), &identities, &a.listen).await?;
+    }
     Ok(())
 }
 

@@ -1,0 +1,93 @@
+//! Posture: findings by severity, each with its OWASP NHI (2025) id, NIST
+//! CSF 2.0 subcategory, evidence and remediation, from the API's own
+//! assessment ([`mandate_server::routes::posture::assess`]).
+
+use axum::extract::State;
+use axum::response::Html;
+use mandate_core::posture::{Severity, Thresholds};
+use maud::html;
+use serde::Deserialize;
+
+use super::{Q, given, when};
+use crate::Console;
+use crate::auth::Viewer;
+use crate::error::ConsoleError;
+use crate::layout::{self, Nav};
+
+pub fn severity(s: Severity) -> &'static str {
+    match s {
+        Severity::Low => "low",
+        Severity::Medium => "medium",
+        Severity::High => "high",
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct PostureQuery {
+    severity: Option<String>,
+}
+
+pub async fn page(
+    State(c): State<Console>,
+    v: Viewer,
+    Q(q): Q<PostureQuery>,
+) -> Result<Html<String>, ConsoleError> {
+    v.forbid_unless(
+        v.roles.reads_all(),
+        "posture findings are for admins and auditors",
+    )?;
+    let only = match given(&q.severity) {
+        None => None,
+        Some(s) => Some(
+            [Severity::High, Severity::Medium, Severity::Low]
+                .into_iter()
+                .find(|x| severity(*x) == s)
+                .ok_or_else(|| {
+                    ConsoleError::BadRequest(format!("severity {s:?}: choose high, medium or low"))
+                })?,
+        ),
+    };
+    let p = mandate_server::routes::posture::assess(
+        &c.app,
+        mandate_server::now(),
+        Thresholds::default(),
+    )
+    .await?;
+    let count = |s: Severity| p.findings.iter().filter(|f| f.severity == s).count();
+    let shown: Vec<_> = p
+        .findings
+        .iter()
+        .filter(|f| only.is_none_or(|s| f.severity == s))
+        .collect();
+    let body = html! {
+        p.meta { "Assessed " (when(p.at)) " with the default thresholds (" code { "mandate posture --help" } " lists them; the CLI and API take others)." }
+        div.cards {
+            @for s in [Severity::High, Severity::Medium, Severity::Low] {
+                a.card href=(format!("/ui/posture?severity={}", severity(s))) {
+                    span class=(format!("sev-{}", severity(s))) { b { (count(s)) } (severity(s)) }
+                }
+            }
+            a.card href="/ui/posture" { b { (p.findings.len()) } "all findings" }
+        }
+        table #findings {
+            thead { tr {
+                th scope="col" { "Severity" } th scope="col" { "Finding" } th scope="col" { "Subject" }
+                th scope="col" { "OWASP NHI" } th scope="col" { "NIST CSF" } th scope="col" { "Remediation" }
+            } }
+            tbody {
+                @for f in &shown {
+                    tr {
+                        td { span class=(format!("badge sev-{}", severity(f.severity))) { (severity(f.severity)) } }
+                        td { (f.title) details { summary { "evidence" } pre { (serde_json::to_string_pretty(&f.evidence).unwrap_or_default()) } } }
+                        td.id { (f.subject) }
+                        td { (f.owasp) }
+                        td { (f.nist) }
+                        td { (f.remediation) }
+                    }
+                }
+                @if shown.is_empty() { tr { td colspan="6" { "No finding." } } }
+            }
+        }
+    };
+    Ok(layout::page(&v, Nav::Posture, "Posture", body))
+}
