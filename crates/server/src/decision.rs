@@ -155,7 +155,8 @@ pub struct ReasonOut {
 }
 
 impl ReasonOut {
-    fn step(code: &str, message: impl Into<String>) -> Self {
+    /// A reason given by a step rather than a policy.
+    pub fn step(code: &str, message: impl Into<String>) -> Self {
         ReasonOut {
             code: code.to_owned(),
             message: message.into(),
@@ -382,6 +383,48 @@ pub async fn decide(
         }
     }
     record(s, &change, out, write).await
+}
+
+/// Records a decision another decision point made for this holder (the
+/// gateway asking an external AuthZEN PDP): a `decision.made` entry like
+/// Mandate's own, with that verdict and `reasons`, so every call through the
+/// gateway still has its decision in the log. None of Mandate's steps ran:
+/// no scope, limit, budget or policy was checked, and nothing is spent.
+pub async fn record_external(
+    s: &AppState,
+    holder: &Holder,
+    ask: &Ask,
+    verdict: Verdict,
+    reasons: Vec<ReasonOut>,
+    now: Timestamp,
+) -> Result<Outcome, StoreError> {
+    let task = &holder.task;
+    let out = Outcome {
+        decision_id: DecisionId::from_uuid(Uuid::now_v7()),
+        decision: verdict,
+        reasons,
+        policy_hash: None,
+        task_id: Some(task.id),
+        action: ask.action.clone(),
+        resource: ask.resource.id.clone(),
+        approval_id: None,
+        breakglass_id: None,
+    };
+    let write = DecisionWrite {
+        id: out.decision_id,
+        task: task.id,
+        agent: task.assignee,
+        action: ask.action.clone(),
+        resource: ask.resource.id.clone(),
+        verdict,
+        details: serde_json::Value::Null,
+        max_calls: None,
+        counts_call: false,
+        spends: None,
+        spends_approval: None,
+        raises_approval: None,
+    };
+    record(s, &acting(task, now, None), out, write).await
 }
 
 /// Which of `asks` could this holder be allowed now, each on some resource
