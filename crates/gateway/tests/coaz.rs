@@ -297,13 +297,12 @@ async fn setup(t: TestStore, external: bool) -> Setup {
 
 /// A root task for the orchestrator; its token and claims.
 async fn task(f: &Fixture, details: Value) -> (String, Value) {
+    task_for(f, "orchestrator", ORCH, details).await
+}
+
+async fn task_for(f: &Fixture, agent: &str, seed: u8, details: Value) -> (String, Value) {
     let (st, b) = f
-        .root(
-            &f.id_token("alice"),
-            &f.agent("orchestrator", ORCH),
-            details,
-            None,
-        )
+        .root(&f.id_token("alice"), &f.agent(agent, seed), details, None)
         .await;
     assert_eq!(st, StatusCode::OK, "{b}");
     let token = token_of(&b);
@@ -505,7 +504,7 @@ async fn an_external_pdp_decides_what_the_servers_mappings_ask(t: TestStore) {
     assert_eq!(
         *g.calls.lock().unwrap(),
         [
-            r#"get_customer {"case":"case-67890","id":"cust-12345"}"#,
+            r#"get_customer {"id":"cust-12345","case":"case-67890"}"#,
             r#"get_local_weather {"zip":"10001"}"#
         ]
     );
@@ -577,13 +576,28 @@ async fn a_pdp_that_fails_refuses_the_call(t: TestStore) {
 
 async fn mandates_pipeline_decides_coaz_tools_by_default(t: TestStore) {
     let g = setup(t, false).await;
+    // An agent whose ceiling names the CRM's actions as its mappings write them.
+    const CRM_AGENT: u8 = 31;
+    let (st, b) = g
+        .f
+        .s
+        .post(
+            "/v1/agents",
+            json!({ "name": "crm-agent", "kind": "agent", "owner": g.f.alice, "description": "crm",
+                "ceiling": [{ "action": "get_customer", "resource": "cust-*" },
+                            { "action": "delete_customer", "resource": "cust-*" },
+                            { "action": "mcp.tools.call", "resource": "get_local_weather" }],
+                "keys": [common::jwk(CRM_AGENT)], "tags": [] }),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{b}");
     let details = json!([
         { "type": "mandate_task", "purpose": "look after customers",
           "actions": ["get_customer"], "resources": ["cust-*"] },
         { "type": "mandate_task", "purpose": "look after customers",
           "actions": ["mcp.tools.call"], "resources": ["get_local_weather"] },
     ]);
-    let (token, _) = task(&g.f, details).await;
+    let (token, _) = task_for(&g.f, "crm-agent", CRM_AGENT, details).await;
     let client = agent(&g.gateway, &token).await;
     let mut names: Vec<String> = client
         .list_all_tools()
