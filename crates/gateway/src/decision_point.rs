@@ -23,7 +23,7 @@
 use std::time::Duration;
 
 use mandate_core::decision::Verdict;
-use mandate_core::scope::ResourcePattern;
+use mandate_core::scope::{ActionPattern, ResourcePattern};
 use mandate_core::secret::SecretName;
 use mandate_server::decision::{self, Ask, ContextIn, Outcome, ReasonOut, ResourceIn};
 use mandate_server::routes::decisions::{EvaluationRequest, ask_of_evaluation};
@@ -110,9 +110,38 @@ pub(crate) fn mandate_ask(
         ))
     })?;
     ask.action = mandate_action(&ask.action);
+    concrete(&ask.action, &ask.resource.id)?;
     ask.context.tool = tool.map(str::to_owned);
     ask.context.environment = Some(environment.to_owned());
     Ok(ask)
+}
+
+/// A decision is about one action on one resource: a value that reads as a
+/// pattern (`cust-*`) or climbs (`a/../b`) could be granted as one thing and
+/// read by the upstream as another, so it is refused, as the config-mapped
+/// tools refuse such arguments.
+fn concrete(action: &str, resource: &str) -> Result<(), MappingError> {
+    let bad = |what: &str, v: &str, why: String| {
+        Err(MappingError(format!(
+            "{what} {v:?} is not one Mandate {what}: {why}"
+        )))
+    };
+    if action.ends_with('*') {
+        return bad("action", action, "it ends in a wildcard".into());
+    }
+    if let Err(e) = ActionPattern::parse(action) {
+        return bad("action", action, e.to_string());
+    }
+    if resource.ends_with('*') {
+        return bad("resource", resource, "it ends in a wildcard".into());
+    }
+    if let Err(e) = ResourcePattern::parse(resource) {
+        return bad("resource", resource, e.to_string());
+    }
+    if resource.split('/').any(|s| s == "." || s == "..") {
+        return bad("resource", resource, "it has a '.' or '..' segment".into());
+    }
+    Ok(())
 }
 
 /// What listing a tool probes in Mandate's pipeline: its action on its
@@ -329,5 +358,75 @@ impl Remote {
         Ok(Settled::Allowed(
             last.expect("a request has at least one decision"),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn evaluation(v: Value) -> EvaluationRequest {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn mcp_methods_become_mandate_actions() {
+        assert_eq!(mandate_action("tools/call"), "mcp.tools.call");
+        assert_eq!(mandate_action("logging/setLevel"), "mcp.logging.setlevel");
+        assert_eq!(mandate_action("crm.read"), "crm.read");
+    }
+
+    #[test]
+    fn a_coaz_decision_is_read_as_mandates_authzen_endpoint_reads_it() {
+        let e = evaluation(json!({
+            "subject": { "type": "identity", "id": "h-1" },
+            "action": { "name": "get_customer" },
+            "resource": { "type": "customer", "id": "crm:customers/c-1",
+                          "properties": { "sensitivity": "confidential", "labels": ["pii"] } },
+            "context": { "agent": "spiffe://a/agent/x", "amount": 500, "risk_score": 20,
+                         "tool": "something_else", "environment": "dev" } }));
+        let ask = mandate_ask(&e, Some("get_customer"), "prod").unwrap();
+        assert_eq!(ask.action, "get_customer");
+        assert_eq!(ask.resource.id, "crm:customers/c-1");
+        assert_eq!(ask.resource.sensitivity, "confidential");
+        assert_eq!(ask.resource.labels, ["pii"]);
+        assert_eq!(
+            (ask.context.amount, ask.context.risk_score),
+            (Some(500), Some(20))
+        );
+        // What the gateway knows, a mapping cannot change.
+        assert_eq!(ask.context.tool.as_deref(), Some("get_customer"));
+        assert_eq!(ask.context.environment.as_deref(), Some("prod"));
+    }
+
+    #[test]
+    fn patterns_climbs_and_unreadable_values_are_refused() {
+        let with = |action: &str, resource: &str, context: Value| {
+            mandate_ask(
+                &evaluation(json!({
+                    "subject": { "type": "identity", "id": "h" }, "action": { "name": action },
+                    "resource": { "type": "t", "id": resource }, "context": context })),
+                None,
+                "prod",
+            )
+        };
+        for (action, resource, why) in [
+            ("read", "cust-*", "wildcard"),
+            ("read*", "cust-1", "wildcard"),
+            ("read", "a/../b", "'..'"),
+            ("read", "a b", "not one Mandate resource"),
+            ("Read", "a", "not one Mandate action"),
+        ] {
+            let Err(e) = with(action, resource, json!({})) else {
+                panic!("{action} {resource} accepted");
+            };
+            assert!(e.0.contains(why), "{action} {resource}: {e}");
+        }
+        let Err(e) = with("read", "a", json!({ "risk_score": 200 })) else {
+            panic!("a risk score of 200 accepted");
+        };
+        assert!(e.0.contains("risk_score"), "{e}");
+        assert!(with("read", "erp:a/b", json!({})).is_ok());
     }
 }

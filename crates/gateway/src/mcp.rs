@@ -200,6 +200,20 @@ pub(crate) async fn guard(
             format!("invalid request: {why}"),
         );
     }
+    // Tool calls and listings are decided by the MCP handler, which knows
+    // the tools; every other request is gated here.
+    if let (Some(method), Some(caller)) = (
+        message.get("method").and_then(Value::as_str),
+        parts.extensions.get::<Caller>(),
+    ) && !matches!(method, "tools/call" | "tools/list")
+        && message.get("id").is_some()
+    {
+        let params = message.get("params").cloned().unwrap_or_else(|| json!({}));
+        if let Err(e) = gate(&gw, method, &params, caller).await {
+            let body = json!({ "jsonrpc": "2.0", "id": message["id"], "error": e });
+            return (StatusCode::OK, axum::Json(body)).into_response();
+        }
+    }
     next.run(axum::extract::Request::from_parts(
         parts,
         axum::body::Body::from(bytes),
@@ -287,25 +301,64 @@ fn coaz_refused(out: &Outcome, pdp: Option<Value>, unavailable: bool) -> ErrorDa
     ErrorData::new(code, refusal_message(out), Some(data))
 }
 
-impl Proxy {
-    /// What the profile asks for `method` with these `params`, under the
-    /// caller's token.
-    fn plan(
-        &self,
-        method: &str,
-        params: &Value,
-        caller: &Caller,
-        declared: Option<&Mapping>,
-    ) -> Result<Plan, coaz::MappingError> {
-        let token = serde_json::to_value(&caller.0.claims).unwrap_or(Value::Null);
-        let inputs = Inputs {
-            params,
-            token: &token,
-            server: Some(&self.gw.resource),
-        };
-        coaz::plan(method, inputs, declared, &self.gw.anchors)
-    }
+/// What the profile asks for `method` with these `params`, under the
+/// caller's token.
+fn plan(
+    gw: &Gateway,
+    method: &str,
+    params: &Value,
+    caller: &Caller,
+    declared: Option<&Mapping>,
+) -> Result<Plan, coaz::MappingError> {
+    let token = serde_json::to_value(&caller.0.claims).unwrap_or(Value::Null);
+    let inputs = Inputs {
+        params,
+        token: &token,
+        server: Some(&gw.resource),
+    };
+    coaz::plan(method, inputs, declared, &gw.anchors)
+}
 
+/// With an external decision point, every MCP request other than a tool
+/// call is decided by its default mapping before the gateway answers it:
+/// `initialize`, `tools/list`, and anything else (a method the profile does
+/// not map is denied). `ping` and notifications pass. With Mandate's
+/// pipeline only tool calls are decisions (`tools/list` is filtered tool by
+/// tool), as for config-mapped servers.
+async fn gate(
+    gw: &Gateway,
+    method: &str,
+    params: &Value,
+    caller: &Caller,
+) -> Result<(), ErrorData> {
+    if gw.decision_point.is_mandate() || !gw.config.mcp.iter().any(|m| m.coaz) {
+        return Ok(());
+    }
+    let req = match plan(gw, method, params, caller, None) {
+        Err(e) => return Err(mapping_error(&e)),
+        Ok(Plan::PassThrough) => return Ok(()),
+        Ok(Plan::Deny(why)) => return Err(ErrorData::new(ErrorCode(coaz::DENIED), why, None)),
+        Ok(Plan::Ask(req)) => req,
+    };
+    match gw.decision_point.permits(gw, &req).await {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(ErrorData::new(
+            ErrorCode(coaz::DENIED),
+            format!("{method} was denied by the AuthZEN decision point"),
+            None,
+        )),
+        Err(why) => {
+            tracing::warn!(error = %why, "gateway: AuthZEN decision point unavailable");
+            Err(ErrorData::new(
+                ErrorCode(coaz::PDP_ERROR),
+                format!("the AuthZEN decision point failed, so {method} is refused: {why}"),
+                None,
+            ))
+        }
+    }
+}
+
+impl Proxy {
     /// Listing a `coaz` server's tool in Mandate's pipeline: the probes it
     /// must pass (its action on its resource, where the mapping fixes them),
     /// or `None` when it can never be in a task's scope.
@@ -323,44 +376,6 @@ impl Proxy {
                     action.map(|a| probe(&a, resource.as_deref(), name, env))
                 })
                 .collect(),
-        }
-    }
-
-    /// With an external PDP, `tools/list` itself is decided (the profile's
-    /// default mapping); Mandate's pipeline filters tool by tool instead.
-    async fn listing_allowed(
-        &self,
-        request: &Option<PaginatedRequestParams>,
-        caller: &Caller,
-    ) -> Result<(), ErrorData> {
-        let gw = &self.gw;
-        if gw.decision_point.is_mandate() || !gw.config.mcp.iter().any(|m| m.coaz) {
-            return Ok(());
-        }
-        let params = serde_json::to_value(request)
-            .ok()
-            .filter(Value::is_object)
-            .unwrap_or_else(|| json!({}));
-        let req = match self.plan("tools/list", &params, caller, None) {
-            Err(e) => return Err(mapping_error(&e)),
-            Ok(Plan::Ask(req)) => req,
-            Ok(_) => return Ok(()),
-        };
-        match gw.decision_point.permits(gw, &req).await {
-            Ok(true) => Ok(()),
-            Ok(false) => Err(ErrorData::new(
-                ErrorCode(coaz::DENIED),
-                "tools/list was denied by the AuthZEN decision point",
-                None,
-            )),
-            Err(why) => {
-                tracing::warn!(error = %why, "gateway: AuthZEN decision point unavailable");
-                Err(ErrorData::new(
-                    ErrorCode(coaz::PDP_ERROR),
-                    format!("the AuthZEN decision point failed, so tools/list is refused: {why}"),
-                    None,
-                ))
-            }
         }
     }
 
@@ -435,7 +450,7 @@ impl Proxy {
             Some(Err(e)) => return Err(mapping_error(e)),
         };
         let params = serde_json::to_value(&request).unwrap_or(Value::Null);
-        let req = match self.plan("tools/call", &params, caller, declared) {
+        let req = match plan(gw, "tools/call", &params, caller, declared) {
             Err(e) => return Err(mapping_error(&e)),
             Ok(Plan::Ask(req)) => req,
             Ok(Plan::PassThrough | Plan::Deny(_)) => {
@@ -550,7 +565,11 @@ impl ServerHandler for Proxy {
         ctx: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
         let caller = caller(&ctx)?;
-        self.listing_allowed(&request, &caller).await?;
+        let params = serde_json::to_value(&request)
+            .ok()
+            .filter(Value::is_object)
+            .unwrap_or_else(|| json!({}));
+        gate(&self.gw, "tools/list", &params, &caller).await?;
         let gw = &self.gw;
         // Each offered tool with the probes it must pass to be shown.
         let mut offered: Vec<(Tool, Vec<usize>)> = Vec::new();

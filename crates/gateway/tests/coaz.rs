@@ -152,10 +152,12 @@ enum Mode {
     Slow(u64),
 }
 
+/// One request to the stand-in: path, `Authorization` header, body.
+type Asked = (String, Option<String>, Value);
+
 #[derive(Clone)]
 struct Pdp {
-    /// Every request: (path, Authorization header, body).
-    asked: Arc<Mutex<Vec<(String, Option<String>, Value)>>>,
+    asked: Arc<Mutex<Vec<Asked>>>,
     mode: Arc<Mutex<Mode>>,
 }
 
@@ -225,7 +227,7 @@ impl Pdp {
         (pdp, url)
     }
 
-    fn asked(&self) -> Vec<(String, Option<String>, Value)> {
+    fn asked(&self) -> Vec<Asked> {
         self.asked.lock().unwrap().clone()
     }
 
@@ -399,15 +401,25 @@ async fn an_external_pdp_decides_what_the_servers_mappings_ask(t: TestStore) {
             t.name
         );
     }
+    // The session's initialize and the listing were decided first, by
+    // their default mappings, with the anchored identities.
     let asked = pdp.asked();
-    assert_eq!(asked.len(), 1, "{asked:?}");
+    assert_eq!(asked.len(), 2, "{asked:?}");
     assert_eq!(asked[0].0, "/access/v1/evaluation");
     assert_eq!(
         asked[0].1.as_deref(),
         Some(format!("Bearer {PDP_SECRET}").as_str())
     );
+    assert_eq!(asked[0].2["action"], json!({ "name": "initialize" }));
+    assert_eq!(asked[0].2["subject"], subject);
+    assert_eq!(asked[0].2["context"]["agent"], agent_id);
+    assert!(
+        asked[0].2["context"]["protocol_version"].is_string(),
+        "{:?}",
+        asked[0]
+    );
     assert_eq!(
-        asked[0].2,
+        asked[1].2,
         json!({ "subject": subject, "context": { "agent": agent_id },
                 "action": { "name": "tools/list" },
                 "resource": { "type": "mcp_server", "id": claims["aud"] } })
@@ -427,7 +439,7 @@ async fn an_external_pdp_decides_what_the_servers_mappings_ask(t: TestStore) {
             .contains("done: get_customer")
     );
     assert_eq!(
-        pdp.asked()[1].2,
+        pdp.asked()[2].2,
         json!({ "subject": subject, "action": { "name": "get_customer" },
                 "resource": { "type": "customer", "id": "cust-12345" },
                 "context": { "agent": agent_id, "case": "case-67890" } })
@@ -438,7 +450,7 @@ async fn an_external_pdp_decides_what_the_servers_mappings_ask(t: TestStore) {
         .await
         .unwrap();
     assert_eq!(
-        pdp.asked()[2].2,
+        pdp.asked()[3].2,
         json!({ "subject": subject, "context": { "agent": agent_id },
                 "action": { "name": "tools/call" },
                 "resource": { "type": "tool", "id": "get_local_weather" } })
@@ -453,7 +465,7 @@ async fn an_external_pdp_decides_what_the_servers_mappings_ask(t: TestStore) {
     .await
     .unwrap_err();
     assert_eq!(e.code.0, -32001, "{}", e.message);
-    let (path, _, body) = pdp.asked()[3].clone();
+    let (path, _, body) = pdp.asked()[4].clone();
     assert_eq!(path, "/access/v1/evaluations");
     assert_eq!(body["evaluations"].as_array().unwrap().len(), 2);
     assert_eq!(body["subject"], subject);
@@ -500,6 +512,41 @@ async fn an_external_pdp_decides_what_the_servers_mappings_ask(t: TestStore) {
         e.message
     );
     assert_eq!(pdp.asked().len(), before, "a mapping error reached the PDP");
+
+    // Methods the gateway does not serve are gated too: an unknown one is
+    // denied without asking; a mapped one is asked by its default mapping.
+    let raw = |body: Value| {
+        reqwest::Client::new()
+            .post(format!("{}/mcp", g.gateway))
+            .bearer_auth(&token)
+            .header("accept", "application/json, text/event-stream")
+            .json(&body)
+            .send()
+    };
+    let res = raw(json!({ "jsonrpc": "2.0", "id": 7, "method": "tools/delete_all" }))
+        .await
+        .unwrap();
+    let b: Value = res.json().await.unwrap();
+    assert_eq!(
+        (b["id"].clone(), b["error"]["code"].clone()),
+        (json!(7), json!(-32001)),
+        "{b}"
+    );
+    assert_eq!(
+        pdp.asked().len(),
+        before,
+        "an unknown method was sent to the PDP"
+    );
+    raw(json!({ "jsonrpc": "2.0", "id": 8, "method": "resources/read", "params": { "uri": "file:///q1.pdf" } }))
+        .await
+        .unwrap();
+    let asked = pdp.asked();
+    assert_eq!(asked.len(), before + 1);
+    assert_eq!(
+        asked[before].2["resource"],
+        json!({ "type": "resource", "id": "file:///q1.pdf" })
+    );
+    assert_eq!(asked[before].2["subject"], subject);
 
     assert_eq!(
         *g.calls.lock().unwrap(),
@@ -557,6 +604,14 @@ async fn a_pdp_that_fails_refuses_the_call(t: TestStore) {
         );
         assert_eq!(e.data.unwrap()["decision"], "deny");
     }
+    // A new session's initialize is refused too.
+    let mut cfg = StreamableHttpClientTransportConfig::with_uri(format!("{}/mcp", g.gateway));
+    cfg.auth_header = Some(token.clone());
+    let transport = StreamableHttpClientTransport::with_client(reqwest::Client::new(), cfg);
+    assert!(
+        ().serve(transport).await.is_err(),
+        "initialize passed a failing PDP"
+    );
     // A failing listing is refused too, not shown unchecked.
     let e = client.list_all_tools().await.unwrap_err();
     assert!(

@@ -223,10 +223,10 @@ proptest! {
     fn the_parser_and_resolver_take_any_json(v in any_json()) {
         let p = json!({ "name": "t", "arguments": { "x": 1, "agent": "agent-B" } });
         let t = json!({ "sub": "alice", "client_id": "agent-A", "aud": "https://gw.example/mcp" });
-        if let Ok(m) = Mapping::parse(&v) {
-            if let Ok(req) = build(&m, inputs(&p, &t), &Anchors::default()) {
-                prop_assert!(!req.decisions().is_empty());
-            }
+        if let Ok(m) = Mapping::parse(&v)
+            && let Ok(req) = build(&m, inputs(&p, &t), &Anchors::default())
+        {
+            prop_assert!(!req.decisions().is_empty());
         }
     }
 }
