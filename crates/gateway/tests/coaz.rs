@@ -6,6 +6,7 @@
 
 #[path = "../../server/tests/common/mod.rs"]
 mod common;
+mod session;
 
 use std::process::Command;
 use std::sync::{Arc, Mutex};
@@ -21,13 +22,14 @@ use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, InitializeResult,
     JsonObject, ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
 };
-use rmcp::service::{RequestContext, RunningService};
+use rmcp::service::RequestContext;
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
-use rmcp::{ErrorData, RoleClient, RoleServer, ServerHandler, ServiceError, ServiceExt};
+use rmcp::{ErrorData, RoleServer, ServerHandler, ServiceExt};
 use serde_json::{Value, json};
+use session::{agent, call, events};
 
 const POLICY: &str = include_str!("../../policy/examples/default.cedar");
 const PDP_SECRET: &str = "pdp-bearer-3c1e";
@@ -318,42 +320,6 @@ async fn task_for(f: &Fixture, agent: &str, seed: u8, details: Value) -> (String
 fn any_scope() -> Value {
     json!([{ "type": "mandate_task", "purpose": "look after customers",
         "actions": ["procurement.read"], "resources": ["erp:*"] }])
-}
-
-async fn agent(gateway: &str, token: &str) -> RunningService<RoleClient, ()> {
-    let mut cfg = StreamableHttpClientTransportConfig::with_uri(format!("{gateway}/mcp"));
-    cfg.auth_header = Some(token.to_owned());
-    let transport = StreamableHttpClientTransport::with_client(reqwest::Client::new(), cfg);
-    ().serve(transport)
-        .await
-        .expect("the agent's MCP session opens")
-}
-
-async fn call(
-    client: &RunningService<RoleClient, ()>,
-    tool: &str,
-    args: Value,
-) -> Result<CallToolResult, ErrorData> {
-    let params = CallToolRequestParams::new(tool.to_owned())
-        .with_arguments(args.as_object().unwrap().clone());
-    match client.call_tool(params).await {
-        Ok(r) => Ok(r),
-        Err(ServiceError::McpError(e)) => Err(e),
-        Err(e) => panic!("transport error calling {tool}: {e}"),
-    }
-}
-
-async fn events(f: &Fixture, kind: &str) -> Vec<Value> {
-    let store = &f.s.state.store;
-    let len = store.audit_len().await.unwrap();
-    store
-        .audit_entries(0, len as u32)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|e| serde_json::from_str::<Value>(&e.entry).unwrap()["event"].clone())
-        .filter(|e| e["kind"] == kind)
-        .collect()
 }
 
 fn anchored(claims: &Value) -> (Value, Value) {

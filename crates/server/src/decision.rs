@@ -255,15 +255,10 @@ pub fn acting(task: &Task, at: Timestamp, request_id: Option<String>) -> Change 
 }
 
 /// Decides `ask` for an authenticated holder and records the decision.
-pub async fn decide(
-    s: &AppState,
-    holder: &Holder,
-    ask: &Ask,
-    request_id: Option<String>,
-    now: Timestamp,
-) -> Result<Outcome, StoreError> {
-    let task = &holder.task;
-    let mut out = Outcome {
+/// A decision about to be made for `ask` under `task`: denied until a step
+/// says otherwise, and its audit record.
+fn fresh(task: &Task, ask: &Ask) -> (Outcome, DecisionWrite) {
+    let out = Outcome {
         decision_id: DecisionId::from_uuid(Uuid::now_v7()),
         decision: Verdict::Deny,
         reasons: Vec::new(),
@@ -274,7 +269,7 @@ pub async fn decide(
         approval_id: None,
         breakglass_id: None,
     };
-    let mut write = DecisionWrite {
+    let write = DecisionWrite {
         id: out.decision_id,
         task: task.id,
         agent: task.assignee,
@@ -289,6 +284,18 @@ pub async fn decide(
         spends_approval: None,
         raises_approval: None,
     };
+    (out, write)
+}
+
+pub async fn decide(
+    s: &AppState,
+    holder: &Holder,
+    ask: &Ask,
+    request_id: Option<String>,
+    now: Timestamp,
+) -> Result<Outcome, StoreError> {
+    let task = &holder.task;
+    let (mut out, mut write) = fresh(task, ask);
     let change = acting(task, now, request_id);
 
     if let Some(r) = &holder.refused {
@@ -399,31 +406,12 @@ pub async fn record_external(
     now: Timestamp,
 ) -> Result<Outcome, StoreError> {
     let task = &holder.task;
-    let out = Outcome {
-        decision_id: DecisionId::from_uuid(Uuid::now_v7()),
-        decision: verdict,
-        reasons,
-        policy_hash: None,
-        task_id: Some(task.id),
-        action: ask.action.clone(),
-        resource: ask.resource.id.clone(),
-        approval_id: None,
-        breakglass_id: None,
-    };
-    let write = DecisionWrite {
-        id: out.decision_id,
-        task: task.id,
-        agent: task.assignee,
-        action: ask.action.clone(),
-        resource: ask.resource.id.clone(),
-        verdict,
-        details: serde_json::Value::Null,
-        max_calls: None,
-        counts_call: false,
-        spends: None,
-        spends_approval: None,
-        raises_approval: None,
-    };
+    let (mut out, mut write) = fresh(task, ask);
+    out.decision = verdict;
+    out.reasons = reasons;
+    // Mandate's limits were not checked, so nothing is spent against them.
+    write.max_calls = None;
+    write.spends = None;
     record(s, &acting(task, now, None), out, write).await
 }
 
