@@ -5,6 +5,13 @@
 //! allowed to call; `tools/call` is decided before it is forwarded. Refusals
 //! are JSON-RPC errors whose `data` carries the decision (its id, verdict,
 //! reasons and, for an approval gate, the approval id to retry after).
+//!
+//! A server marked `coaz` needs no per-tool configuration: the gateway keeps
+//! the `x-authzen-mapping` each tool declares in the server's own
+//! `tools/list` answers, builds each call's AuthZEN request with
+//! [`crate::coaz`] and has it decided by the configured decision point
+//! ([`crate::decision_point`]); with an external one, every other request of
+//! the session is gated by its default mapping in [`guard`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;

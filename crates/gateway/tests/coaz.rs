@@ -29,7 +29,7 @@ use rmcp::transport::streamable_http_server::session::local::LocalSessionManager
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use rmcp::{ErrorData, RoleServer, ServerHandler, ServiceExt};
 use serde_json::{Value, json};
-use session::{agent, call, events};
+use session::{agent, call, events, tool_names};
 
 const POLICY: &str = include_str!("../../policy/examples/default.cedar");
 const PDP_SECRET: &str = "pdp-bearer-3c1e";
@@ -620,14 +620,7 @@ async fn mandates_pipeline_decides_coaz_tools_by_default(t: TestStore) {
     ]);
     let (token, _) = task_for(&g.f, "crm-agent", CRM_AGENT, details).await;
     let client = agent(&g.gateway, &token).await;
-    let mut names: Vec<String> = client
-        .list_all_tools()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|t| t.name.to_string())
-        .collect();
-    names.sort();
+    let names = tool_names(&client).await;
     // copy_object and delete_customer can never be in this task's scope.
     assert_eq!(
         names,

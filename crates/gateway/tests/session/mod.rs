@@ -35,6 +35,19 @@ pub async fn call(
     }
 }
 
+/// The names of the tools the gateway lists to this agent, sorted.
+pub async fn tool_names(client: &RunningService<RoleClient, ()>) -> Vec<String> {
+    let mut names: Vec<String> = client
+        .list_all_tools()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name.to_string())
+        .collect();
+    names.sort();
+    names
+}
+
 /// The stored text of every audit entry, in log order.
 pub async fn entries(f: &Fixture) -> Vec<String> {
     let store = &f.s.state.store;
