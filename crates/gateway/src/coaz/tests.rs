@@ -253,3 +253,26 @@ fn the_readme_mapping_example_builds_its_request() {
                 "context": { "agent": "spiffe://acme/agent/a" } })
     );
 }
+
+/// The anchoring property is not vacuous: its mappings both build requests
+/// (claims, or nothing, where identities go) and get refused (spoofs).
+#[test]
+fn the_spoofing_mappings_reach_both_outcomes() {
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::TestRunner;
+    let mut runner = TestRunner::deterministic();
+    let p = json!({ "name": "t", "arguments": { "agent": "agent-B", "sub": "bob" } });
+    let t = json!({ "sub": "alice", "client_id": "agent-A" });
+    let (mut built, mut refused) = (0, 0);
+    for _ in 0..256 {
+        let m = spoofing_mapping().new_tree(&mut runner).unwrap().current();
+        match Mapping::parse(&m).and_then(|m| build(&m, inputs(&p, &t), &Anchors::default())) {
+            Ok(_) => built += 1,
+            Err(_) => refused += 1,
+        }
+    }
+    assert!(
+        built > 16 && refused > 16,
+        "{built} built, {refused} refused"
+    );
+}
