@@ -660,8 +660,14 @@ async fn mandates_pipeline_decides_coaz_tools_by_default(t: TestStore) {
 }
 
 /// The venv with the official Python MCP SDK, made once under the target
-/// directory. A failure to install fails the test: it is never skipped.
+/// directory (once per test process: the backends' tests run in parallel).
+/// A failure to install fails the test: it is never skipped.
 fn python_sdk() -> std::path::PathBuf {
+    static SDK: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    SDK.get_or_init(install_python_sdk).clone()
+}
+
+fn install_python_sdk() -> std::path::PathBuf {
     let target = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
         .parent()
         .unwrap()
