@@ -70,9 +70,8 @@ fn unauthorized(gw: &Gateway, why: Option<&str>) -> Response {
 
 /// OAuth 2.0 Protected Resource Metadata (RFC 9728) for the gateway.
 pub(crate) async fn metadata(State(gw): State<Arc<Gateway>>) -> Response {
-    let base = gw.config.public_url.trim_end_matches('/');
     let body = json!({
-        "resource": format!("{base}{}", crate::MCP_PATH),
+        "resource": gw.resource,
         "authorization_servers": [gw.config.authorization_server.trim_end_matches('/')],
         "bearer_methods_supported": ["header"],
         "dpop_signing_alg_values_supported": ["EdDSA"],

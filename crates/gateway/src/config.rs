@@ -45,10 +45,65 @@ pub struct GatewayConfig {
     /// The `environment` decisions are made in (default `prod`).
     #[serde(default = "default_environment")]
     pub environment: String,
+    /// Which token claims anchor COAZ requests (`[coaz]`).
+    #[serde(default)]
+    pub coaz: CoazClaims,
+    /// Where `coaz = true` servers' calls are decided: absent, Mandate's own
+    /// pipeline in process; `[decision_point]`, an AuthZEN 1.0 PDP.
+    pub decision_point: Option<DecisionPointConfig>,
     #[serde(default)]
     pub mcp: Vec<McpUpstream>,
     #[serde(default)]
     pub http: Vec<HttpRoute>,
+}
+
+/// The claims that carry the two identities of a COAZ request. The defaults
+/// are the profile's, and what Mandate task tokens carry: `sub` is the human
+/// who initiated the task, `client_id` the acting agent's SPIFFE id.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CoazClaims {
+    #[serde(default = "default_subject_claim")]
+    pub subject_claim: String,
+    #[serde(default = "default_agent_claim")]
+    pub agent_claim: String,
+}
+
+impl Default for CoazClaims {
+    fn default() -> Self {
+        CoazClaims {
+            subject_claim: default_subject_claim(),
+            agent_claim: default_agent_claim(),
+        }
+    }
+}
+
+fn default_subject_claim() -> String {
+    "sub".into()
+}
+fn default_agent_claim() -> String {
+    "client_id".into()
+}
+
+/// An external AuthZEN 1.0 decision point.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecisionPointConfig {
+    /// The PDP's base URL; `/access/v1/evaluation(s)` is appended. https,
+    /// or http to a loopback address.
+    pub url: String,
+    /// A Mandate secret (`mandate secret set <name>`) sent as
+    /// `Authorization: Bearer`; read on every request, so a rotation holds
+    /// at once.
+    pub secret: Option<SecretName>,
+    /// How long the PDP may take to answer, in milliseconds; after that the
+    /// call is refused.
+    #[serde(default = "default_pdp_timeout")]
+    pub timeout_ms: u64,
+}
+
+fn default_pdp_timeout() -> u64 {
+    2_000
 }
 
 fn default_max_message() -> usize {
@@ -76,7 +131,13 @@ pub struct McpUpstream {
     /// Keep each call's result in its audit entry.
     #[serde(default)]
     pub record_results: bool,
-    /// The tools the gateway exposes; any other tool of the server is hidden.
+    /// Authorize this server's tools by the COAZ profile: each tool's
+    /// declared `x-authzen-mapping`, else the profile's default `tools/call`
+    /// mapping; every tool the server lists is offered.
+    #[serde(default)]
+    pub coaz: bool,
+    /// The tools the gateway exposes; any other tool of the server is hidden
+    /// (for servers without `coaz`).
     #[serde(default, rename = "tool")]
     pub tools: Vec<ToolMapping>,
 }
@@ -199,6 +260,12 @@ impl GatewayConfig {
         for m in &self.mcp {
             name_ok(&m.name, &mut names)?;
             url_ok(&format!("mcp {}: url", m.name), &m.url)?;
+            if m.coaz && !m.tools.is_empty() {
+                return Err(bad(format!(
+                    "mcp {}: with `coaz = true` the server's own mappings decide; remove its [[mcp.tool]] entries",
+                    m.name
+                )));
+            }
             for t in &m.tools {
                 if !tools.insert(t.name.as_str()) {
                     return Err(bad(format!("tool {:?} is mapped twice", t.name)));
@@ -210,6 +277,25 @@ impl GatewayConfig {
                         t.action.as_str()
                     )));
                 }
+            }
+        }
+        if let Some(dp) = &self.decision_point {
+            pdp_url_ok(&dp.url)?;
+            if !self.mcp.iter().any(|m| m.coaz) {
+                return Err(bad(
+                    "[decision_point] decides the calls of `coaz = true` servers; mark one, or remove it",
+                ));
+            }
+            if dp.timeout_ms == 0 {
+                return Err(bad("decision_point.timeout_ms must be above 0"));
+            }
+        }
+        for (what, claim) in [
+            ("subject_claim", &self.coaz.subject_claim),
+            ("agent_claim", &self.coaz.agent_claim),
+        ] {
+            if claim.is_empty() {
+                return Err(bad(format!("coaz.{what} must name a token claim")));
             }
         }
         let mut prefixes = BTreeSet::new();
@@ -259,6 +345,31 @@ fn url_ok(what: &str, url: &str) -> Result<(), ConfigError> {
     let parsed = reqwest::Url::parse(url).map_err(|e| bad(format!("{what} {url:?}: {e}")))?;
     if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
         return Err(bad(format!("{what} {url:?}: must be an http or https URL")));
+    }
+    Ok(())
+}
+
+/// A PDP is reached over TLS (AuthZEN's transport rule), or on loopback.
+fn pdp_url_ok(url: &str) -> Result<(), ConfigError> {
+    url_ok("decision_point.url", url)?;
+    let parsed = reqwest::Url::parse(url).map_err(|e| bad(e.to_string()))?;
+    let loopback = match parsed.host_str() {
+        Some("localhost") => true,
+        Some(h) => h
+            .trim_matches(['[', ']'])
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback()),
+        None => false,
+    };
+    if parsed.scheme() != "https" && !loopback {
+        return Err(bad(format!(
+            "decision_point.url {url:?}: use https (http only to a loopback address)"
+        )));
+    }
+    if parsed.query().is_some() || parsed.fragment().is_some() {
+        return Err(bad(format!(
+            "decision_point.url {url:?}: the base URL takes no query or fragment"
+        )));
     }
     Ok(())
 }
@@ -333,6 +444,72 @@ inject = "header:x-api-key"
             c.http[0].inject,
             Some(Inject::Header("x-api-key".parse().unwrap()))
         );
+    }
+
+    /// The README's COAZ example, with another AuthZEN decision point.
+    #[test]
+    fn the_readme_coaz_example_parses() {
+        let readme = include_str!("../../../README.md");
+        let start = readme
+            .find("A COAZ configuration")
+            .and_then(|i| readme[i..].find("```toml").map(|j| i + j + 7))
+            .expect("the README has the COAZ example");
+        let end = start + readme[start..].find("```").unwrap();
+        let c = GatewayConfig::parse(&readme[start..end]).unwrap();
+        let dp = c.decision_point.as_ref().unwrap();
+        assert_eq!(dp.url, "https://pdp.example.com");
+        assert_eq!(dp.secret.as_ref().unwrap().as_str(), "pdp-token");
+        assert_eq!(dp.timeout_ms, 2000);
+        assert!(c.mcp[0].coaz && c.mcp[0].tools.is_empty());
+        assert_eq!(
+            (c.coaz.subject_claim.as_str(), c.coaz.agent_claim.as_str()),
+            ("sub", "client_id")
+        );
+    }
+
+    #[test]
+    fn bad_coaz_configs_are_refused_with_the_reason() {
+        let coaz = GOOD.replace(
+            "url = \"http://127.0.0.1:9001/mcp\"",
+            "url = \"http://127.0.0.1:9001/mcp\"\ncoaz = true",
+        );
+        let pdp = |url: &str| format!("\n[decision_point]\nurl = \"{url}\"\n");
+        let only_coaz = coaz.replace("[[mcp.tool]]\nname = \"lookup_customer\"\naction = \"crm.read\"\nresource = \"crm:customers/{customer_id}\"\n", "");
+        let cases = [
+            (coaz.clone(), "remove its [[mcp.tool]] entries"),
+            (
+                format!("{GOOD}{}", pdp("https://pdp.example")),
+                "decides the calls of `coaz = true` servers",
+            ),
+            (
+                format!("{only_coaz}{}", pdp("http://pdp.example")),
+                "use https",
+            ),
+            (
+                format!("{only_coaz}{}", pdp("https://pdp.example/?a=1")),
+                "no query",
+            ),
+            (
+                format!("{only_coaz}{}timeout_ms = 0\n", pdp("https://pdp.example")),
+                "timeout_ms must be above 0",
+            ),
+            (
+                format!("{GOOD}[coaz]\nsubject_claim = \"\"\n"),
+                "must name a token claim",
+            ),
+            (
+                format!("{GOOD}[coaz]\nsubject = \"sub\"\n"),
+                "unknown field",
+            ),
+        ];
+        for (text, why) in cases {
+            let e = GatewayConfig::parse(&text).unwrap_err().to_string();
+            assert!(e.contains(why), "{why:?} not in {e:?}");
+        }
+        // Loopback may be plain http (tests, sidecars).
+        let ok = format!("{only_coaz}{}", pdp("http://127.0.0.1:9100"));
+        let c = GatewayConfig::parse(&ok).unwrap();
+        assert_eq!(c.decision_point.unwrap().timeout_ms, 2000);
     }
 
     #[test]

@@ -9,12 +9,21 @@
 //! of it. Downstream secrets live in Mandate's secret store and are added by
 //! the gateway, so agents never hold them. The configuration lives in
 //! [`config`], argument and path mapping in [`mapping`].
+//!
+//! MCP servers marked `coaz = true` are authorized by the OpenID AuthZEN
+//! COAZ profile for MCP ([`coaz`]): each tool's declared `x-authzen-mapping`
+//! (read from the `tools/list` answers the gateway proxies) or the profile's
+//! default mapping builds an AuthZEN request, anchored to the task token's
+//! human and agent, and Mandate's pipeline or an external AuthZEN decision
+//! point decides it.
 
 #![forbid(unsafe_code)]
 
 mod auth;
 mod calls;
+pub mod coaz;
 pub mod config;
+mod decision_point;
 pub mod mapping;
 mod mcp;
 pub mod message;
@@ -38,6 +47,13 @@ pub const MCP_PATH: &str = "/mcp";
 pub struct Gateway {
     app: AppState,
     config: GatewayConfig,
+    /// The gateway's own resource identifier (`<public_url>/mcp`): the
+    /// RFC 9728 resource, and the MCP server's identity in COAZ requests.
+    resource: String,
+    /// Which claims anchor COAZ requests.
+    anchors: coaz::Anchors,
+    /// Who decides `coaz = true` servers' calls.
+    decision_point: decision_point::DecisionPoint,
     /// For every upstream, MCP and HTTP alike.
     http: reqwest::Client,
     mcp: mcp::Upstreams,
@@ -53,9 +69,18 @@ impl Gateway {
             .build()
             .map_err(|e| ConfigError(format!("HTTP client: {e}")))?;
         let mcp = mcp::Upstreams::new(&config, &http);
+        let decision_point = decision_point::DecisionPoint::new(&config)?;
+        let anchors = coaz::Anchors {
+            subject_claim: config.coaz.subject_claim.clone(),
+            agent_claim: config.coaz.agent_claim.clone(),
+        };
+        let resource = format!("{}{MCP_PATH}", config.public_url.trim_end_matches('/'));
         Ok(Arc::new(Gateway {
             app,
             config,
+            resource,
+            anchors,
+            decision_point,
             http,
             mcp,
         }))
@@ -63,6 +88,23 @@ impl Gateway {
 
     pub fn config(&self) -> &GatewayConfig {
         &self.config
+    }
+
+    /// A secret from Mandate's store, opened with the master key; `None`
+    /// when it is not set or does not open (logged, never its value).
+    pub(crate) async fn secret(
+        &self,
+        name: &mandate_core::secret::SecretName,
+    ) -> Result<Option<mandate_core::secret::SecretValue>, mandate_store::StoreError> {
+        let Some((sealed, _)) = self.app.store.secret(name).await? else {
+            return Ok(None);
+        };
+        Ok(sealed
+            .open(self.app.keys.master())
+            .inspect_err(|e| {
+                tracing::error!(secret = %name, error = %e, "gateway: a secret does not open");
+            })
+            .ok())
     }
 }
 

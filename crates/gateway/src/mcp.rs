@@ -5,8 +5,15 @@
 //! allowed to call; `tools/call` is decided before it is forwarded. Refusals
 //! are JSON-RPC errors whose `data` carries the decision (its id, verdict,
 //! reasons and, for an approval gate, the approval id to retry after).
+//!
+//! A server marked `coaz` needs no per-tool configuration: the gateway keeps
+//! the `x-authzen-mapping` each tool declares in the server's own
+//! `tools/list` answers, builds each call's AuthZEN request with
+//! [`crate::coaz`] and has it decided by the configured decision point
+//! ([`crate::decision_point`]); with an external one, every other request of
+//! the session is gated by its default mapping in [`guard`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -17,7 +24,7 @@ use mandate_server::decision::{self, Ask, ContextIn, Outcome, ResourceIn};
 use mandate_store::StoreError;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, ErrorCode, Implementation, InitializeResult,
-    ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig,
+    ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
 };
 use rmcp::service::{RequestContext, RunningService};
 use rmcp::transport::StreamableHttpClientTransport;
@@ -26,12 +33,14 @@ use rmcp::transport::streamable_http_server::session::local::LocalSessionManager
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use rmcp::{ErrorData, Peer, RoleClient, RoleServer, ServerHandler, ServiceExt};
 use serde_json::{Value, json};
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, RwLock};
 
 use crate::Gateway;
 use crate::auth::Caller;
 use crate::calls::{Call, refusal_message};
-use crate::config::{GatewayConfig, ToolMapping};
+use crate::coaz::{self, Inputs, Mapping, Plan};
+use crate::config::{GatewayConfig, McpUpstream, ToolMapping};
+use crate::decision_point::{DecideError, Settled, probe};
 use crate::mapping::{MappingError, argument};
 
 /// JSON-RPC error codes of the gateway (implementation-defined server errors).
@@ -50,6 +59,19 @@ struct Upstream {
     url: String,
     http: reqwest::Client,
     session: Mutex<Option<RunningService<RoleClient, ()>>>,
+    /// For a `coaz` server: each tool it last listed, with its declared
+    /// mapping (or why that mapping is unusable), or `None` for the default.
+    declared: RwLock<BTreeMap<String, Declared>>,
+}
+
+/// A tool's declared mapping as the gateway last read it from `tools/list`.
+pub(crate) type Declared = Option<Arc<Result<Mapping, coaz::MappingError>>>;
+
+/// The declared mapping in a tool's `inputSchema`, if it has one.
+fn declared(tool: &Tool) -> Declared {
+    tool.input_schema
+        .get(coaz::MAPPING_KEY)
+        .map(|m| Arc::new(Mapping::parse(m)))
 }
 
 impl Upstreams {
@@ -63,6 +85,7 @@ impl Upstreams {
                     url: m.url.clone(),
                     http: http.clone(),
                     session: Mutex::new(None),
+                    declared: RwLock::new(BTreeMap::new()),
                 };
                 (m.name.clone(), up)
             })
@@ -96,6 +119,51 @@ impl Upstreams {
         if let Some(up) = self.servers.get(name) {
             up.session.lock().await.take();
         }
+    }
+
+    /// Every tool the server lists, keeping each one's declared mapping
+    /// (the gateway learns mappings only from the server, never the agent).
+    async fn list(&self, name: &str) -> Result<Vec<Tool>, String> {
+        let listed = match self.peer(name).await {
+            Ok(peer) => peer.list_all_tools().await.map_err(|e| e.to_string()),
+            Err(e) => Err(e),
+        };
+        let tools = match listed {
+            Ok(t) => t,
+            Err(e) => {
+                self.reset(name).await;
+                return Err(e);
+            }
+        };
+        if let Some(up) = self.servers.get(name) {
+            *up.declared.write().await = tools
+                .iter()
+                .map(|t| (t.name.to_string(), declared(t)))
+                .collect();
+        }
+        Ok(tools)
+    }
+
+    /// The `coaz` server that offers `tool` (the first, in configuration
+    /// order), with its declared mapping; servers that have not listed it
+    /// yet are asked.
+    async fn coaz_tool<'c>(
+        &self,
+        config: &'c GatewayConfig,
+        tool: &str,
+    ) -> Option<(&'c McpUpstream, Declared)> {
+        for refresh in [false, true] {
+            for m in config.mcp.iter().filter(|m| m.coaz) {
+                let up = self.servers.get(&m.name)?;
+                if refresh && self.list(&m.name).await.is_err() {
+                    continue;
+                }
+                if let Some(d) = up.declared.read().await.get(tool) {
+                    return Some((m, d.clone()));
+                }
+            }
+        }
+        None
     }
 }
 
@@ -138,6 +206,20 @@ pub(crate) async fn guard(
             -32600,
             format!("invalid request: {why}"),
         );
+    }
+    // Tool calls and listings are decided by the MCP handler, which knows
+    // the tools; every other request is gated here.
+    if let (Some(method), Some(caller)) = (
+        message.get("method").and_then(Value::as_str),
+        parts.extensions.get::<Caller>(),
+    ) && !matches!(method, "tools/call" | "tools/list")
+        && message.get("id").is_some()
+    {
+        let params = message.get("params").cloned().unwrap_or_else(|| json!({}));
+        if let Err(e) = gate(&gw, method, &params, caller).await {
+            let body = json!({ "jsonrpc": "2.0", "id": message["id"], "error": e });
+            return (StatusCode::OK, axum::Json(body)).into_response();
+        }
     }
     next.run(axum::extract::Request::from_parts(
         parts,
@@ -204,7 +286,220 @@ fn refused(out: &Outcome) -> ErrorData {
     )
 }
 
+/// A COAZ mapping error (JSON-RPC -32602): nothing was asked.
+fn mapping_error(e: &coaz::MappingError) -> ErrorData {
+    tracing::info!(error = %e, "gateway: COAZ mapping error");
+    ErrorData::new(ErrorCode(coaz::MAPPING_ERROR), e.to_string(), None)
+}
+
+/// A COAZ call that was refused: `-32001` denied, `-32004` approval
+/// required, `-32603` the decision point failed; `data` is the decision
+/// (and what an external PDP said with a deny, under `pdp_context`).
+fn coaz_refused(out: &Outcome, pdp: Option<Value>, unavailable: bool) -> ErrorData {
+    let code = match (unavailable, out.decision) {
+        (true, _) => ErrorCode(coaz::PDP_ERROR),
+        (false, Verdict::NeedsApproval) => APPROVAL_REQUIRED,
+        (false, _) => ErrorCode(coaz::DENIED),
+    };
+    let mut data = serde_json::to_value(out).unwrap_or(Value::Null);
+    if let (Some(pdp), Some(d)) = (pdp, data.as_object_mut()) {
+        d.insert("pdp_context".into(), pdp);
+    }
+    ErrorData::new(code, refusal_message(out), Some(data))
+}
+
+/// What the profile asks for `method` with these `params`, under the
+/// caller's token.
+fn plan(
+    gw: &Gateway,
+    method: &str,
+    params: &Value,
+    caller: &Caller,
+    declared: Option<&Mapping>,
+) -> Result<Plan, coaz::MappingError> {
+    let token = serde_json::to_value(&caller.0.claims).unwrap_or(Value::Null);
+    let inputs = Inputs {
+        params,
+        token: &token,
+        server: Some(&gw.resource),
+    };
+    coaz::plan(method, inputs, declared, &gw.anchors)
+}
+
+/// With an external decision point, every MCP request other than a tool
+/// call is decided by its default mapping before the gateway answers it:
+/// `initialize`, `tools/list`, and anything else (a method the profile does
+/// not map is denied). `ping` and notifications pass. With Mandate's
+/// pipeline only tool calls are decisions (`tools/list` is filtered tool by
+/// tool), as for config-mapped servers.
+async fn gate(
+    gw: &Gateway,
+    method: &str,
+    params: &Value,
+    caller: &Caller,
+) -> Result<(), ErrorData> {
+    if gw.decision_point.is_mandate() || !gw.config.mcp.iter().any(|m| m.coaz) {
+        return Ok(());
+    }
+    let req = match plan(gw, method, params, caller, None) {
+        Err(e) => return Err(mapping_error(&e)),
+        Ok(Plan::PassThrough) => return Ok(()),
+        Ok(Plan::Deny(why)) => return Err(ErrorData::new(ErrorCode(coaz::DENIED), why, None)),
+        Ok(Plan::Ask(req)) => req,
+    };
+    match gw.decision_point.permits(gw, &req).await {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(ErrorData::new(
+            ErrorCode(coaz::DENIED),
+            format!("{method} was denied by the AuthZEN decision point"),
+            None,
+        )),
+        Err(why) => {
+            tracing::warn!(error = %why, "gateway: AuthZEN decision point unavailable");
+            Err(ErrorData::new(
+                ErrorCode(coaz::PDP_ERROR),
+                format!("the AuthZEN decision point failed, so {method} is refused: {why}"),
+                None,
+            ))
+        }
+    }
+}
+
 impl Proxy {
+    /// Listing a `coaz` server's tool in Mandate's pipeline: the probes it
+    /// must pass (its action on its resource, where the mapping fixes them),
+    /// or `None` when it can never be in a task's scope.
+    fn coaz_probes(&self, tool: &Tool) -> Option<Vec<(Ask, ResourcePattern)>> {
+        let env = &self.gw.config.environment;
+        let name = tool.name.as_ref();
+        match declared(tool).as_deref() {
+            None => Some(vec![probe("tools/call", Some(name), name, env)?]),
+            // A broken mapping is listed: calling it says what is wrong.
+            Some(Err(_)) => Some(Vec::new()),
+            Some(Ok(m)) => m
+                .literal_asks()
+                .into_iter()
+                .filter_map(|(action, resource)| {
+                    action.map(|a| probe(&a, resource.as_deref(), name, env))
+                })
+                .collect(),
+        }
+    }
+
+    /// Forwards an allowed call and records what became of it.
+    async fn forward(
+        &self,
+        up: &McpUpstream,
+        request: CallToolRequestParams,
+        call: &Call<'_>,
+        decided: &Outcome,
+        arguments: Option<Value>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let gw = &self.gw;
+        let answer = match gw.mcp.peer(&up.name).await {
+            Ok(peer) => peer
+                .call_tool_once(request)
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e),
+        };
+        match answer {
+            Ok(response) => {
+                let tool_error =
+                    matches!(&response, CallToolResponse::Complete(r) if r.is_error == Some(true));
+                let result = match &response {
+                    CallToolResponse::Complete(r) if up.record_results => {
+                        Some(serde_json::to_value(r).unwrap_or(Value::Null))
+                    }
+                    _ => None,
+                };
+                let status = CallStatus::Answered {
+                    status: 200,
+                    tool_error,
+                };
+                call.finish(gw, decided, status, arguments, result)
+                    .await
+                    .map_err(store_error)?;
+                Ok(response)
+            }
+            Err(e) => {
+                gw.mcp.reset(&up.name).await;
+                let status = CallStatus::Unreachable { error: e.clone() };
+                call.finish(gw, decided, status, arguments, None)
+                    .await
+                    .map_err(store_error)?;
+                Err(ErrorData::new(
+                    UPSTREAM_UNAVAILABLE,
+                    format!(
+                        "upstream {} did not complete the call: {e} (the call was allowed by decision {} and is audited)",
+                        up.name, decided.decision_id
+                    ),
+                    Some(json!({ "upstream": up.name, "decision_id": decided.decision_id })),
+                ))
+            }
+        }
+    }
+
+    /// A call to a `coaz` server's tool: its declared mapping or the default
+    /// builds the request; a mapping error is answered before anyone decides.
+    async fn call_coaz(
+        &self,
+        up: &McpUpstream,
+        mapping: Declared,
+        request: CallToolRequestParams,
+        caller: &Caller,
+        started: Instant,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let gw = &self.gw;
+        let declared = match mapping.as_deref() {
+            None => None,
+            Some(Ok(m)) => Some(m),
+            Some(Err(e)) => return Err(mapping_error(e)),
+        };
+        let params = serde_json::to_value(&request).unwrap_or(Value::Null);
+        let req = match plan(gw, "tools/call", &params, caller, declared) {
+            Err(e) => return Err(mapping_error(&e)),
+            Ok(Plan::Ask(req)) => req,
+            Ok(Plan::PassThrough | Plan::Deny(_)) => {
+                return Err(ErrorData::new(
+                    ErrorCode(coaz::DENIED),
+                    "tools/call has no mapping",
+                    None,
+                ));
+            }
+        };
+        let call = Call {
+            caller,
+            channel: Channel::Mcp,
+            upstream: up.name.clone(),
+            target: request.name.to_string(),
+            started,
+        };
+        let settled = match gw
+            .decision_point
+            .decide(gw, caller, &req, Some(&request.name))
+            .await
+        {
+            Ok(s) => s,
+            Err(DecideError::Store(e)) => return Err(store_error(e)),
+            Err(DecideError::Mapping(e)) => return Err(mapping_error(&e)),
+        };
+        let arguments = up
+            .record_arguments
+            .then(|| Value::Object(request.arguments.clone().unwrap_or_default()));
+        let (out, pdp, unavailable) = match settled {
+            Settled::Allowed(out) => {
+                return self.forward(up, request, &call, &out, arguments).await;
+            }
+            Settled::Refused(out, pdp) => (out, pdp, false),
+            Settled::Unavailable(out) => (out, None, true),
+        };
+        call.finish(gw, &out, CallStatus::Refused, arguments, None)
+            .await
+            .map_err(store_error)?;
+        Err(coaz_refused(&out, pdp, unavailable))
+    }
+
     fn context(&self, tool: &ToolMapping) -> ContextIn {
         ContextIn {
             tool: Some(tool.name.clone()),
@@ -273,37 +568,71 @@ impl ServerHandler for Proxy {
 
     async fn list_tools(
         &self,
-        _request: Option<PaginatedRequestParams>,
+        request: Option<PaginatedRequestParams>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
         let caller = caller(&ctx)?;
+        let params = serde_json::to_value(&request)
+            .ok()
+            .filter(Value::is_object)
+            .unwrap_or_else(|| json!({}));
+        gate(&self.gw, "tools/list", &params, &caller).await?;
         let gw = &self.gw;
-        let mut offered = Vec::new();
-        for up in gw.config.mcp.iter().filter(|m| !m.tools.is_empty()) {
+        // Each offered tool with the probes it must pass to be shown.
+        let mut offered: Vec<(Tool, Vec<usize>)> = Vec::new();
+        let mut probes = Vec::new();
+        let mut names = BTreeSet::new();
+        for up in gw
+            .config
+            .mcp
+            .iter()
+            .filter(|m| m.coaz || !m.tools.is_empty())
+        {
             // An upstream that is down hides its tools; the others still list.
-            let listed = match gw.mcp.peer(&up.name).await {
-                Ok(peer) => peer.list_all_tools().await.map_err(|e| e.to_string()),
-                Err(e) => Err(e),
-            };
-            match listed {
-                Ok(tools) => offered.extend(tools.into_iter().filter_map(|t| {
-                    let m = up.tools.iter().find(|m| m.name == t.name)?;
-                    Some((t, m))
-                })),
+            let tools = match gw.mcp.list(&up.name).await {
+                Ok(tools) => tools,
                 Err(e) => {
                     tracing::warn!(upstream = %up.name, error = %e, "gateway: cannot list tools");
-                    gw.mcp.reset(&up.name).await;
+                    continue;
                 }
+            };
+            for t in tools {
+                let mine: Vec<(Ask, ResourcePattern)> = if up.coaz {
+                    if gw.config.mcp_tool(&t.name).is_some() {
+                        continue;
+                    }
+                    if !gw.decision_point.is_mandate() {
+                        Vec::new()
+                    } else {
+                        match self.coaz_probes(&t) {
+                            Some(p) => p,
+                            None => continue,
+                        }
+                    }
+                } else {
+                    match up.tools.iter().find(|m| m.name == t.name) {
+                        Some(m) => {
+                            let (ask, pattern) = self.probe(m);
+                            vec![(ask, pattern)]
+                        }
+                        None => continue,
+                    }
+                };
+                // One tool per name: the first server to list it offers it.
+                if !names.insert(t.name.to_string()) {
+                    continue;
+                }
+                let first = probes.len();
+                probes.extend(mine);
+                offered.push((t, (first..probes.len()).collect()));
             }
         }
-        let probes: Vec<_> = offered.iter().map(|(_, m)| self.probe(m)).collect();
         let visible = decision::preview(&gw.app, &caller.0, &probes, mandate_server::now())
             .await
             .map_err(store_error)?;
         let tools = offered
             .into_iter()
-            .zip(visible)
-            .filter_map(|((tool, _), shown)| shown.then_some(tool))
+            .filter_map(|(tool, needs)| needs.iter().all(|i| visible[*i]).then_some(tool))
             .collect();
         Ok(ListToolsResult::with_all_items(tools))
     }
@@ -317,6 +646,9 @@ impl ServerHandler for Proxy {
         let gw = &self.gw;
         let started = Instant::now();
         let Some((up, tool)) = gw.config.mcp_tool(&request.name) else {
+            if let Some((up, mapping)) = gw.mcp.coaz_tool(&gw.config, &request.name).await {
+                return self.call_coaz(up, mapping, request, &caller, started).await;
+            }
             return Err(ErrorData::invalid_params(
                 format!("no tool {:?} is offered through this gateway", request.name),
                 None,
@@ -341,47 +673,6 @@ impl ServerHandler for Proxy {
                 .map_err(store_error)?;
             return Err(refused(&decided));
         }
-        let answer = match gw.mcp.peer(&up.name).await {
-            Ok(peer) => peer
-                .call_tool_once(request)
-                .await
-                .map_err(|e| e.to_string()),
-            Err(e) => Err(e),
-        };
-        match answer {
-            Ok(response) => {
-                let tool_error =
-                    matches!(&response, CallToolResponse::Complete(r) if r.is_error == Some(true));
-                let result = match &response {
-                    CallToolResponse::Complete(r) if up.record_results => {
-                        Some(serde_json::to_value(r).unwrap_or(Value::Null))
-                    }
-                    _ => None,
-                };
-                let status = CallStatus::Answered {
-                    status: 200,
-                    tool_error,
-                };
-                call.finish(gw, &decided, status, arguments, result)
-                    .await
-                    .map_err(store_error)?;
-                Ok(response)
-            }
-            Err(e) => {
-                gw.mcp.reset(&up.name).await;
-                let status = CallStatus::Unreachable { error: e.clone() };
-                call.finish(gw, &decided, status, arguments, None)
-                    .await
-                    .map_err(store_error)?;
-                Err(ErrorData::new(
-                    UPSTREAM_UNAVAILABLE,
-                    format!(
-                        "upstream {} did not complete the call: {e} (the call was allowed by decision {} and is audited)",
-                        up.name, decided.decision_id
-                    ),
-                    Some(json!({ "upstream": up.name, "decision_id": decided.decision_id })),
-                ))
-            }
-        }
+        self.forward(up, request, &call, &decided, arguments).await
     }
 }

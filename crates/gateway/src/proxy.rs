@@ -225,14 +225,11 @@ async fn load_secret(
             ),
         )
     };
-    let (sealed, _) = gw.app.store.secret(name).await?.ok_or_else(missing)?;
-    sealed.open(gw.app.keys.master()).map_err(|e| {
-        tracing::error!(secret = %name, error = %e, "gateway: a secret does not open");
-        missing()
-    })
+    gw.secret(name).await?.ok_or_else(missing)
 }
 
-async fn read_answer(
+/// An upstream's answer, read whole but never past `limit` bytes.
+pub(crate) async fn read_answer(
     res: reqwest::Response,
     limit: usize,
 ) -> Result<(StatusCode, HeaderMap, Bytes), String> {

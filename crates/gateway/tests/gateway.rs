@@ -4,6 +4,7 @@
 
 #[path = "../../server/tests/common/mod.rs"]
 mod common;
+mod session;
 
 use std::sync::{Arc, Mutex};
 
@@ -14,18 +15,12 @@ use mandate_store::testing::TestStore;
 use reqwest::StatusCode;
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
-use rmcp::model::{
-    CallToolRequestParams, CallToolResult, InitializeResult, ServerCapabilities, ServerConfig,
-};
-use rmcp::service::RunningService;
-use rmcp::transport::StreamableHttpClientTransport;
-use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use rmcp::model::{CallToolResult, InitializeResult, ServerCapabilities, ServerConfig};
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
-use rmcp::{
-    RoleClient, ServerHandler, ServiceError, ServiceExt, schemars, tool, tool_handler, tool_router,
-};
+use rmcp::{ServerHandler, schemars, tool, tool_handler, tool_router};
 use serde_json::{Value, json};
+use session::{agent, call, entries, events, tool_names};
 
 const POLICY: &str = include_str!("../../policy/examples/default.cedar");
 const SECRET_V1: &str = "sk_live_first_4f9a";
@@ -243,57 +238,11 @@ async fn task(f: &Fixture) -> (String, String) {
     (token_of(&b), task_of(&b))
 }
 
-async fn agent(gateway: &str, token: &str) -> RunningService<RoleClient, ()> {
-    let mut cfg = StreamableHttpClientTransportConfig::with_uri(format!("{gateway}/mcp"));
-    cfg.auth_header = Some(token.to_owned());
-    let transport = StreamableHttpClientTransport::with_client(reqwest::Client::new(), cfg);
-    ().serve(transport)
-        .await
-        .expect("the agent's MCP session opens")
-}
-
-async fn call(
-    client: &RunningService<RoleClient, ()>,
-    tool: &str,
-    args: Value,
-) -> Result<CallToolResult, rmcp::ErrorData> {
-    let params = CallToolRequestParams::new(tool.to_owned())
-        .with_arguments(args.as_object().unwrap().clone());
-    match client.call_tool(params).await {
-        Ok(r) => Ok(r),
-        Err(ServiceError::McpError(e)) => Err(e),
-        Err(e) => panic!("transport error calling {tool}: {e}"),
-    }
-}
-
 fn text(r: &CallToolResult) -> String {
     serde_json::to_value(&r.content).unwrap()[0]["text"]
         .as_str()
         .unwrap()
         .to_owned()
-}
-
-/// The stored text of every audit entry, in log order.
-async fn entries(f: &Fixture) -> Vec<String> {
-    let store = &f.s.state.store;
-    let len = store.audit_len().await.unwrap();
-    store
-        .audit_entries(0, len as u32)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|e| e.entry)
-        .collect()
-}
-
-/// Every audit event of a kind, as JSON.
-async fn events(f: &Fixture, kind: &str) -> Vec<Value> {
-    entries(f)
-        .await
-        .iter()
-        .map(|e| serde_json::from_str::<Value>(e).unwrap()["event"].clone())
-        .filter(|e| e["kind"] == kind)
-        .collect()
 }
 
 // ---- cases ---------------------------------------------------------------------------
@@ -303,14 +252,7 @@ async fn tools_are_listed_and_called_only_within_scope_and_policy(t: TestStore) 
     let (token, task_id) = task(&g.f).await;
     let client = agent(&g.gateway, &token).await;
 
-    let mut names: Vec<String> = client
-        .list_all_tools()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|t| t.name.to_string())
-        .collect();
-    names.sort();
+    let names = tool_names(&client).await;
     // create_po is outside the task's scope; drop_everything has no mapping;
     // the archive's server is down.
     assert_eq!(names, ["lookup_supplier", "pay_invoice"]);

@@ -155,7 +155,8 @@ pub struct ReasonOut {
 }
 
 impl ReasonOut {
-    fn step(code: &str, message: impl Into<String>) -> Self {
+    /// A reason given by a step rather than a policy.
+    pub fn step(code: &str, message: impl Into<String>) -> Self {
         ReasonOut {
             code: code.to_owned(),
             message: message.into(),
@@ -254,15 +255,10 @@ pub fn acting(task: &Task, at: Timestamp, request_id: Option<String>) -> Change 
 }
 
 /// Decides `ask` for an authenticated holder and records the decision.
-pub async fn decide(
-    s: &AppState,
-    holder: &Holder,
-    ask: &Ask,
-    request_id: Option<String>,
-    now: Timestamp,
-) -> Result<Outcome, StoreError> {
-    let task = &holder.task;
-    let mut out = Outcome {
+/// A decision about to be made for `ask` under `task`: denied until a step
+/// says otherwise, and its audit record.
+fn fresh(task: &Task, ask: &Ask) -> (Outcome, DecisionWrite) {
+    let out = Outcome {
         decision_id: DecisionId::from_uuid(Uuid::now_v7()),
         decision: Verdict::Deny,
         reasons: Vec::new(),
@@ -273,7 +269,7 @@ pub async fn decide(
         approval_id: None,
         breakglass_id: None,
     };
-    let mut write = DecisionWrite {
+    let write = DecisionWrite {
         id: out.decision_id,
         task: task.id,
         agent: task.assignee,
@@ -288,6 +284,18 @@ pub async fn decide(
         spends_approval: None,
         raises_approval: None,
     };
+    (out, write)
+}
+
+pub async fn decide(
+    s: &AppState,
+    holder: &Holder,
+    ask: &Ask,
+    request_id: Option<String>,
+    now: Timestamp,
+) -> Result<Outcome, StoreError> {
+    let task = &holder.task;
+    let (mut out, mut write) = fresh(task, ask);
     let change = acting(task, now, request_id);
 
     if let Some(r) = &holder.refused {
@@ -382,6 +390,29 @@ pub async fn decide(
         }
     }
     record(s, &change, out, write).await
+}
+
+/// Records a decision another decision point made for this holder (the
+/// gateway asking an external AuthZEN PDP): a `decision.made` entry like
+/// Mandate's own, with that verdict and `reasons`, so every call through the
+/// gateway still has its decision in the log. None of Mandate's steps ran:
+/// no scope, limit, budget or policy was checked, and nothing is spent.
+pub async fn record_external(
+    s: &AppState,
+    holder: &Holder,
+    ask: &Ask,
+    verdict: Verdict,
+    reasons: Vec<ReasonOut>,
+    now: Timestamp,
+) -> Result<Outcome, StoreError> {
+    let task = &holder.task;
+    let (mut out, mut write) = fresh(task, ask);
+    out.decision = verdict;
+    out.reasons = reasons;
+    // Mandate's limits were not checked, so nothing is spent against them.
+    write.max_calls = None;
+    write.spends = None;
+    record(s, &acting(task, now, None), out, write).await
 }
 
 /// Which of `asks` could this holder be allowed now, each on some resource

@@ -204,6 +204,14 @@ fn ask_of(r: &EvaluationRequest) -> ApiResult<(String, Option<String>, Ask)> {
             Problem::bad_request("subject.properties.token must carry the agent's task token")
         })?;
     let dpop = string_field(&r.subject.properties, "dpop", "subject.properties")?;
+    Ok((token, dpop, ask_of_evaluation(r)?))
+}
+
+/// What Mandate decides for an AuthZEN evaluation: `action.name`, `resource.id`
+/// with `resource.properties.sensitivity`/`labels`, and `context.tool`,
+/// `environment`, `data_sensitivity`, `risk_score` and `amount`. The
+/// gateway's COAZ enforcement maps its requests the same way.
+pub fn ask_of_evaluation(r: &EvaluationRequest) -> ApiResult<Ask> {
     let p = &r.resource.properties;
     let labels = match field(p, "labels") {
         None => Vec::new(),
@@ -243,7 +251,7 @@ fn ask_of(r: &EvaluationRequest) -> ApiResult<(String, Option<String>, Ask)> {
             amount,
         },
     };
-    Ok((token, dpop, ask))
+    Ok(ask)
 }
 
 /// Authenticates each distinct token of a request once (a DPoP proof is
@@ -347,7 +355,9 @@ pub struct EvaluationsResponse {
 /// At most this many evaluations per batch.
 pub const MAX_BATCH: usize = 100;
 
-fn merged(
+/// One decision of a batch, with the top-level defaults applied (AuthZEN 1.0
+/// section 7: an item's field replaces the default, it is not merged into it).
+pub fn merged(
     top: &EvaluationsRequest,
     item: &EvaluationItem,
     i: usize,
