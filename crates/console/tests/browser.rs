@@ -131,6 +131,11 @@ async fn text_of(b: &Client, css: &str) -> String {
         .unwrap()
 }
 
+/// Finds the element and clicks it.
+async fn click(b: &Client, at: Locator<'_>) {
+    b.find(at).await.unwrap().click().await.unwrap();
+}
+
 /// Waits (bounded) until the page's heading reads `want`: a click starts a
 /// navigation, and the old page answers queries until the new one is in.
 async fn heading(b: &Client, want: &str) {
@@ -181,23 +186,13 @@ async fn the_console_in_a_real_browser(t: TestStore, backend: &str) {
     let field = b.find(Locator::Id("id_token")).await.unwrap();
     field.send_keys(&c.f.id_token("erin")).await.unwrap();
     shot(&b, &format!("{backend}-sign-in")).await;
-    b.find(Locator::Id("sign-in"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&b, Locator::Id("sign-in")).await;
     heading(&b, "Inventory").await;
 
     // Find an agent by name.
     let search = b.find(Locator::Css("input[name=q]")).await.unwrap();
     search.send_keys("orch").await.unwrap();
-    b.find(Locator::Css("form.filters button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&b, Locator::Css("form.filters button")).await;
     url_with(&b, "q=orch").await;
     let rows = b
         .find_all(Locator::Css("#inventory tbody tr"))
@@ -205,22 +200,12 @@ async fn the_console_in_a_real_browser(t: TestStore, backend: &str) {
         .unwrap();
     assert_eq!(rows.len(), 1, "only the orchestrator matches");
     shot(&b, &format!("{backend}-inventory")).await;
-    b.find(Locator::LinkText("orchestrator"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&b, Locator::LinkText("orchestrator")).await;
     heading(&b, "Agent orchestrator").await;
     assert!(text_of(&b, "#ceiling").await.contains("payments.initiate"));
 
     // Open its task's lineage: the tree is a graph with the subagent in it.
-    b.find(Locator::LinkText(&c.task))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&b, Locator::LinkText(&c.task)).await;
     heading(&b, "Task lineage").await;
     let graph = b.find(Locator::Css("svg.lineage")).await.unwrap();
     let boxes = graph.find_all(Locator::Css("rect")).await.unwrap();
@@ -247,12 +232,7 @@ async fn the_console_in_a_real_browser(t: TestStore, backend: &str) {
         .send_keys("matches the signed quote")
         .await
         .unwrap();
-    b.find(Locator::Css(&format!("{card} button[value=approve]")))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&b, Locator::Css(&format!("{card} button[value=approve]"))).await;
     assert!(text_of(&b, "#answered").await.contains("approved"));
     assert_eq!(c.approval_status().await, "approved");
     // The agent's waiting call, asked again, now goes through.
@@ -289,12 +269,7 @@ async fn the_console_in_a_real_browser(t: TestStore, backend: &str) {
     shot(&b, &format!("{backend}-audit")).await;
 
     // Signing out ends it: the next page asks to sign in again.
-    b.find(Locator::Css("header form button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&b, Locator::Css("header form button")).await;
     heading(&b, "Sign in").await;
     b.goto(&c.url("/ui/inventory")).await.unwrap();
     assert!(
