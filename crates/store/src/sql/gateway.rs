@@ -97,15 +97,12 @@ pub(crate) async fn record_tool_call(
     call: &ToolCall,
 ) -> Result<u64> {
     // The hot path of every gateway call: an append and nothing else.
-    let mut w = store.append_only().await?;
-    let index = append(
-        &mut w,
-        event(change, EventKind::GatewayCall)
-            .agent(call.agent)
-            .task(call.task)
-            .details(serde_json::to_value(call).unwrap_or_default()),
-    )
-    .await?;
-    w.commit().await?;
-    Ok(index)
+    store
+        .append_alone(
+            event(change, EventKind::GatewayCall)
+                .agent(call.agent)
+                .task(call.task)
+                .details(serde_json::to_value(call).unwrap_or_default()),
+        )
+        .await
 }

@@ -10,6 +10,11 @@
 //! waits for the shared COMMIT. Whoever finishes while nobody else is queued
 //! commits the batch and tells every member the outcome. No write is
 //! acknowledged before the fsync that makes it durable.
+//!
+//! Writes that only append to the log (the gateway's call records, most of
+//! the log) do not take a turn each: they queue their events, and one drainer
+//! per batch takes the whole queue in its single turn. Handing the writer lock
+//! from task to task cost more than building an entry.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -17,7 +22,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use sqlx::{AnyConnection, AnyPool, Transaction};
 use tokio::sync::{Mutex, OwnedMutexGuard, oneshot};
 
-use super::audit::{AUDIT_LOCK, AuditBuffer, AuditMark};
+use mandate_core::audit::AuditEvent;
+
+use super::audit::{self, AUDIT_LOCK, AuditBuffer, AuditMark};
 use super::db_error;
 use crate::{Backend, Result, StoreError};
 
@@ -33,6 +40,7 @@ struct Batch {
     audit: AuditBuffer,
 }
 
+#[derive(Clone)]
 pub(crate) struct GroupWriter {
     pool: AnyPool,
     backend: Backend,
@@ -40,6 +48,15 @@ pub(crate) struct GroupWriter {
     /// Writes queued for the writer lock: while any are, a finished write
     /// leaves the COMMIT to them.
     waiting: Arc<AtomicUsize>,
+    /// Append-only writes waiting for a drainer to take them into a batch.
+    appends: Arc<std::sync::Mutex<Vec<Append>>>,
+}
+
+/// An event to append on its own, and where to say at which index it was
+/// durably kept.
+struct Append {
+    event: AuditEvent,
+    done: oneshot::Sender<Result<u64>>,
 }
 
 /// One write's turn on the shared transaction.
@@ -84,6 +101,65 @@ impl GroupWriter {
             backend,
             batch: Arc::new(Mutex::new(None)),
             waiting: Arc::new(AtomicUsize::new(0)),
+            appends: Arc::default(),
+        }
+    }
+
+    /// Appends `event` with no other change; returns its index once durable.
+    ///
+    /// The first event queued while no drainer is pending starts one; the
+    /// rest ride with it. The drainer is a task of its own, so a caller that
+    /// gives up cannot strand the events queued behind its own.
+    pub(crate) async fn append(&self, event: AuditEvent) -> Result<u64> {
+        let (done, rx) = oneshot::channel();
+        let first = {
+            let mut queue = self.appends.lock().unwrap_or_else(|e| e.into_inner());
+            queue.push(Append { event, done });
+            queue.len() == 1
+        };
+        if first {
+            tokio::spawn(self.clone().drain_appends());
+        }
+        rx.await.unwrap_or_else(|_| {
+            Err(StoreError::Unavailable(
+                "the group commit was abandoned".into(),
+            ))
+        })
+    }
+
+    /// Takes every queued append into one turn of the batch and reports
+    /// each index once the batch is committed.
+    async fn drain_appends(self) {
+        let turn = self.turn(false).await;
+        // Taken after the turn began: whatever queued while this drainer
+        // waited for the writer lock joins the same batch.
+        let queued = std::mem::take(&mut *self.appends.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut turn = match turn {
+            Ok(t) => t,
+            Err(e) => return fail(queued.into_iter().map(|a| a.done), &e),
+        };
+        let mut kept = Vec::with_capacity(queued.len());
+        let mut queued = queued.into_iter();
+        while let Some(a) = queued.next() {
+            let (conn, buffer) = turn.audit();
+            match audit::append_to(conn, buffer, a.event).await {
+                Ok(index) => kept.push((index, a.done)),
+                Err(e) => {
+                    // Dropping the turn forgets what it appended.
+                    drop(turn);
+                    let rest = queued.map(|a| a.done);
+                    let all = kept.into_iter().map(|(_, d)| d).chain([a.done]).chain(rest);
+                    return fail(all, &e);
+                }
+            }
+        }
+        match turn.commit().await {
+            Ok(()) => {
+                for (index, done) in kept {
+                    let _ = done.send(Ok(index));
+                }
+            }
+            Err(e) => fail(kept.into_iter().map(|(_, d)| d), &e),
         }
     }
 
@@ -150,6 +226,13 @@ impl GroupWriter {
                 Ok(tx)
             }
         }
+    }
+}
+
+/// Tells each waiting append that it was not kept.
+fn fail(waiting: impl IntoIterator<Item = oneshot::Sender<Result<u64>>>, e: &StoreError) {
+    for done in waiting {
+        let _ = done.send(Err(StoreError::Unavailable(format!("not appended: {e}"))));
     }
 }
 

@@ -233,22 +233,18 @@ impl SqlStore {
 
     /// Starts a write: a turn in this process's group-committed transaction.
     pub(crate) async fn write(&self) -> Result<WriteTx<'_>> {
-        self.begin_write(true).await
-    }
-
-    /// Starts a write that only appends audit entries (`conn` is not to be
-    /// used): it joins the group commit without a savepoint, so it runs no
-    /// statement at all until the batch's COMMIT.
-    pub(crate) async fn append_only(&self) -> Result<WriteTx<'_>> {
-        self.begin_write(false).await
-    }
-
-    async fn begin_write(&self, statements: bool) -> Result<WriteTx<'_>> {
         Ok(WriteTx {
-            turn: self.writer.turn(statements).await?,
+            turn: self.writer.turn(true).await?,
             backend: self.backend,
             _store: std::marker::PhantomData,
         })
+    }
+
+    /// Appends one audit event and changes nothing else; returns its index
+    /// once durable. Such appends share one turn per batch and run no
+    /// statement until the batch's COMMIT.
+    pub(crate) async fn append_alone(&self, event: mandate_core::audit::AuditEvent) -> Result<u64> {
+        self.writer.append(event).await
     }
 
     /// Closes the pool, waiting for connections to be returned.
