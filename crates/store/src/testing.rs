@@ -20,6 +20,57 @@ pub struct TestStore {
     _dir: Option<tempfile::TempDir>,
 }
 
+impl TestStore {
+    /// Holds the log's write lock from outside this store, as another
+    /// process's writer would on SQLite (`BEGIN IMMEDIATE` on the same file)
+    /// or another node's batch on PostgreSQL (the audit advisory lock),
+    /// until [`LockHolder::release`]: writes of this store queue behind it.
+    pub async fn hold_write_lock(&self) -> LockHolder {
+        use sqlx::Connection;
+        let (url, take) = match &self._dir {
+            Some(dir) => (
+                format!("sqlite://{}", dir.path().join("mandate.db").display()),
+                "BEGIN IMMEDIATE".to_owned(),
+            ),
+            None => (
+                postgres_url(),
+                format!("SELECT pg_advisory_lock({})", crate::sql::AUDIT_LOCK),
+            ),
+        };
+        let mut conn = sqlx::AnyConnection::connect(&url)
+            .await
+            .expect("a second connection to the test database");
+        sqlx::raw_sql(AssertSqlSafe(take))
+            .execute(&mut conn)
+            .await
+            .expect("take the write lock");
+        LockHolder {
+            conn,
+            sqlite: self._dir.is_some(),
+        }
+    }
+}
+
+/// See [`TestStore::hold_write_lock`].
+pub struct LockHolder {
+    conn: sqlx::AnyConnection,
+    sqlite: bool,
+}
+
+impl LockHolder {
+    pub async fn release(mut self) {
+        let free = if self.sqlite {
+            "ROLLBACK".to_owned()
+        } else {
+            format!("SELECT pg_advisory_unlock({})", crate::sql::AUDIT_LOCK)
+        };
+        sqlx::raw_sql(AssertSqlSafe(free))
+            .execute(&mut self.conn)
+            .await
+            .expect("release the write lock");
+    }
+}
+
 pub async fn sqlite() -> TestStore {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = SqlStore::open_sqlite(dir.path())

@@ -875,9 +875,129 @@ async fn budgets_are_charged_to_the_whole_chain(t: TestStore) {
     assert_eq!(rec(spend(&parent, 1)).await, Recorded::OverBudget);
 }
 
+/// Plain decisions (no limit, budget or approval to check) are tallied in
+/// the group-commit batch and their counts written once per batch. Raced
+/// against refusals and guarded decisions (a call limit) on two tasks: walking
+/// the log in order, no guarded allow comes after the limit was reached, and
+/// the counters and the usage equal what the log says.
+async fn tallied_decisions_are_counted_before_any_guarded_one(t: TestStore) {
+    const LIMIT: u64 = 30;
+    let s: Arc<dyn Store> = t.store.clone();
+    let w = world(&*s, None).await;
+    let other = task_in(&*s, w.alice, &w.agent, None).await;
+    let before = s.audit_len().await.unwrap();
+    let start = Arc::new(tokio::sync::Barrier::new(120));
+    let racers: Vec<_> = (0..120u64)
+        .map(|i| {
+            let s = s.clone();
+            let start = start.clone();
+            let (task, verdict) = match i % 4 {
+                3 => (&other, Verdict::Deny),
+                2 => (&w.task, Verdict::Deny),
+                _ => (&w.task, Verdict::Allow),
+            };
+            let mut d = decision(task, verdict);
+            // Every third allow on the main task is guarded by the limit.
+            let guarded = verdict == Verdict::Allow && i % 3 == 0;
+            if guarded {
+                d.max_calls = Some(LIMIT);
+            }
+            d.details["guarded"] = json!(guarded);
+            tokio::spawn(async move {
+                start.wait().await;
+                (
+                    guarded,
+                    s.record_decision(&at(T0 + i as i64), &d).await.unwrap(),
+                )
+            })
+        })
+        .collect();
+    let mut refused = 0;
+    for r in racers {
+        match r.await.unwrap() {
+            (_, Recorded::Done) => {}
+            (true, Recorded::OverLimit) => refused += 1,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let evs = events_from(&*s, before).await;
+    let mut allowed = 0;
+    let (mut denied, mut denied_other) = (0, 0);
+    for e in &evs {
+        assert_eq!(e.kind, EventKind::DecisionMade);
+        match (e.task == Some(w.task.id), e.details["verdict"].as_str()) {
+            (true, Some("allow")) => {
+                if e.details["guarded"] == json!(true) {
+                    assert!(
+                        allowed < LIMIT,
+                        "a guarded allow was counted after {allowed} calls: it missed tallied ones"
+                    );
+                }
+                allowed += 1;
+            }
+            (true, Some("deny")) => denied += 1,
+            (false, Some("deny")) => denied_other += 1,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(evs.len(), 120 - refused);
+    assert_eq!((denied, denied_other), (30, 30));
+    assert_eq!(s.calls_used(w.task.id).await.unwrap(), allowed);
+    assert_eq!(s.calls_used(other.id).await.unwrap(), 0);
+    // The usage kept for the inventory is every allowed call, once each.
+    let page = PageRequest {
+        after: None,
+        limit: 100,
+    };
+    let inv = s
+        .inventory(&Default::default(), &page, at(T0 + 1_000).at)
+        .await
+        .unwrap();
+    let item = inv.items.iter().find(|i| i.agent.id == w.agent.id).unwrap();
+    assert_eq!(item.used.len(), 1);
+    assert_eq!(item.used[0].calls, allowed);
+    verified(&*s).await;
+}
+
+/// The same, made deterministic: with the log's write lock held from outside,
+/// plain allows queue first (one drainer takes them all when the lock is
+/// free) and guarded allows queue behind them, so all run in one batch in
+/// that order. The guarded ones must see the tallied calls and be refused.
+async fn guarded_decisions_see_the_tally_of_their_batch(t: TestStore) {
+    const LIMIT: u64 = 30;
+    let s: Arc<dyn Store> = t.store.clone();
+    let w = world(&*s, None).await;
+    let before = s.audit_len().await.unwrap();
+    let lock = t.hold_write_lock().await;
+    let spawn = |guarded: bool, i: i64| {
+        let s = s.clone();
+        let mut d = decision(&w.task, Verdict::Allow);
+        if guarded {
+            d.max_calls = Some(LIMIT);
+        }
+        tokio::spawn(async move { s.record_decision(&at(T0 + i), &d).await.unwrap() })
+    };
+    let plain: Vec<_> = (0..40).map(|i| spawn(false, i)).collect();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let guarded: Vec<_> = (40..50).map(|i| spawn(true, i)).collect();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    lock.release().await;
+    for p in plain {
+        assert_eq!(p.await.unwrap(), Recorded::Done);
+    }
+    for g in guarded {
+        assert_eq!(g.await.unwrap(), Recorded::OverLimit);
+    }
+    assert_eq!(s.calls_used(w.task.id).await.unwrap(), 40);
+    assert_eq!(events_from(&*s, before).await.len(), 40);
+    verified(&*s).await;
+}
+
 mandate_store::backend_tests!(
     budgets_are_charged_to_the_whole_chain,
     the_call_limit_holds_under_concurrency,
+    tallied_decisions_are_counted_before_any_guarded_one,
+    guarded_decisions_see_the_tally_of_their_batch,
     calls_without_a_limit_are_counted_and_refusals_are_not,
     an_approval_is_raised_answered_and_spent_exactly_once,
     an_expired_approval_can_be_neither_answered_nor_spent,

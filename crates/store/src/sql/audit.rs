@@ -9,7 +9,7 @@ use mandate_core::time::Timestamp;
 use sqlx::AnyConnection;
 use sqlx::{AnyPool, Row};
 
-use super::{SqlStore, WriteTx, db_error};
+use super::{SqlStore, WriteTx, db_error, values_sql};
 use crate::{Result, StoreError};
 
 /// Key of the PostgreSQL advisory lock that orders audit appends from every
@@ -144,33 +144,11 @@ async fn insert(conn: &mut AnyConnection, rows: &[AuditRow]) -> Result<()> {
 }
 
 /// The multi-row INSERT for `rows` rows.
-///
-/// SQLite gets anonymous `?` placeholders: the driver looks up each numbered
-/// parameter's name with `sqlite3_bind_parameter_name`, a linear scan, so
-/// `$n` placeholders made binding quadratic in the rows of the statement
-/// (a quarter of all CPU time under an append load). PostgreSQL needs `$n`.
 fn insert_sql(rows: usize, sqlite: bool) -> String {
-    use std::fmt::Write;
-    const COLUMNS: usize = 7;
-    let mut sql = String::with_capacity(96 + rows * COLUMNS * 6);
-    sql.push_str(
-        "INSERT INTO audit_log (idx, kind, at, agent_id, human_id, leaf_hash, entry) VALUES ",
-    );
-    for i in 0..rows {
-        sql.push_str(if i > 0 { ",(" } else { "(" });
-        for c in 0..COLUMNS {
-            if c > 0 {
-                sql.push(',');
-            }
-            if sqlite {
-                sql.push('?');
-            } else {
-                let _ = write!(sql, "${}", i * COLUMNS + c + 1);
-            }
-        }
-        sql.push(')');
-    }
-    sql
+    format!(
+        "INSERT INTO audit_log (idx, kind, at, agent_id, human_id, leaf_hash, entry) VALUES {}",
+        values_sql(rows, 7, sqlite)
+    )
 }
 
 /// The next index and the leaf hash it must chain to.

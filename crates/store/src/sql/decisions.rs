@@ -17,6 +17,7 @@ use sqlx::{AnyPool, AssertSqlSafe};
 use super::audit::append;
 use super::convert::{self, to_json};
 use super::registry::{Filtered, event};
+use super::tally::Counted;
 use super::{SqlStore, WriteTx, db_error};
 use crate::*;
 
@@ -237,6 +238,29 @@ pub(crate) async fn record_decision(
             .into());
         }
     }
+    let decided = event(change, EventKind::DecisionMade)
+        .task(d.task)
+        .agent(d.agent)
+        .details(d.details.clone());
+    // A decision that checks no count (no call limit or budget to respect,
+    // no approval to spend or raise) only adds to counters: it joins the
+    // batch as an append with its counts (see `tally`), under a task known
+    // to exist. Any other takes the guarded statements below.
+    let guarded = d.raises_approval.is_some()
+        || d.spends_approval.is_some()
+        || (d.counts_call && (d.max_calls.is_some() || d.spends.is_some()));
+    if !guarded && store.task_known(d.task) {
+        let counted = Counted {
+            task: d.task,
+            agent: d.agent,
+            action: d.action.clone(),
+            resource: d.resource.clone(),
+            verdict: d.verdict,
+            at: change.at.as_millis(),
+        };
+        store.append_alone(decided, Some(counted)).await?;
+        return Ok(Recorded::Done);
+    }
     let mut w = store.write().await?;
     // Like every write that touches task rows, take the tree's root first
     // (see `tasks::lock_tree`); this also refuses an unknown task.
@@ -320,15 +344,9 @@ pub(crate) async fn record_decision(
         .await
         .map_err(db_error)?;
     }
-    append(
-        &mut w,
-        event(change, EventKind::DecisionMade)
-            .task(d.task)
-            .agent(d.agent)
-            .details(d.details.clone()),
-    )
-    .await?;
+    append(&mut w, decided).await?;
     w.commit().await?;
+    store.remember_task(d.task);
     Ok(Recorded::Done)
 }
 

@@ -103,6 +103,7 @@ pub(crate) async fn record_tool_call(
                 .agent(call.agent)
                 .task(call.task)
                 .details(serde_json::to_value(call).unwrap_or_default()),
+            None,
         )
         .await
 }

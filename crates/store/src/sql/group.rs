@@ -26,6 +26,7 @@ use mandate_core::audit::AuditEvent;
 
 use super::audit::{self, AUDIT_LOCK, AuditBuffer, AuditMark};
 use super::db_error;
+use super::tally::{Counted, Tally};
 use crate::{Backend, Result, StoreError};
 
 /// Upper bound on writes per shared transaction, so one batch cannot grow
@@ -38,6 +39,8 @@ struct Batch {
     members: Vec<oneshot::Sender<Result<()>>>,
     /// The batch's audit entries, inserted together just before the COMMIT.
     audit: AuditBuffer,
+    /// Counts of plain decisions, written before the batch's next statement.
+    tally: Tally,
 }
 
 #[derive(Clone)]
@@ -52,10 +55,11 @@ pub(crate) struct GroupWriter {
     appends: Arc<std::sync::Mutex<Vec<Append>>>,
 }
 
-/// An event to append on its own, and where to say at which index it was
-/// durably kept.
+/// An event to append on its own (with the counts of the decision it
+/// records, if any), and where to say at which index it was durably kept.
 struct Append {
     event: AuditEvent,
+    counted: Option<Counted>,
     done: oneshot::Sender<Result<u64>>,
 }
 
@@ -110,11 +114,15 @@ impl GroupWriter {
     /// The first event queued while no drainer is pending starts one; the
     /// rest ride with it. The drainer is a task of its own, so a caller that
     /// gives up cannot strand the events queued behind its own.
-    pub(crate) async fn append(&self, event: AuditEvent) -> Result<u64> {
+    pub(crate) async fn append(&self, event: AuditEvent, counted: Option<Counted>) -> Result<u64> {
         let (done, rx) = oneshot::channel();
         let first = {
             let mut queue = self.appends.lock().unwrap_or_else(|e| e.into_inner());
-            queue.push(Append { event, done });
+            queue.push(Append {
+                event,
+                counted,
+                done,
+            });
             queue.len() == 1
         };
         if first {
@@ -143,7 +151,12 @@ impl GroupWriter {
         while let Some(a) = queued.next() {
             let (conn, buffer) = turn.audit();
             match audit::append_to(conn, buffer, a.event).await {
-                Ok(index) => kept.push((index, a.done)),
+                Ok(index) => {
+                    if let Some(c) = a.counted {
+                        turn.batch().tally.add(c);
+                    }
+                    kept.push((index, a.done));
+                }
                 Err(e) => {
                     // Dropping the turn forgets what it appended.
                     drop(turn);
@@ -182,7 +195,17 @@ impl GroupWriter {
                 tx,
                 members: Vec::new(),
                 audit: AuditBuffer::default(),
+                tally: Tally::default(),
             });
+        } else if savepoint
+            && let Some(batch) = guard.as_mut()
+            && !batch.tally.is_empty()
+            && let Err(e) = batch.tally.flush(&mut batch.tx).await
+        {
+            // Some counts may be written and some not: nothing of the batch
+            // can be kept.
+            abandon(&mut guard, &e);
+            return Err(e);
         }
         let mark = guard.as_ref().expect("an open batch").audit.mark();
         let mut turn = Turn {
@@ -236,9 +259,25 @@ fn fail(waiting: impl IntoIterator<Item = oneshot::Sender<Result<u64>>>, e: &Sto
     }
 }
 
+/// Ends the batch without keeping anything, failing every member.
+fn abandon(g: &mut Option<Batch>, e: &StoreError) {
+    tracing::error!(error = %e, "abandoning a group-commit batch");
+    if let Some(b) = g.take() {
+        for m in b.members {
+            let _ = m.send(Err(StoreError::Unavailable(format!(
+                "group commit abandoned: {e}"
+            ))));
+        }
+    }
+}
+
 async fn commit_batch(g: &mut Option<Batch>) {
     let Some(mut batch) = g.take() else { return };
-    let result = match batch.audit.flush(&mut batch.tx).await {
+    let flushed = match batch.tally.flush(&mut batch.tx).await {
+        Ok(()) => batch.audit.flush(&mut batch.tx).await,
+        Err(e) => Err(e),
+    };
+    let result = match flushed {
         Ok(()) => batch.tx.commit().await.map_err(db_error),
         // Dropping the transaction rolls it back: nothing of the batch is kept.
         Err(e) => Err(e),
@@ -331,14 +370,7 @@ impl Drop for Turn {
             };
             if let Err(e) = undo {
                 // The shared transaction is unusable: fail every member.
-                tracing::error!(error = %e, "undoing a failed write failed; abandoning its batch");
-                if let Some(b) = guard.take() {
-                    for m in b.members {
-                        let _ = m.send(Err(StoreError::Unavailable(format!(
-                            "group commit abandoned: {e}"
-                        ))));
-                    }
-                }
+                abandon(&mut guard, &db_error(e));
                 return;
             }
             if batch.members.is_empty() && waiting.load(Ordering::SeqCst) == 0 {

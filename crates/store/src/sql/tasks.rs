@@ -251,7 +251,10 @@ pub(crate) async fn create_task(store: &SqlStore, change: &Change, new: &NewTask
             })),
     )
     .await?;
-    w.commit().await
+    w.commit().await?;
+    // Stored for good: its decisions need no lookup to know it exists.
+    store.remember_task(t.id);
+    Ok(())
 }
 
 pub(crate) async fn task(pool: &AnyPool, id: TaskId) -> Result<Option<Task>> {
