@@ -94,28 +94,25 @@ fn crm_tools() -> Vec<Tool> {
                 "resource": { "type": "customer", "id": "$params.arguments.id" } } })),
         ),
         // AuthZEN's `||`: either decision is enough.
-        tool(
-            "either_customer",
-            json!({ "id": s }),
-            Some(json!({ "evaluations": {
-                "options": { "evaluations_semantic": "permit_on_first_permit" },
-                "resource": { "type": "customer", "id": "$params.arguments.id" },
-                "evaluations": [
-                    { "action": { "name": "delete_customer" } },
-                    { "action": { "name": "get_customer" } } ] } })),
-        ),
+        delete_or_get("either_customer", "permit_on_first_permit"),
         // AuthZEN's `&&`, stopping at the first deny.
-        tool(
-            "both_customer",
-            json!({ "id": s }),
-            Some(json!({ "evaluations": {
-                "options": { "evaluations_semantic": "deny_on_first_deny" },
-                "resource": { "type": "customer", "id": "$params.arguments.id" },
-                "evaluations": [
-                    { "action": { "name": "delete_customer" } },
-                    { "action": { "name": "get_customer" } } ] } })),
-        ),
+        delete_or_get("both_customer", "deny_on_first_deny"),
     ]
+}
+
+/// A tool that asks two decisions on one customer, `delete_customer` then
+/// `get_customer`, adding up by `semantic`.
+fn delete_or_get(name: &'static str, semantic: &str) -> Tool {
+    tool(
+        name,
+        json!({ "id": { "type": "string" } }),
+        Some(json!({ "evaluations": {
+            "options": { "evaluations_semantic": semantic },
+            "resource": { "type": "customer", "id": "$params.arguments.id" },
+            "evaluations": [
+                { "action": { "name": "delete_customer" } },
+                { "action": { "name": "get_customer" } } ] } })),
+    )
 }
 
 #[derive(Clone)]
@@ -371,6 +368,34 @@ fn anchored(claims: &Value) -> (Value, Value) {
     )
 }
 
+/// A call the gateway let through and the upstream answered.
+async fn answered(
+    client: &rmcp::service::RunningService<rmcp::RoleClient, ()>,
+    tool: &str,
+    args: Value,
+) {
+    let r = call(client, tool, args).await.unwrap();
+    let text = serde_json::to_string(&r.content).unwrap();
+    assert!(text.contains(&format!("done: {tool}")), "{text}");
+}
+
+/// `spoof_agent` called with another agent in its arguments: a mapping
+/// error (-32602), refused by the gateway before any decision point.
+async fn spoofing_agent(
+    client: &rmcp::service::RunningService<rmcp::RoleClient, ()>,
+    id: &str,
+) -> ErrorData {
+    let e = call(
+        client,
+        "spoof_agent",
+        json!({ "id": id, "agent": "spiffe://evil/agent/x" }),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.code.0, -32602, "{}", e.message);
+    e
+}
+
 // ---- cases ---------------------------------------------------------------------------
 
 async fn an_external_pdp_decides_what_the_servers_mappings_ask(t: TestStore) {
@@ -436,18 +461,12 @@ async fn an_external_pdp_decides_what_the_servers_mappings_ask(t: TestStore) {
     );
 
     // A declared evaluation mapping: exactly the request the draft describes.
-    let r = call(
+    answered(
         &client,
         "get_customer",
         json!({ "id": "cust-12345", "case": "case-67890" }),
     )
-    .await
-    .unwrap();
-    assert!(
-        serde_json::to_string(&r.content)
-            .unwrap()
-            .contains("done: get_customer")
-    );
+    .await;
     assert_eq!(
         pdp.asked()[2].2,
         json!({ "subject": subject, "action": { "name": "get_customer" },
@@ -495,14 +514,7 @@ async fn an_external_pdp_decides_what_the_servers_mappings_ask(t: TestStore) {
 
     // Mapping errors: -32602, and the decision point is not asked.
     let before = pdp.asked().len();
-    let e = call(
-        &client,
-        "spoof_agent",
-        json!({ "id": "cust-1", "agent": "spiffe://evil/agent/x" }),
-    )
-    .await
-    .unwrap_err();
-    assert_eq!(e.code.0, -32602);
+    let e = spoofing_agent(&client, "cust-1").await;
     assert!(
         e.message.contains(
             "context.agent resolved to 'spiffe://evil/agent/x' but the agent-identity claim is"
@@ -689,12 +701,12 @@ async fn mandates_pipeline_decides_coaz_tools_by_default(t: TestStore) {
         ]
     );
 
-    call(&client, "get_customer", json!({ "id": "cust-7" }))
-        .await
-        .unwrap();
-    call(&client, "get_local_weather", json!({ "zip": "10001" }))
-        .await
-        .unwrap();
+    for (tool, args) in [
+        ("get_customer", json!({ "id": "cust-7" })),
+        ("get_local_weather", json!({ "zip": "10001" })),
+    ] {
+        answered(&client, tool, args).await;
+    }
     let e = call(&client, "delete_customer", json!({ "id": "cust-7" }))
         .await
         .unwrap_err();
@@ -722,14 +734,7 @@ async fn mandates_pipeline_decides_coaz_tools_by_default(t: TestStore) {
 
     // `options` are honoured: `||` is allowed by its second decision, `&&`
     // stops at its first deny (one decision made, not two).
-    let r = call(&client, "either_customer", json!({ "id": "cust-7" }))
-        .await
-        .unwrap();
-    assert!(
-        serde_json::to_string(&r.content)
-            .unwrap()
-            .contains("done: either_customer")
-    );
+    answered(&client, "either_customer", json!({ "id": "cust-7" })).await;
     let e = call(&client, "both_customer", json!({ "id": "cust-7" }))
         .await
         .unwrap_err();
@@ -939,29 +944,28 @@ async fn mandates_pipeline_decides_every_mcp_method(t: TestStore) {
     );
 }
 
-async fn mandate_is_the_decision_point_of_a_coaz_gateway(t: TestStore) {
-    let g = setup(
-        t,
-        Decider::MandateServer {
-            send_task_token: true,
-        },
-    )
-    .await;
+/// A gateway whose external PDP is the fixture's Mandate server, and a CRM
+/// task's token and claims.
+async fn behind_mandate_as_pdp(t: TestStore, send_task_token: bool) -> (Setup, String, Value) {
+    let g = setup(t, Decider::MandateServer { send_task_token }).await;
     let (token, claims) = crm_task(&g.f, &[]).await;
+    (g, token, claims)
+}
+
+async fn mandate_is_the_decision_point_of_a_coaz_gateway(t: TestStore) {
+    let (g, token, claims) = behind_mandate_as_pdp(t, true).await;
     let client = agent(&g.gateway, &token).await;
     // initialize and tools/list were asked of Mandate (session methods), and
     // an external PDP's listing is not filtered tool by tool.
     assert_eq!(tool_names(&client).await.len(), 8);
 
-    call(&client, "get_customer", json!({ "id": "cust-7" }))
-        .await
-        .unwrap();
-    call(&client, "get_local_weather", json!({ "zip": "10001" }))
-        .await
-        .unwrap();
-    call(&client, "either_customer", json!({ "id": "cust-7" }))
-        .await
-        .unwrap();
+    for (tool, args) in [
+        ("get_customer", json!({ "id": "cust-7" })),
+        ("get_local_weather", json!({ "zip": "10001" })),
+        ("either_customer", json!({ "id": "cust-7" })),
+    ] {
+        answered(&client, tool, args).await;
+    }
     for (tool, id, why) in [
         ("delete_customer", "cust-7", "outside_task_scope"),
         ("get_customer", "other-7", "outside_task_scope"),
@@ -976,14 +980,7 @@ async fn mandate_is_the_decision_point_of_a_coaz_gateway(t: TestStore) {
         );
     }
     // A spoofing mapping never reaches Mandate: the gateway refuses it first.
-    let e = call(
-        &client,
-        "spoof_agent",
-        json!({ "id": "cust-7", "agent": "spiffe://evil/agent/x" }),
-    )
-    .await
-    .unwrap_err();
-    assert_eq!(e.code.0, -32602);
+    let e = spoofing_agent(&client, "cust-7").await;
     assert_eq!(
         *g.calls.lock().unwrap(),
         [
@@ -1044,14 +1041,7 @@ async fn mandate_is_the_decision_point_of_a_coaz_gateway(t: TestStore) {
 async fn mandate_as_pdp_needs_the_task_token(t: TestStore) {
     // Without `send_task_token`, Mandate has no credential to decide under:
     // it answers 400, and the gateway fails closed.
-    let g = setup(
-        t,
-        Decider::MandateServer {
-            send_task_token: false,
-        },
-    )
-    .await;
-    let (token, _) = crm_task(&g.f, &[]).await;
+    let (g, token, _) = behind_mandate_as_pdp(t, false).await;
     let b = raw(
         &g.gateway,
         &token,
