@@ -980,7 +980,7 @@ async fn mandate_is_the_decision_point_of_a_coaz_gateway(t: TestStore) {
         );
     }
     // A spoofing mapping never reaches Mandate: the gateway refuses it first.
-    let e = spoofing_agent(&client, "cust-7").await;
+    spoofing_agent(&client, "cust-7").await;
     assert_eq!(
         *g.calls.lock().unwrap(),
         [
