@@ -98,7 +98,10 @@ pub fn admit_any(
     Ok(())
 }
 
-fn open_at(task: &Task, now: Timestamp) -> Result<(), Stop> {
+/// Step 2 alone: the task is open at `now`. What MCP's session methods need
+/// (see the server's `decision::session`): they reach no resource, so no
+/// scope is asked of them.
+pub fn open_at(task: &Task, now: Timestamp) -> Result<(), Stop> {
     match task.status_at(now) {
         TaskStatus::Open => Ok(()),
         s => Err(Stop::TaskNotOpen(s)),

@@ -17,9 +17,12 @@ use serde_json::json;
 
 use crate::Gateway;
 
-/// The authenticated caller of one request (in the request's extensions).
+/// The authenticated caller of one request (in the request's extensions):
+/// who holds the token, and the token itself, which only a decision point
+/// configured with `send_task_token` ever sees (Mandate as the PDP verifies
+/// it again; see `decision_point`).
 #[derive(Clone)]
-pub(crate) struct Caller(pub Arc<Holder>);
+pub(crate) struct Caller(pub Arc<Holder>, pub Arc<str>);
 
 pub(crate) async fn authenticate(
     State(gw): State<Arc<Gateway>>,
@@ -34,7 +37,8 @@ pub(crate) async fn authenticate(
         Err(e) => Problem::from(e).into_response(),
         Ok(Err(reason)) => unauthorized(&gw, Some(&reason.message)),
         Ok(Ok(holder)) => {
-            req.extensions_mut().insert(Caller(Arc::new(holder)));
+            let token = Arc::from(token);
+            req.extensions_mut().insert(Caller(Arc::new(holder), token));
             next.run(req).await
         }
     }

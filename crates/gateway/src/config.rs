@@ -100,6 +100,12 @@ pub struct DecisionPointConfig {
     /// call is refused.
     #[serde(default = "default_pdp_timeout")]
     pub timeout_ms: u64,
+    /// Send the agent's task token along (`Mandate-Task-Token` header), for a
+    /// decision point that verifies it: Mandate's own `/access/v1/evaluation`
+    /// does, and decides for that token's identities only. Off by default: a
+    /// task token is a credential, to be shown only to a PDP trusted with it.
+    #[serde(default)]
+    pub send_task_token: bool,
 }
 
 fn default_pdp_timeout() -> u64 {

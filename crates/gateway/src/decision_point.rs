@@ -9,16 +9,21 @@
 //! caller's task token (already anchored), `context.tool` is the tool
 //! actually called and `context.environment` the gateway's. An action that
 //! is an MCP method name becomes a Mandate action (`tools/call` ->
-//! `mcp.tools.call`). Decisions are made in order and the first refusal
-//! stops the call; each one is a `decision.made` entry, as usual.
+//! `mcp.tools.call`). Decisions are made in order, as the request's
+//! `evaluations_semantic` says (stopping at the first deny or the first
+//! permit, or making them all), and add up by its operator (`&&`, or `||`
+//! for `permit_on_first_permit`); each one made is a `decision.made` entry,
+//! as usual. Requests other than tool calls go through [`DecisionPoint::gate`].
 //!
 //! **An external PDP.** The request body goes as it is to
 //! `<url>/access/v1/evaluation` (or `/evaluations`), with the configured
-//! Mandate secret as a bearer token. Anything but a well-formed answer in
-//! time (a timeout, a non-2xx status, a body that is not AuthZEN, a wrong
-//! number of decisions) refuses the call: fail closed. Its verdict is still
-//! recorded as a `decision.made` entry (reason `authzen_pdp` or
-//! `pdp_unavailable`), so the call's audit trail is the same either way.
+//! Mandate secret as a bearer token (and, when configured, the agent's task
+//! token for a PDP that verifies it, such as Mandate). Anything but a
+//! well-formed answer in time (a timeout, a non-2xx status, a body that is
+//! not AuthZEN, a number of decisions the semantic does not explain) refuses
+//! the call: fail closed. Its verdict is still recorded as a `decision.made`
+//! entry (reason `authzen_pdp` or `pdp_unavailable`), so the call's audit
+//! trail is the same either way.
 
 use std::time::Duration;
 
@@ -26,7 +31,9 @@ use mandate_core::decision::Verdict;
 use mandate_core::scope::{ActionPattern, ResourcePattern};
 use mandate_core::secret::SecretName;
 use mandate_server::decision::{self, Ask, ContextIn, Outcome, ReasonOut, ResourceIn};
-use mandate_server::routes::decisions::{EvaluationRequest, ask_of_evaluation};
+use mandate_server::routes::decisions::{
+    EvaluationRequest, Semantic, TASK_TOKEN_HEADER, ask_of_evaluation,
+};
 use mandate_store::StoreError;
 use serde::Deserialize;
 use serde_json::Value;
@@ -47,13 +54,15 @@ pub(crate) enum DecisionPoint {
 pub(crate) struct Remote {
     base: String,
     secret: Option<SecretName>,
+    /// Pass the agent's task token to the PDP (`Mandate-Task-Token`).
+    send_task_token: bool,
     timeout_ms: u64,
     http: reqwest::Client,
 }
 
 /// What became of one COAZ request.
 pub(crate) enum Settled {
-    /// Every decision permits; the last one's outcome records the call.
+    /// The decisions permit the call; the permit that settled it records it.
     Allowed(Outcome),
     /// A decision refused: its outcome, and what a remote PDP said with it.
     Refused(Outcome, Option<Value>),
@@ -87,16 +96,6 @@ struct Answers {
     evaluations: Vec<Answer>,
 }
 
-/// An MCP method name as a Mandate action (`tools/call` -> `mcp.tools.call`,
-/// `logging/setLevel` -> `mcp.logging.setlevel`); any other name as it is.
-pub fn mandate_action(name: &str) -> String {
-    if name.contains('/') {
-        format!("mcp.{}", name.replace('/', ".").to_ascii_lowercase())
-    } else {
-        name.to_owned()
-    }
-}
-
 /// One COAZ decision as Mandate's pipeline asks it.
 pub(crate) fn mandate_ask(
     e: &EvaluationRequest,
@@ -109,7 +108,7 @@ pub(crate) fn mandate_ask(
             p.detail
         ))
     })?;
-    ask.action = mandate_action(&ask.action);
+    ask.action = decision::mcp_action(&ask.action);
     concrete(&ask.action, &ask.resource.id)?;
     ask.context.tool = tool.map(str::to_owned);
     ask.context.environment = Some(environment.to_owned());
@@ -158,7 +157,7 @@ pub(crate) fn probe(
         None => ResourcePattern::parse("*").ok()?,
     };
     let ask = Ask {
-        action: mandate_action(action),
+        action: decision::mcp_action(action),
         resource: ResourceIn {
             id: resource.unwrap_or_default().to_owned(),
             sensitivity: "internal".into(),
@@ -186,6 +185,7 @@ impl DecisionPoint {
         Ok(DecisionPoint::Remote(Remote {
             base: dp.url.trim_end_matches('/').to_owned(),
             secret: dp.secret.clone(),
+            send_task_token: dp.send_task_token,
             timeout_ms: dp.timeout_ms,
             http,
         }))
@@ -213,36 +213,190 @@ impl DecisionPoint {
                     .map(|e| mandate_ask(e, tool, env))
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(DecideError::Mapping)?;
-                let mut last = None;
+                let semantic = req.semantic();
+                let mut made = Vec::with_capacity(asks.len());
                 for ask in &asks {
                     let out =
                         decision::decide(&gw.app, &caller.0, ask, None, mandate_server::now())
                             .await?;
-                    if out.decision != Verdict::Allow {
-                        return Ok(Settled::Refused(out, None));
+                    let permitted = out.decision == Verdict::Allow;
+                    made.push(out);
+                    if semantic.stops(permitted) {
+                        break;
                     }
-                    last = Some(out);
                 }
-                Ok(Settled::Allowed(
-                    last.expect("a request has at least one decision"),
-                ))
+                Ok(settled(semantic, asks.len(), made, Vec::new()))
             }
             DecisionPoint::Remote(r) => r.decide(gw, caller, req, tool).await,
         }
     }
 
-    /// Asks a remote PDP about `req` without recording anything (listing).
-    pub async fn permits(&self, gw: &Gateway, req: &AuthzRequest) -> Result<bool, String> {
+    /// Decides a request other than a tool call (its default mapping) before
+    /// the gateway answers it. With Mandate's pipeline, MCP's session methods
+    /// (`initialize`, the listings, `logging/setLevel`) are allowed to an open
+    /// task unless a policy forbids them, and are not recorded
+    /// ([`decision::session`]); every other method (`resources/read`,
+    /// `prompts/get`, `tasks/get` ...) is a full, recorded decision of
+    /// `mcp.<method>` on the resource its default mapping names, which a task
+    /// scope must grant. With a remote PDP the request is asked as it is,
+    /// and nothing is recorded. `Ok(None)`: allowed.
+    pub async fn gate(
+        &self,
+        gw: &Gateway,
+        caller: &Caller,
+        method: &str,
+        req: &AuthzRequest,
+    ) -> Result<Option<Gated>, DecideError> {
         match self {
-            DecisionPoint::Mandate => Ok(true),
-            DecisionPoint::Remote(r) => Ok(r.ask(gw, req).await?.iter().all(|a| a.decision)),
+            DecisionPoint::Remote(r) => match r.ask(gw, caller, req).await {
+                Ok(answers) => {
+                    let decisions = answers_of(&answers);
+                    let permitted = req.semantic().permits(req.decisions().len(), &decisions);
+                    let said = answers
+                        .into_iter()
+                        .find(|a| !a.decision)
+                        .and_then(|a| a.context);
+                    Ok((!permitted).then_some(Gated::Denied(said.map(Value::Object))))
+                }
+                Err(why) => Ok(Some(Gated::Unavailable(why))),
+            },
+            DecisionPoint::Mandate => {
+                let action = decision::mcp_action(method);
+                let session = decision::is_session_action(&action);
+                let mut made = Vec::new();
+                for e in req.decisions() {
+                    let mut ask = if session {
+                        // The server itself is the resource: no scope is
+                        // asked, so its identifier need not be one.
+                        ask_of_evaluation(e).map_err(|p| {
+                            DecideError::Mapping(MappingError(format!(
+                                "Mandate's pipeline cannot decide this request: {}",
+                                p.detail
+                            )))
+                        })?
+                    } else {
+                        mandate_ask(e, None, &gw.config.environment)
+                            .map_err(DecideError::Mapping)?
+                    };
+                    // The method decides the action, whatever a mapping says.
+                    ask.action = action.clone();
+                    ask.context.environment = Some(gw.config.environment.clone());
+                    ask.context.tool = None;
+                    let now = mandate_server::now();
+                    let out = if session {
+                        decision::session(&gw.app, &caller.0, &ask, now).await?
+                    } else {
+                        decision::decide(&gw.app, &caller.0, &ask, None, now).await?
+                    };
+                    let permitted = out.decision == Verdict::Allow;
+                    made.push(out);
+                    if req.semantic().stops(permitted) {
+                        break;
+                    }
+                }
+                Ok(
+                    match settled(req.semantic(), req.decisions().len(), made, Vec::new()) {
+                        Settled::Allowed(_) => None,
+                        Settled::Refused(out, _) | Settled::Unavailable(out) => {
+                            Some(Gated::Refused(out))
+                        }
+                    },
+                )
+            }
         }
     }
 }
 
+/// Why a request other than a tool call was refused.
+pub(crate) enum Gated {
+    /// Mandate's pipeline refused it, with this decision.
+    Refused(Outcome),
+    /// The remote PDP denied it (with what it said).
+    Denied(Option<Value>),
+    /// The remote PDP could not be asked or answered nonsense.
+    Unavailable(String),
+}
+
+fn answers_of(answers: &[Answer]) -> Vec<bool> {
+    answers.iter().map(|a| a.decision).collect()
+}
+
+/// What the decisions made for a request of `asked` decisions come to under
+/// `semantic`: whether the request is allowed, and which decision settles
+/// it. Allowed: the permit that allowed it (the last one, or under
+/// `permit_on_first_permit` the first permit). Refused: the refusal worth
+/// reporting: under `&&` a deny before an approval gate (an approval could
+/// not lift the deny), under `||` an approval gate before a deny (approving
+/// it would allow the call).
+fn settle(semantic: Semantic, asked: usize, made: &[Verdict]) -> (bool, usize) {
+    let permitted: Vec<bool> = made.iter().map(|v| *v == Verdict::Allow).collect();
+    let first = |v: Verdict| made.iter().position(|m| *m == v);
+    if semantic.permits(asked, &permitted) {
+        let at = match semantic {
+            Semantic::PermitOnFirstPermit => first(Verdict::Allow),
+            _ => None,
+        };
+        return (true, at.unwrap_or(made.len().saturating_sub(1)));
+    }
+    let at = match semantic {
+        Semantic::PermitOnFirstPermit => first(Verdict::NeedsApproval).or(first(Verdict::Deny)),
+        _ => first(Verdict::Deny).or(first(Verdict::NeedsApproval)),
+    };
+    (false, at.unwrap_or(0))
+}
+
+/// The decision that settles `made`, as a [`Settled`] (with what a remote
+/// PDP said with it, for a refusal).
+fn settled(
+    semantic: Semantic,
+    asked: usize,
+    made: Vec<Outcome>,
+    said: Vec<Option<Value>>,
+) -> Settled {
+    let verdicts: Vec<Verdict> = made.iter().map(|o| o.decision).collect();
+    let (allowed, at) = settle(semantic, asked, &verdicts);
+    let pdp = said.into_iter().nth(at).flatten();
+    let out = made
+        .into_iter()
+        .nth(at)
+        .expect("a request has at least one decision");
+    if allowed {
+        Settled::Allowed(out)
+    } else {
+        Settled::Refused(out, pdp)
+    }
+}
+
+/// Checks a PDP's answers fit the request: one per decision asked, or fewer
+/// when the semantic stopped early, at the last one and not before.
+fn fits(semantic: Semantic, asked: usize, answers: &[bool]) -> Result<(), String> {
+    let n = answers.len();
+    let stopped_early = n < asked
+        && n > 0
+        && semantic.stops(answers[n - 1])
+        && !answers[..n - 1].iter().any(|a| semantic.stops(*a));
+    if n == asked || stopped_early {
+        Ok(())
+    } else {
+        Err(format!(
+            "it answered {n} decisions for the {asked} asked ({})",
+            serde_json::to_value(semantic)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default()
+        ))
+    }
+}
+
 impl Remote {
-    /// The PDP's answers, one per decision of `req`, or why there are none.
-    async fn ask(&self, gw: &Gateway, req: &AuthzRequest) -> Result<Vec<Answer>, String> {
+    /// The PDP's answers, one per decision of `req` (fewer where its
+    /// semantic stopped early), or why there are none.
+    async fn ask(
+        &self,
+        gw: &Gateway,
+        caller: &Caller,
+        req: &AuthzRequest,
+    ) -> Result<Vec<Answer>, String> {
         let url = format!("{}{}", self.base, req.envelope().path());
         let mut post = self.http.post(&url).json(req.body());
         if let Some(name) = &self.secret {
@@ -254,6 +408,9 @@ impl Remote {
                     format!("its credential, the secret {name}, is not set (`mandate secret set {name}`)")
                 })?;
             post = post.bearer_auth(secret.expose());
+        }
+        if self.send_task_token {
+            post = post.header(TASK_TOKEN_HEADER, &*caller.1);
         }
         let res = post.send().await.map_err(|e| {
             if e.is_timeout() {
@@ -275,13 +432,7 @@ impl Remote {
                     .evaluations
             }
         };
-        if answers.len() != req.decisions().len() {
-            return Err(format!(
-                "it answered {} decisions for the {} asked",
-                answers.len(),
-                req.decisions().len()
-            ));
-        }
+        fits(req.semantic(), req.decisions().len(), &answers_of(&answers))?;
         Ok(answers)
     }
 
@@ -318,7 +469,7 @@ impl Remote {
             .await
         };
         let first = asked(&req.decisions()[0]);
-        let answers = match self.ask(gw, req).await {
+        let answers = match self.ask(gw, caller, req).await {
             Ok(a) => a,
             Err(why) => {
                 tracing::warn!(pdp = %self.base, error = %why, "gateway: AuthZEN decision point unavailable");
@@ -334,7 +485,8 @@ impl Remote {
                 ));
             }
         };
-        let mut last = None;
+        let mut made = Vec::with_capacity(answers.len());
+        let mut said = Vec::with_capacity(answers.len());
         for (e, a) in req.decisions().iter().zip(answers) {
             let verdict = if a.decision {
                 Verdict::Allow
@@ -349,15 +501,10 @@ impl Remote {
                     self.base
                 ),
             );
-            let out = record(asked(e), verdict, reason).await?;
-            if !a.decision {
-                return Ok(Settled::Refused(out, a.context.map(Value::Object)));
-            }
-            last = Some(out);
+            made.push(record(asked(e), verdict, reason).await?);
+            said.push(a.context.map(Value::Object));
         }
-        Ok(Settled::Allowed(
-            last.expect("a request has at least one decision"),
-        ))
+        Ok(settled(req.semantic(), req.decisions().len(), made, said))
     }
 }
 
@@ -372,9 +519,104 @@ mod tests {
 
     #[test]
     fn mcp_methods_become_mandate_actions() {
-        assert_eq!(mandate_action("tools/call"), "mcp.tools.call");
-        assert_eq!(mandate_action("logging/setLevel"), "mcp.logging.setlevel");
-        assert_eq!(mandate_action("crm.read"), "crm.read");
+        for (method, action) in [
+            ("tools/call", "mcp.tools.call"),
+            ("logging/setLevel", "mcp.logging.setlevel"),
+            ("initialize", "mcp.initialize"),
+            ("crm.read", "crm.read"),
+        ] {
+            assert_eq!(decision::mcp_action(method), action);
+        }
+        for m in crate::coaz::defaults::METHODS {
+            let session = decision::is_session_action(&decision::mcp_action(m));
+            let server_scoped = crate::coaz::defaults::text(m).unwrap()["evaluation"]["resource"]["type"]
+                == "mcp_server";
+            assert_eq!(
+                session, server_scoped,
+                "{m}: session methods are the server-scoped ones"
+            );
+        }
+    }
+
+    #[test]
+    fn decisions_add_up_by_the_requests_semantic() {
+        use Semantic::*;
+        use Verdict::{Allow as A, Deny as D, NeedsApproval as N};
+        // (semantic, decisions asked, decisions made) -> (allowed, which settles it)
+        let cases = [
+            (ExecuteAll, 2, vec![A, A], (true, 1)),
+            (ExecuteAll, 3, vec![A, D, A], (false, 1)),
+            (ExecuteAll, 2, vec![N, D], (false, 1)),
+            (ExecuteAll, 2, vec![A], (false, 0)),
+            (DenyOnFirstDeny, 3, vec![A, N], (false, 1)),
+            (DenyOnFirstDeny, 2, vec![A, A], (true, 1)),
+            (PermitOnFirstPermit, 3, vec![D, A], (true, 1)),
+            (PermitOnFirstPermit, 2, vec![D, D], (false, 0)),
+            (PermitOnFirstPermit, 2, vec![D, N], (false, 1)),
+            (PermitOnFirstPermit, 1, vec![A], (true, 0)),
+        ];
+        for (semantic, asked, made, want) in cases {
+            assert_eq!(
+                settle(semantic, asked, &made),
+                want,
+                "{semantic:?} {asked} {made:?}"
+            );
+        }
+    }
+
+    proptest::proptest! {
+        /// Whatever the decisions, a request is allowed exactly when the
+        /// semantic's operator says so, and the decision reported agrees
+        /// with the answer: never an allow reported for a refusal or the
+        /// other way round.
+        #[test]
+        fn settling_agrees_with_the_semantics_operator(
+            semantic in proptest::sample::select(vec![
+                Semantic::ExecuteAll, Semantic::DenyOnFirstDeny, Semantic::PermitOnFirstPermit]),
+            made in proptest::collection::vec(
+                proptest::sample::select(vec![Verdict::Allow, Verdict::Deny, Verdict::NeedsApproval]),
+                1..6),
+            extra in 0usize..3,
+        ) {
+            let asked = made.len() + extra;
+            let (allowed, at) = settle(semantic, asked, &made);
+            let permits = made.iter().map(|v| *v == Verdict::Allow);
+            let want = match semantic {
+                Semantic::PermitOnFirstPermit => permits.clone().any(|p| p),
+                _ => extra == 0 && permits.clone().all(|p| p),
+            };
+            proptest::prop_assert_eq!(allowed, want);
+            proptest::prop_assert!(at < made.len());
+            if allowed {
+                proptest::prop_assert_eq!(made[at], Verdict::Allow);
+            } else if made.iter().any(|v| *v != Verdict::Allow) {
+                proptest::prop_assert_ne!(made[at], Verdict::Allow);
+            }
+        }
+    }
+
+    #[test]
+    fn a_pdps_answers_must_fit_the_semantic() {
+        use Semantic::*;
+        let cases = [
+            (ExecuteAll, 2, vec![true, false], true),
+            (ExecuteAll, 2, vec![false], false),
+            (ExecuteAll, 2, vec![true, true, true], false),
+            (DenyOnFirstDeny, 3, vec![true, false], true),
+            (DenyOnFirstDeny, 3, vec![true, true], false),
+            (DenyOnFirstDeny, 3, vec![false, true, false], true),
+            (PermitOnFirstPermit, 3, vec![false, true], true),
+            (PermitOnFirstPermit, 3, vec![true, false], false),
+            (PermitOnFirstPermit, 2, vec![], false),
+            (DenyOnFirstDeny, 1, vec![], false),
+        ];
+        for (semantic, asked, answers, ok) in cases {
+            let got = fits(semantic, asked, &answers);
+            assert_eq!(got.is_ok(), ok, "{semantic:?} {asked} {answers:?}: {got:?}");
+            if let Err(why) = got {
+                assert!(why.contains("decisions for the"), "{why}");
+            }
+        }
     }
 
     #[test]

@@ -21,6 +21,7 @@ use mandate_core::decision::Verdict;
 use mandate_core::scope::ResourcePattern;
 use mandate_core::tool_call::{CallStatus, Channel};
 use mandate_server::decision::{self, Ask, ContextIn, Outcome, ResourceIn};
+use mandate_server::routes::decisions::Semantic;
 use mandate_store::StoreError;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, ErrorCode, Implementation, InitializeResult,
@@ -40,7 +41,7 @@ use crate::auth::Caller;
 use crate::calls::{Call, refusal_message};
 use crate::coaz::{self, Inputs, Mapping, Plan};
 use crate::config::{GatewayConfig, McpUpstream, ToolMapping};
-use crate::decision_point::{DecideError, Settled, probe};
+use crate::decision_point::{DecideError, Gated, Settled, probe};
 use crate::mapping::{MappingError, argument};
 
 /// JSON-RPC error codes of the gateway (implementation-defined server errors).
@@ -326,19 +327,21 @@ fn plan(
     coaz::plan(method, inputs, declared, &gw.anchors)
 }
 
-/// With an external decision point, every MCP request other than a tool
+/// On a gateway with `coaz` servers, every MCP request other than a tool
 /// call is decided by its default mapping before the gateway answers it:
-/// `initialize`, `tools/list`, and anything else (a method the profile does
+/// `initialize`, `tools/list` and anything else (a method the profile does
 /// not map is denied). `ping` and notifications pass. With Mandate's
-/// pipeline only tool calls are decisions (`tools/list` is filtered tool by
-/// tool), as for config-mapped servers.
+/// pipeline, session methods need an open task and no forbidding policy,
+/// other methods a scope grant of `mcp.<method>` (see
+/// [`crate::decision_point::DecisionPoint::gate`]); with an external PDP,
+/// its permit. (`tools/list` is then also filtered tool by tool.)
 async fn gate(
     gw: &Gateway,
     method: &str,
     params: &Value,
     caller: &Caller,
 ) -> Result<(), ErrorData> {
-    if gw.decision_point.is_mandate() || !gw.config.mcp.iter().any(|m| m.coaz) {
+    if !gw.config.mcp.iter().any(|m| m.coaz) {
         return Ok(());
     }
     let req = match plan(gw, method, params, caller, None) {
@@ -347,14 +350,15 @@ async fn gate(
         Ok(Plan::Deny(why)) => return Err(ErrorData::new(ErrorCode(coaz::DENIED), why, None)),
         Ok(Plan::Ask(req)) => req,
     };
-    match gw.decision_point.permits(gw, &req).await {
-        Ok(true) => Ok(()),
-        Ok(false) => Err(ErrorData::new(
+    match gw.decision_point.gate(gw, caller, method, &req).await {
+        Ok(None) => Ok(()),
+        Ok(Some(Gated::Refused(out))) => Err(coaz_refused(&out, None, false)),
+        Ok(Some(Gated::Denied(pdp))) => Err(ErrorData::new(
             ErrorCode(coaz::DENIED),
             format!("{method} was denied by the AuthZEN decision point"),
-            None,
+            pdp.map(|p| json!({ "pdp_context": p })),
         )),
-        Err(why) => {
+        Ok(Some(Gated::Unavailable(why))) => {
             tracing::warn!(error = %why, "gateway: AuthZEN decision point unavailable");
             Err(ErrorData::new(
                 ErrorCode(coaz::PDP_ERROR),
@@ -362,27 +366,46 @@ async fn gate(
                 None,
             ))
         }
+        Err(DecideError::Store(e)) => Err(store_error(e)),
+        Err(DecideError::Mapping(e)) => Err(mapping_error(&e)),
     }
 }
 
 impl Proxy {
     /// Listing a `coaz` server's tool in Mandate's pipeline: the probes it
-    /// must pass (its action on its resource, where the mapping fixes them),
-    /// or `None` when it can never be in a task's scope.
-    fn coaz_probes(&self, tool: &Tool) -> Option<Vec<(Ask, ResourcePattern)>> {
+    /// must pass (its action on its resource, where the mapping fixes them)
+    /// and whether one is enough (a `permit_on_first_permit` mapping, whose
+    /// call one permit allows), or `None` when it can never be allowed.
+    fn coaz_probes(&self, tool: &Tool) -> Option<(Vec<(Ask, ResourcePattern)>, bool)> {
         let env = &self.gw.config.environment;
         let name = tool.name.as_ref();
         match declared(tool).as_deref() {
-            None => Some(vec![probe("tools/call", Some(name), name, env)?]),
+            None => Some((vec![probe("tools/call", Some(name), name, env)?], false)),
             // A broken mapping is listed: calling it says what is wrong.
-            Some(Err(_)) => Some(Vec::new()),
+            Some(Err(_)) => Some((Vec::new(), false)),
+            Some(Ok(m)) if m.semantic() == Semantic::PermitOnFirstPermit => {
+                let asks = m.literal_asks();
+                // An entry whose action an expression decides may permit
+                // anything: the tool cannot be ruled out before a call.
+                if asks.iter().any(|(action, _)| action.is_none()) {
+                    return Some((Vec::new(), false));
+                }
+                let probes: Vec<_> = asks
+                    .into_iter()
+                    .filter_map(|(action, resource)| {
+                        probe(action.as_deref()?, resource.as_deref(), name, env)
+                    })
+                    .collect();
+                (!probes.is_empty()).then_some((probes, true))
+            }
             Some(Ok(m)) => m
                 .literal_asks()
                 .into_iter()
                 .filter_map(|(action, resource)| {
                     action.map(|a| probe(&a, resource.as_deref(), name, env))
                 })
-                .collect(),
+                .collect::<Option<Vec<_>>>()
+                .map(|p| (p, false)),
         }
     }
 
@@ -579,7 +602,8 @@ impl ServerHandler for Proxy {
         gate(&self.gw, "tools/list", &params, &caller).await?;
         let gw = &self.gw;
         // Each offered tool with the probes it must pass to be shown.
-        let mut offered: Vec<(Tool, Vec<usize>)> = Vec::new();
+        // (and whether passing one is enough).
+        let mut offered: Vec<(Tool, Vec<usize>, bool)> = Vec::new();
         let mut probes = Vec::new();
         let mut names = BTreeSet::new();
         for up in gw
@@ -597,12 +621,12 @@ impl ServerHandler for Proxy {
                 }
             };
             for t in tools {
-                let mine: Vec<(Ask, ResourcePattern)> = if up.coaz {
+                let (mine, any): (Vec<(Ask, ResourcePattern)>, bool) = if up.coaz {
                     if gw.config.mcp_tool(&t.name).is_some() {
                         continue;
                     }
                     if !gw.decision_point.is_mandate() {
-                        Vec::new()
+                        (Vec::new(), false)
                     } else {
                         match self.coaz_probes(&t) {
                             Some(p) => p,
@@ -611,10 +635,7 @@ impl ServerHandler for Proxy {
                     }
                 } else {
                     match up.tools.iter().find(|m| m.name == t.name) {
-                        Some(m) => {
-                            let (ask, pattern) = self.probe(m);
-                            vec![(ask, pattern)]
-                        }
+                        Some(m) => (vec![self.probe(m)], false),
                         None => continue,
                     }
                 };
@@ -624,7 +645,7 @@ impl ServerHandler for Proxy {
                 }
                 let first = probes.len();
                 probes.extend(mine);
-                offered.push((t, (first..probes.len()).collect()));
+                offered.push((t, (first..probes.len()).collect(), any));
             }
         }
         let visible = decision::preview(&gw.app, &caller.0, &probes, mandate_server::now())
@@ -632,7 +653,14 @@ impl ServerHandler for Proxy {
             .map_err(store_error)?;
         let tools = offered
             .into_iter()
-            .filter_map(|(tool, needs)| needs.iter().all(|i| visible[*i]).then_some(tool))
+            .filter_map(|(tool, needs, any)| {
+                let shown = if any {
+                    needs.iter().any(|i| visible[*i])
+                } else {
+                    needs.iter().all(|i| visible[*i])
+                };
+                shown.then_some(tool)
+            })
             .collect();
         Ok(ListToolsResult::with_all_items(tools))
     }

@@ -93,7 +93,26 @@ fn crm_tools() -> Vec<Tool> {
                 "action": { "name": "delete_customer" },
                 "resource": { "type": "customer", "id": "$params.arguments.id" } } })),
         ),
+        // AuthZEN's `||`: either decision is enough.
+        delete_or_get("either_customer", "permit_on_first_permit"),
+        // AuthZEN's `&&`, stopping at the first deny.
+        delete_or_get("both_customer", "deny_on_first_deny"),
     ]
+}
+
+/// A tool that asks two decisions on one customer, `delete_customer` then
+/// `get_customer`, adding up by `semantic`.
+fn delete_or_get(name: &'static str, semantic: &str) -> Tool {
+    tool(
+        name,
+        json!({ "id": { "type": "string" } }),
+        Some(json!({ "evaluations": {
+            "options": { "evaluations_semantic": semantic },
+            "resource": { "type": "customer", "id": "$params.arguments.id" },
+            "evaluations": [
+                { "action": { "name": "delete_customer" } },
+                { "action": { "name": "get_customer" } } ] } })),
+    )
 }
 
 #[derive(Clone)]
@@ -209,16 +228,20 @@ impl Pdp {
                         ok(answer(true))
                     }
                     Mode::Policy if path == "/access/v1/evaluations" => {
-                        let items: Vec<Value> = body["evaluations"]
-                            .as_array()
-                            .unwrap()
-                            .iter()
-                            .map(|e| {
-                                let action = e.get("action").unwrap_or(&body["action"]);
-                                let resource = e.get("resource").unwrap_or(&body["resource"]);
-                                answer(permits(action, resource))
-                            })
-                            .collect();
+                        // AuthZEN's semantics: stop where the option says.
+                        let semantic = body["options"]["evaluations_semantic"].as_str();
+                        let mut items = Vec::new();
+                        for e in body["evaluations"].as_array().unwrap() {
+                            let action = e.get("action").unwrap_or(&body["action"]);
+                            let resource = e.get("resource").unwrap_or(&body["resource"]);
+                            let permit = permits(action, resource);
+                            items.push(answer(permit));
+                            match (semantic, permit) {
+                                (Some("deny_on_first_deny"), false)
+                                | (Some("permit_on_first_permit"), true) => break,
+                                _ => {}
+                            }
+                        }
                         ok(json!({ "evaluations": items }))
                     }
                     Mode::Policy => ok(answer(permits(&body["action"], &body["resource"]))),
@@ -240,10 +263,22 @@ impl Pdp {
 
 // ---- the gateway ---------------------------------------------------------------------
 
-fn config(mcp: &str, pdp: Option<&str>) -> String {
+/// Who decides the gateway's COAZ requests in a test.
+#[derive(Clone, Copy, PartialEq)]
+enum Decider {
+    /// Mandate's pipeline, in process (no `[decision_point]`).
+    Pipeline,
+    /// The recording stand-in PDP.
+    StandIn,
+    /// A Mandate server on loopback as the external PDP, given the agent's
+    /// task token (`send_task_token`), or not.
+    MandateServer { send_task_token: bool },
+}
+
+fn config(mcp: &str, pdp: Option<&str>, send_task_token: bool) -> String {
     let dp = pdp
         .map(|url| {
-            format!("[decision_point]\nurl = \"{url}\"\nsecret = \"pdp-token\"\ntimeout_ms = 400\n")
+            format!("[decision_point]\nurl = \"{url}\"\nsecret = \"pdp-token\"\ntimeout_ms = 400\nsend_task_token = {send_task_token}\n")
         })
         .unwrap_or_default();
     format!(
@@ -269,7 +304,7 @@ struct Setup {
     pdp: Option<Pdp>,
 }
 
-async fn setup(t: TestStore, external: bool) -> Setup {
+async fn setup(t: TestStore, decider: Decider) -> Setup {
     let f = Fixture::new(t).await;
     let (st, b) = f.s.post("/v1/policies", json!({ "text": POLICY })).await;
     assert_eq!(st, StatusCode::CREATED, "{b}");
@@ -282,13 +317,17 @@ async fn setup(t: TestStore, external: bool) -> Setup {
     assert_eq!(res.status(), StatusCode::OK);
     let calls = Arc::default();
     let mcp = upstream(Arc::clone(&calls)).await;
-    let (pdp, url) = if external {
-        let (p, u) = Pdp::start().await;
-        (Some(p), Some(u))
-    } else {
-        (None, None)
+    let (pdp, url, send) = match decider {
+        Decider::Pipeline => (None, None, false),
+        Decider::StandIn => {
+            let (p, u) = Pdp::start().await;
+            (Some(p), Some(u), false)
+        }
+        Decider::MandateServer { send_task_token } => {
+            (None, Some(f.s.base.clone()), send_task_token)
+        }
     };
-    let config = GatewayConfig::parse(&config(&mcp, url.as_deref())).unwrap();
+    let config = GatewayConfig::parse(&config(&mcp, url.as_deref(), send)).unwrap();
     let gw = Gateway::new(f.s.state.clone(), config).unwrap();
     let gateway = spawn(mandate_gateway::router(gw)).await;
     Setup {
@@ -329,10 +368,38 @@ fn anchored(claims: &Value) -> (Value, Value) {
     )
 }
 
+/// A call the gateway let through and the upstream answered.
+async fn answered(
+    client: &rmcp::service::RunningService<rmcp::RoleClient, ()>,
+    tool: &str,
+    args: Value,
+) {
+    let r = call(client, tool, args).await.unwrap();
+    let text = serde_json::to_string(&r.content).unwrap();
+    assert!(text.contains(&format!("done: {tool}")), "{text}");
+}
+
+/// `spoof_agent` called with another agent in its arguments: a mapping
+/// error (-32602), refused by the gateway before any decision point.
+async fn spoofing_agent(
+    client: &rmcp::service::RunningService<rmcp::RoleClient, ()>,
+    id: &str,
+) -> ErrorData {
+    let e = call(
+        client,
+        "spoof_agent",
+        json!({ "id": id, "agent": "spiffe://evil/agent/x" }),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.code.0, -32602, "{}", e.message);
+    e
+}
+
 // ---- cases ---------------------------------------------------------------------------
 
 async fn an_external_pdp_decides_what_the_servers_mappings_ask(t: TestStore) {
-    let g = setup(t, true).await;
+    let g = setup(t, Decider::StandIn).await;
     let pdp = g.pdp.as_ref().unwrap();
     let (token, claims) = task(&g.f, any_scope()).await;
     let (subject, agent_id) = anchored(&claims);
@@ -350,9 +417,11 @@ async fn an_external_pdp_decides_what_the_servers_mappings_ask(t: TestStore) {
     assert_eq!(
         names,
         [
+            "both_customer",
             "broken",
             "copy_object",
             "delete_customer",
+            "either_customer",
             "get_customer",
             "get_local_weather",
             "spoof_agent"
@@ -392,18 +461,12 @@ async fn an_external_pdp_decides_what_the_servers_mappings_ask(t: TestStore) {
     );
 
     // A declared evaluation mapping: exactly the request the draft describes.
-    let r = call(
+    answered(
         &client,
         "get_customer",
         json!({ "id": "cust-12345", "case": "case-67890" }),
     )
-    .await
-    .unwrap();
-    assert!(
-        serde_json::to_string(&r.content)
-            .unwrap()
-            .contains("done: get_customer")
-    );
+    .await;
     assert_eq!(
         pdp.asked()[2].2,
         json!({ "subject": subject, "action": { "name": "get_customer" },
@@ -451,14 +514,7 @@ async fn an_external_pdp_decides_what_the_servers_mappings_ask(t: TestStore) {
 
     // Mapping errors: -32602, and the decision point is not asked.
     let before = pdp.asked().len();
-    let e = call(
-        &client,
-        "spoof_agent",
-        json!({ "id": "cust-1", "agent": "spiffe://evil/agent/x" }),
-    )
-    .await
-    .unwrap_err();
-    assert_eq!(e.code.0, -32602);
+    let e = spoofing_agent(&client, "cust-1").await;
     assert!(
         e.message.contains(
             "context.agent resolved to 'spiffe://evil/agent/x' but the agent-identity claim is"
@@ -545,10 +601,42 @@ async fn an_external_pdp_decides_what_the_servers_mappings_ask(t: TestStore) {
         calls[2]["details"]["decision"],
         decisions[3]["details"]["decision_id"]
     );
+
+    // `options` go to the PDP as the mapping wrote them, and its answers add
+    // up by them: `||` is allowed by its second answer; `&&` is refused by
+    // its first, the only one this PDP gives when it stops at a deny.
+    let n = pdp.asked().len();
+    call(&client, "either_customer", json!({ "id": "cust-9" }))
+        .await
+        .unwrap();
+    let (path, _, body) = pdp.asked()[n].clone();
+    assert_eq!(path, "/access/v1/evaluations");
+    assert_eq!(
+        body["options"],
+        json!({ "evaluations_semantic": "permit_on_first_permit" })
+    );
+    assert_eq!(
+        (body["subject"].clone(), body["context"]["agent"].clone()),
+        (subject, agent_id)
+    );
+    let e = call(&client, "both_customer", json!({ "id": "cust-9" }))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code.0, -32001, "{}", e.message);
+    assert_eq!(
+        pdp.asked()[n + 1].2["options"],
+        json!({ "evaluations_semantic": "deny_on_first_deny" })
+    );
+    let verdicts: Vec<String> = events(&g.f, "decision.made").await[5..]
+        .iter()
+        .map(|d| d["details"]["decision"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(verdicts, ["deny", "allow", "deny"]);
+    assert_eq!(g.calls.lock().unwrap().len(), 3);
 }
 
 async fn a_pdp_that_fails_refuses_the_call(t: TestStore) {
-    let g = setup(t, true).await;
+    let g = setup(t, Decider::StandIn).await;
     let pdp = g.pdp.as_ref().unwrap();
     let (token, _) = task(&g.f, any_scope()).await;
     let client = agent(&g.gateway, &token).await;
@@ -596,43 +684,29 @@ async fn a_pdp_that_fails_refuses_the_call(t: TestStore) {
 }
 
 async fn mandates_pipeline_decides_coaz_tools_by_default(t: TestStore) {
-    let g = setup(t, false).await;
-    // An agent whose ceiling names the CRM's actions as its mappings write them.
-    const CRM_AGENT: u8 = 31;
-    let (st, b) = g
-        .f
-        .s
-        .post(
-            "/v1/agents",
-            json!({ "name": "crm-agent", "kind": "agent", "owner": g.f.alice, "description": "crm",
-                "ceiling": [{ "action": "get_customer", "resource": "cust-*" },
-                            { "action": "delete_customer", "resource": "cust-*" },
-                            { "action": "mcp.tools.call", "resource": "get_local_weather" }],
-                "keys": [common::jwk(CRM_AGENT)], "tags": [] }),
-        )
-        .await;
-    assert_eq!(st, StatusCode::CREATED, "{b}");
-    let details = json!([
-        { "type": "mandate_task", "purpose": "look after customers",
-          "actions": ["get_customer"], "resources": ["cust-*"] },
-        { "type": "mandate_task", "purpose": "look after customers",
-          "actions": ["mcp.tools.call"], "resources": ["get_local_weather"] },
-    ]);
-    let (token, _) = task_for(&g.f, "crm-agent", CRM_AGENT, details).await;
+    let g = setup(t, Decider::Pipeline).await;
+    let (token, _) = crm_task(&g.f, &[]).await;
     let client = agent(&g.gateway, &token).await;
     let names = tool_names(&client).await;
-    // copy_object and delete_customer can never be in this task's scope.
+    // copy_object, delete_customer and both_customer can never be in this
+    // task's scope; either_customer needs only one of its decisions.
     assert_eq!(
         names,
-        ["broken", "get_customer", "get_local_weather", "spoof_agent"]
+        [
+            "broken",
+            "either_customer",
+            "get_customer",
+            "get_local_weather",
+            "spoof_agent"
+        ]
     );
 
-    call(&client, "get_customer", json!({ "id": "cust-7" }))
-        .await
-        .unwrap();
-    call(&client, "get_local_weather", json!({ "zip": "10001" }))
-        .await
-        .unwrap();
+    for (tool, args) in [
+        ("get_customer", json!({ "id": "cust-7" })),
+        ("get_local_weather", json!({ "zip": "10001" })),
+    ] {
+        answered(&client, tool, args).await;
+    }
     let e = call(&client, "delete_customer", json!({ "id": "cust-7" }))
         .await
         .unwrap_err();
@@ -657,6 +731,330 @@ async fn mandates_pipeline_decides_coaz_tools_by_default(t: TestStore) {
     assert_eq!(decisions[1]["details"]["action"], "mcp.tools.call");
     assert_eq!(decisions[1]["details"]["resource"], "get_local_weather");
     assert_eq!(g.calls.lock().unwrap().len(), 2);
+
+    // `options` are honoured: `||` is allowed by its second decision, `&&`
+    // stops at its first deny (one decision made, not two).
+    answered(&client, "either_customer", json!({ "id": "cust-7" })).await;
+    let e = call(&client, "both_customer", json!({ "id": "cust-7" }))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code.0, -32001);
+    assert!(e.message.contains("outside_task_scope"), "{}", e.message);
+    let decisions = events(&g.f, "decision.made").await;
+    let made: Vec<(&str, &str)> = decisions[4..]
+        .iter()
+        .map(|d| {
+            (
+                d["details"]["action"].as_str().unwrap(),
+                d["details"]["decision"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        made,
+        [
+            ("delete_customer", "deny"),
+            ("get_customer", "allow"),
+            ("delete_customer", "deny")
+        ]
+    );
+    assert_eq!(g.calls.lock().unwrap().len(), 3);
+}
+
+/// An agent whose ceiling names the CRM's actions as its mappings write
+/// them, and a task for it: `get_customer` on `cust-*`, `mcp.tools.call` on
+/// `get_local_weather`, and `extra` grants (action, resource).
+async fn crm_task(f: &Fixture, extra: &[(&str, &str)]) -> (String, Value) {
+    const CRM_AGENT: u8 = 31;
+    let mut grants = vec![
+        ("get_customer", "cust-*"),
+        ("mcp.tools.call", "get_local_weather"),
+    ];
+    grants.extend_from_slice(extra);
+    let mut ceiling: Vec<Value> = grants
+        .iter()
+        .map(|(a, r)| json!({ "action": a, "resource": r }))
+        .collect();
+    ceiling.push(json!({ "action": "delete_customer", "resource": "cust-*" }));
+    let (st, b) =
+        f.s.post(
+            "/v1/agents",
+            json!({ "name": "crm-agent", "kind": "agent", "owner": f.alice, "description": "crm",
+                "ceiling": ceiling, "keys": [common::jwk(CRM_AGENT)], "tags": [] }),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{b}");
+    let details: Vec<Value> = grants
+        .iter()
+        .map(|(a, r)| {
+            json!({ "type": "mandate_task", "purpose": "look after customers",
+                    "actions": [a], "resources": [r] })
+        })
+        .collect();
+    task_for(f, "crm-agent", CRM_AGENT, Value::Array(details)).await
+}
+
+/// One JSON-RPC request straight to the gateway (no MCP session): what the
+/// gateway's COAZ gate answers, before any MCP server reads it.
+async fn raw(gateway: &str, token: &str, body: Value) -> Value {
+    let res = reqwest::Client::new()
+        .post(format!("{gateway}/mcp"))
+        .bearer_auth(token)
+        .header("accept", "application/json, text/event-stream")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let text = res.text().await.unwrap();
+    serde_json::from_str(&text).unwrap_or(Value::String(text))
+}
+
+async fn mandates_pipeline_decides_every_mcp_method(t: TestStore) {
+    let g = setup(t, Decider::Pipeline).await;
+    let (token, _) = crm_task(&g.f, &[("mcp.resources.read", "file:///docs/*")]).await;
+    // A task scoped to its tools still opens a session and lists: session
+    // methods need no scope grant.
+    let client = agent(&g.gateway, &token).await;
+    assert!(
+        tool_names(&client)
+            .await
+            .contains(&"get_customer".to_owned())
+    );
+    assert!(
+        events(&g.f, "decision.made").await.is_empty(),
+        "session methods are not recorded"
+    );
+
+    let rpc = |id: u32, method: &str, params: Value| json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params });
+    // Every other method is a decision of `mcp.<method>` on the resource its
+    // default mapping names: in scope, it passes the gate (this gateway then
+    // serves only tools); out of scope, a recorded deny.
+    let b = raw(
+        &g.gateway,
+        &token,
+        rpc(1, "resources/read", json!({ "uri": "file:///docs/a.txt" })),
+    )
+    .await;
+    assert_ne!(b["error"]["code"], -32001, "{b}");
+    assert_ne!(b["error"]["code"], -32602, "{b}");
+    for (id, method, params, code, why) in [
+        (
+            2,
+            "resources/read",
+            json!({ "uri": "file:///etc/passwd" }),
+            -32001,
+            "outside_task_scope",
+        ),
+        (
+            3,
+            "prompts/get",
+            json!({ "name": "summarise" }),
+            -32001,
+            "outside_task_scope",
+        ),
+        (
+            4,
+            "tasks/get",
+            json!({ "taskId": "t-1" }),
+            -32001,
+            "outside_task_scope",
+        ),
+        // Unknown methods are denied without a decision; bad resources are mapping errors.
+        (5, "tools/delete_all", json!({}), -32001, "no COAZ mapping"),
+        (
+            6,
+            "resources/read",
+            json!({ "uri": "file:///docs/*" }),
+            -32602,
+            "wildcard",
+        ),
+        (7, "resources/read", json!({}), -32602, "uri"),
+    ] {
+        let b = raw(&g.gateway, &token, rpc(id, method, params)).await;
+        assert_eq!(b["id"], id, "{b}");
+        assert_eq!(b["error"]["code"], code, "{method}: {b}");
+        assert!(
+            b["error"]["message"].as_str().unwrap().contains(why),
+            "{method}: {b}"
+        );
+    }
+    let decisions = events(&g.f, "decision.made").await;
+    let made: Vec<(&str, &str, &str)> = decisions
+        .iter()
+        .map(|d| {
+            let d = &d["details"];
+            (
+                d["action"].as_str().unwrap(),
+                d["resource"].as_str().unwrap(),
+                d["decision"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        made,
+        [
+            ("mcp.resources.read", "file:///docs/a.txt", "allow"),
+            ("mcp.resources.read", "file:///etc/passwd", "deny"),
+            ("mcp.prompts.get", "summarise", "deny"),
+            ("mcp.tasks.get", "t-1", "deny"),
+        ]
+    );
+
+    // A policy may forbid a session method: here, listing tools.
+    let no_listing = format!(
+        "{POLICY}\n@id(\"no-tool-listing\")\nforbid (principal, action == Mandate::Action::\"mcp.tools.list\", resource);\n"
+    );
+    let (st, b) =
+        g.f.s
+            .post("/v1/policies", json!({ "text": no_listing }))
+            .await;
+    assert_eq!(st, StatusCode::CREATED, "{b}");
+    let e = client.list_all_tools().await.unwrap_err().to_string();
+    assert!(
+        e.contains("no-tool-listing") || e.contains("policy_forbid"),
+        "{e}"
+    );
+    // (tools/list is decided in the MCP session, where the listing is made.)
+
+    // A revoked task cannot open a session any more.
+    let task = decisions[0]["details"]["task_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (st, b) =
+        g.f.s
+            .post(&format!("/v1/tasks/{task}/revoke"), json!({}))
+            .await;
+    assert!(st.is_success(), "{b}");
+    let b = raw(
+        &g.gateway,
+        &token,
+        rpc(
+            9,
+            "initialize",
+            json!({ "protocolVersion": "2025-06-18",
+        "capabilities": {}, "clientInfo": { "name": "t", "version": "1" } }),
+        ),
+    )
+    .await;
+    assert_eq!(b["error"]["code"], -32001, "{b}");
+    assert!(
+        b["error"]["message"].as_str().unwrap().contains("revoked"),
+        "{b}"
+    );
+}
+
+/// A gateway whose external PDP is the fixture's Mandate server, and a CRM
+/// task's token and claims.
+async fn behind_mandate_as_pdp(t: TestStore, send_task_token: bool) -> (Setup, String, Value) {
+    let g = setup(t, Decider::MandateServer { send_task_token }).await;
+    let (token, claims) = crm_task(&g.f, &[]).await;
+    (g, token, claims)
+}
+
+async fn mandate_is_the_decision_point_of_a_coaz_gateway(t: TestStore) {
+    let (g, token, claims) = behind_mandate_as_pdp(t, true).await;
+    let client = agent(&g.gateway, &token).await;
+    // initialize and tools/list were asked of Mandate (session methods), and
+    // an external PDP's listing is not filtered tool by tool.
+    assert_eq!(tool_names(&client).await.len(), 8);
+
+    for (tool, args) in [
+        ("get_customer", json!({ "id": "cust-7" })),
+        ("get_local_weather", json!({ "zip": "10001" })),
+        ("either_customer", json!({ "id": "cust-7" })),
+    ] {
+        answered(&client, tool, args).await;
+    }
+    for (tool, id, why) in [
+        ("delete_customer", "cust-7", "outside_task_scope"),
+        ("get_customer", "other-7", "outside_task_scope"),
+        ("both_customer", "cust-7", "outside_task_scope"),
+    ] {
+        let e = call(&client, tool, json!({ "id": id })).await.unwrap_err();
+        assert_eq!(e.code.0, -32001, "{tool}: {}", e.message);
+        let data = e.data.unwrap();
+        assert_eq!(
+            data["pdp_context"]["mandate"]["reasons"][0]["code"], why,
+            "{tool}: Mandate's own reason comes back: {data}"
+        );
+    }
+    // A spoofing mapping never reaches Mandate: the gateway refuses it first.
+    spoofing_agent(&client, "cust-7").await;
+    assert_eq!(
+        *g.calls.lock().unwrap(),
+        [
+            r#"get_customer {"id":"cust-7"}"#,
+            r#"get_local_weather {"zip":"10001"}"#,
+            r#"either_customer {"id":"cust-7"}"#
+        ]
+    );
+
+    // Mandate decided each call under the agent's task (its pipeline's
+    // reasons), and the gateway recorded what it enforced (authzen_pdp).
+    let decisions = events(&g.f, "decision.made").await;
+    let by = |code: &str| {
+        decisions
+            .iter()
+            .filter(|d| {
+                d["details"]["reasons"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|r| r["code"] == code)
+            })
+            .count()
+    };
+    // Allowed: get_customer, mcp.tools.call, either's get_customer.
+    assert_eq!(by("policy_permit"), 3, "{decisions:?}");
+    // Refused: delete, other-7, either's delete, both's delete (stopped there).
+    assert_eq!(by("outside_task_scope"), 4, "{decisions:?}");
+    assert_eq!(by("authzen_pdp"), 7, "{decisions:?}");
+    let task_id = claims["task_id"].clone();
+    assert!(decisions.iter().all(|d| d["details"]["task_id"] == task_id));
+    assert!(
+        decisions
+            .iter()
+            .any(|d| d["details"]["action"] == "mcp.tools.call"
+                && d["details"]["resource"] == "get_local_weather")
+    );
+
+    // Revoked mid-session: Mandate refuses the next call.
+    let task = task_id.as_str().unwrap();
+    let (st, b) =
+        g.f.s
+            .post(&format!("/v1/tasks/{task}/revoke"), json!({}))
+            .await;
+    assert!(st.is_success(), "{b}");
+    let e = call(&client, "get_customer", json!({ "id": "cust-7" }))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code.0, -32001, "{}", e.message);
+    let code = e.data.unwrap()["pdp_context"]["mandate"]["reasons"][0]["code"].clone();
+    assert!(
+        code == "credential_revoked" || code == "task_revoked",
+        "{code}"
+    );
+    assert_eq!(g.calls.lock().unwrap().len(), 3);
+}
+
+async fn mandate_as_pdp_needs_the_task_token(t: TestStore) {
+    // Without `send_task_token`, Mandate has no credential to decide under:
+    // it answers 400, and the gateway fails closed.
+    let (g, token, _) = behind_mandate_as_pdp(t, false).await;
+    let b = raw(
+        &g.gateway,
+        &token,
+        json!({ "jsonrpc": "2.0", "id": 1, "method": "initialize",
+        "params": { "protocolVersion": "2025-06-18", "capabilities": {},
+                    "clientInfo": { "name": "t", "version": "1" } } }),
+    )
+    .await;
+    assert_eq!(b["error"]["code"], -32603, "{b}");
+    assert!(
+        b["error"]["message"].as_str().unwrap().contains("HTTP 400"),
+        "{b}"
+    );
 }
 
 /// The venv with the official Python MCP SDK, made once under the target
@@ -709,7 +1107,7 @@ fn install_python_sdk() -> std::path::PathBuf {
 
 async fn the_official_python_sdk_works_through_the_coaz_gateway(t: TestStore) {
     let python = python_sdk();
-    let g = setup(t, true).await;
+    let g = setup(t, Decider::StandIn).await;
     let pdp = g.pdp.as_ref().unwrap();
     let (token, claims) = task(&g.f, any_scope()).await;
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/coaz_client.py");
@@ -739,7 +1137,7 @@ async fn the_official_python_sdk_works_through_the_coaz_gateway(t: TestStore) {
         .map(String::as_str)
         .collect();
     listed.sort();
-    assert_eq!(listed.len(), 6, "{report}");
+    assert_eq!(listed.len(), 8, "{report}");
     // The SDK sees each declared mapping in the tool's inputSchema.
     assert_eq!(
         report["tools"]["get_customer"]["x-authzen-mapping"]["evaluation"]["resource"]["id"],
@@ -783,6 +1181,9 @@ async fn the_official_python_sdk_works_through_the_coaz_gateway(t: TestStore) {
 }
 
 mandate_store::backend_tests!(
+    mandates_pipeline_decides_every_mcp_method,
+    mandate_is_the_decision_point_of_a_coaz_gateway,
+    mandate_as_pdp_needs_the_task_token,
     an_external_pdp_decides_what_the_servers_mappings_ask,
     a_pdp_that_fails_refuses_the_call,
     mandates_pipeline_decides_coaz_tools_by_default,

@@ -415,6 +415,97 @@ pub async fn record_external(
     record(s, &acting(task, now, None), out, write).await
 }
 
+/// An MCP method name as a Mandate action: `mcp.` and the method with `/`
+/// as `.`, lowercased (`tools/call` -> `mcp.tools.call`, `logging/setLevel`
+/// -> `mcp.logging.setlevel`, `initialize` -> `mcp.initialize`). Any other
+/// name is already a Mandate action (or is refused as one later). Mandate
+/// actions cannot contain `/`, so the two never collide; `initialize` is the
+/// one MCP method without a `/` that is decided (`ping` passes through).
+pub fn mcp_action(name: &str) -> String {
+    if name.contains('/') || name == "initialize" {
+        format!("mcp.{}", name.replace('/', ".").to_ascii_lowercase())
+    } else {
+        name.to_owned()
+    }
+}
+
+/// MCP's session methods, as Mandate actions: opening a session, listing
+/// what a server offers, and setting its log level. They reach none of the
+/// server's data (a listing through Mandate's gateway is itself filtered by
+/// scope, tool by tool), so no task scope grants them and every open task may
+/// use them unless a policy forbids it; see [`session`].
+pub const SESSION_ACTIONS: &[&str] = &[
+    "mcp.initialize",
+    "mcp.tools.list",
+    "mcp.resources.list",
+    "mcp.prompts.list",
+    "mcp.tasks.list",
+    "mcp.logging.setlevel",
+];
+
+/// Is `action` (a Mandate action) one of MCP's session methods?
+pub fn is_session_action(action: &str) -> bool {
+    SESSION_ACTIONS.contains(&action)
+}
+
+/// Decides one of MCP's [`SESSION_ACTIONS`] for `holder`. Requiring a scope
+/// grant for `mcp.initialize` would break every task that was scoped to its
+/// tools, and requiring a Cedar permit would break every policy set written
+/// for tool actions; so the token must be live (not revoked, proof of
+/// possession when bound), the task open, and the active policy must not
+/// forbid the request (a `forbid` on, say, `Mandate::Action::"mcp.tools.list"`
+/// refuses it; an approval gate refuses it too, as no approval can be raised
+/// for a session). Nothing is spent and nothing is recorded: a session
+/// method gives access to nothing, and every call made in the session is
+/// decided and recorded in full.
+pub async fn session(
+    s: &AppState,
+    holder: &Holder,
+    ask: &Ask,
+    now: Timestamp,
+) -> Result<Outcome, StoreError> {
+    let task = &holder.task;
+    let (mut out, _) = fresh(task, ask);
+    let refusal = if let Some(r) = &holder.refused {
+        Some(r.clone())
+    } else if let Err(stop) = decision::open_at(task, now) {
+        Some(stop_reason(&stop, ask))
+    } else {
+        None
+    };
+    if let Some(r) = refusal {
+        out.reasons.push(r);
+    } else if let Some(set) = s.policy.current_in(s.store.as_ref()).await? {
+        out.policy_hash = Some(set.hash().to_owned());
+        let request = policy_request(s, task, ask).await?;
+        let eval = mandate_policy::evaluate(&set, &request);
+        let forbidden = eval
+            .reasons
+            .iter()
+            .any(|r| matches!(r.role, Role::Forbidden | Role::ApprovalRequired))
+            // The request could not be put to Cedar at all: fail closed.
+            || eval.errors.iter().any(|e| e.policy_id.is_none());
+        if forbidden {
+            explain(&eval, &mut out);
+        } else {
+            out.decision = Verdict::Allow;
+        }
+    } else {
+        out.decision = Verdict::Allow;
+    }
+    if out.decision == Verdict::Allow {
+        out.reasons.push(ReasonOut::step(
+            "mcp_session",
+            format!(
+                "{} is an MCP session method: allowed to an open task unless a policy forbids it (not a scope grant, not recorded)",
+                ask.action
+            ),
+        ));
+    }
+    metrics::counter!("mandate_decisions_total", "decision" => out.decision.as_str()).increment(1);
+    Ok(out)
+}
+
 /// Which of `asks` could this holder be allowed now, each on some resource
 /// its pattern matches? For listing tools before their arguments are known:
 /// the task is open, its scope reaches the action, and the policy does not

@@ -839,6 +839,287 @@ async fn payments_spend_the_task_budget_and_a_child_cannot_widen_it(t: TestStore
     );
 }
 
+/// A COAZ request as a third-party MCP gateway sends it: the task token in
+/// the `Mandate-Task-Token` header (when given), the body as its mapping built it.
+async fn coaz(f: &Fixture, path: &str, token: Option<&str>, body: Value) -> (StatusCode, Value) {
+    let mut req = f.s.http.post(format!("{}{path}", f.s.base)).json(&body);
+    if let Some(t) = token {
+        req = req.header("Mandate-Task-Token", t);
+    }
+    read(req.send().await.unwrap()).await
+}
+
+/// The claims of a task token (its payload, unverified: the test reads what
+/// Mandate issued).
+fn claims_of(token: &str) -> Value {
+    use base64::Engine;
+    let payload = token.split('.').nth(1).unwrap();
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+async fn coaz_requests_are_decided_only_for_the_tokens_identities(t: TestStore) {
+    let f = Fixture::with_policy(t).await;
+    let (token, task) = f.task_for("alice", 50).await;
+    let claims = claims_of(&token);
+    let (human, agent) = (claims["sub"].clone(), claims["client_id"].clone());
+    assert!(agent.as_str().unwrap().starts_with("spiffe://"), "{claims}");
+    // The shape of the draft's default and declared mappings.
+    let request = |action: &str, resource: Value, context: Value| {
+        json!({ "subject": { "type": "identity", "id": human }, "action": { "name": action },
+                "resource": resource, "context": context })
+    };
+    let erp =
+        |id: &str| json!({ "type": "erp", "id": id, "properties": { "sensitivity": "internal" } });
+    let anchored = json!({ "agent": agent, "risk_score": 10 });
+    let reasons = |r: &Value| -> Vec<String> {
+        r["context"]["mandate"]["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x["code"].as_str().unwrap().to_owned())
+            .collect()
+    };
+
+    // The right identities: decided by the pipeline, and recorded.
+    let before = f.s.state.store.audit_len().await.unwrap();
+    let (st, r) = coaz(
+        &f,
+        "/access/v1/evaluation",
+        Some(&token),
+        request("procurement.read", erp("erp:a"), anchored.clone()),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{r}");
+    assert_eq!(r["decision"], true, "{r}");
+    assert_eq!(r["context"]["mandate"]["task_id"], json!(task));
+    assert_eq!(f.s.state.store.audit_len().await.unwrap(), before + 1);
+
+    // Adversarial identities: each a deny that names why, decided for no one.
+    let mut ctx_without_agent = anchored.clone();
+    ctx_without_agent.as_object_mut().unwrap().remove("agent");
+    let cases: Vec<(&str, Value, Option<&str>)> = vec![
+        (
+            "a spoofed subject (another human)",
+            json!({ "subject": { "type": "identity", "id": "bob" }, "action": { "name": "procurement.read" },
+                 "resource": erp("erp:a"), "context": anchored }),
+            Some("subject_mismatch"),
+        ),
+        (
+            "the agent posing as the subject",
+            json!({ "subject": { "type": "identity", "id": agent }, "action": { "name": "procurement.read" },
+                 "resource": erp("erp:a"), "context": anchored }),
+            Some("subject_mismatch"),
+        ),
+        (
+            "a spoofed agent",
+            request(
+                "procurement.read",
+                erp("erp:a"),
+                json!({ "agent": "spiffe://acme.example/agent/worker", "risk_score": 10 }),
+            ),
+            Some("agent_mismatch"),
+        ),
+        (
+            "an agent that is not a string",
+            request(
+                "procurement.read",
+                erp("erp:a"),
+                json!({ "agent": [agent], "risk_score": 10 }),
+            ),
+            Some("agent_mismatch"),
+        ),
+        (
+            "no context.agent: the subject alone is anchored",
+            request("procurement.read", erp("erp:a"), ctx_without_agent),
+            None,
+        ),
+        (
+            "outside the task's scope, with the right identities",
+            request("procurement.po.create", erp("erp:a"), anchored.clone()),
+            Some("outside_task_scope"),
+        ),
+    ];
+    for (what, body, refused) in cases {
+        let before = f.s.state.store.audit_len().await.unwrap();
+        let (st, r) = coaz(&f, "/access/v1/evaluation", Some(&token), body).await;
+        assert_eq!(st, StatusCode::OK, "{what}: {r}");
+        match refused {
+            None => assert_eq!(r["decision"], true, "{what}: {r}"),
+            Some(code) => {
+                assert_eq!(r["decision"], false, "{what}: {r}");
+                assert_eq!(reasons(&r)[0], code, "{what}: {r}");
+            }
+        }
+        let recorded = f.s.state.store.audit_len().await.unwrap() - before;
+        let mismatch = refused.is_some_and(|c| c.ends_with("_mismatch"));
+        assert_eq!(
+            recorded,
+            u64::from(!mismatch),
+            "{what}: a spoof is decided for no task"
+        );
+    }
+
+    // A forged token is refused; a missing or doubled one is a bad request.
+    let (_, r) = coaz(
+        &f,
+        "/access/v1/evaluation",
+        Some("not.a.token"),
+        request("procurement.read", erp("erp:a"), anchored.clone()),
+    )
+    .await;
+    assert_eq!(
+        (r["decision"].clone(), reasons(&r)[0].as_str()),
+        (json!(false), "invalid_token")
+    );
+    for (token, body, why) in [
+        (
+            None,
+            request("procurement.read", erp("erp:a"), anchored.clone()),
+            "Mandate-Task-Token",
+        ),
+        (
+            Some(" "),
+            request("procurement.read", erp("erp:a"), anchored.clone()),
+            "must carry a task token",
+        ),
+        (
+            Some(token.as_str()),
+            json!({ "subject": { "type": "identity", "id": human, "properties": { "token": token } },
+            "action": { "name": "procurement.read" }, "resource": erp("erp:a"), "context": anchored }),
+            "one token",
+        ),
+    ] {
+        let mut req =
+            f.s.http
+                .post(format!("{}/access/v1/evaluation", f.s.base))
+                .json(&body);
+        if let Some(t) = token {
+            req = req.header("Mandate-Task-Token", t);
+        }
+        let res = req.send().await.unwrap();
+        assert_eq!(
+            res.headers()["content-type"].to_str().unwrap(),
+            "application/problem+json"
+        );
+        let (st, p) = read(res).await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{p}");
+        assert!(p["detail"].as_str().unwrap().contains(why), "{why}: {p}");
+    }
+
+    // MCP methods as actions: `tools/call` needs the scope grant
+    // `mcp.tools.call`; session methods need only an open task, and are not
+    // recorded.
+    let server = json!({ "type": "mcp_server", "id": claims["aud"] });
+    let (_, r) = coaz(
+        &f,
+        "/access/v1/evaluation",
+        Some(&token),
+        request(
+            "tools/call",
+            json!({ "type": "tool", "id": "get_weather" }),
+            anchored.clone(),
+        ),
+    )
+    .await;
+    assert_eq!(r["decision"], false);
+    assert_eq!(r["context"]["mandate"]["action"], "mcp.tools.call");
+    assert_eq!(reasons(&r), ["outside_task_scope"]);
+    let before = f.s.state.store.audit_len().await.unwrap();
+    for method in ["initialize", "tools/list", "resources/list", "prompts/list"] {
+        let (_, r) = coaz(
+            &f,
+            "/access/v1/evaluation",
+            Some(&token),
+            request(method, server.clone(), json!({ "agent": agent })),
+        )
+        .await;
+        assert_eq!(r["decision"], true, "{method}: {r}");
+        assert_eq!(reasons(&r), ["mcp_session"], "{method}");
+    }
+    assert_eq!(f.s.state.store.audit_len().await.unwrap(), before);
+
+    // Batches: one token, the human at the top, the three semantics.
+    let batch = |semantic: &str| {
+        json!({ "subject": { "type": "identity", "id": human }, "context": anchored,
+                "resource": erp("erp:a"),
+                "evaluations": [
+                    { "action": { "name": "procurement.read" } },
+                    { "action": { "name": "records.delete" } },
+                    { "action": { "name": "procurement.read" }, "resource": erp("erp:b") } ],
+                "options": { "evaluations_semantic": semantic } })
+    };
+    for (semantic, want) in [
+        ("execute_all", vec![true, false, true]),
+        ("deny_on_first_deny", vec![true, false]),
+        ("permit_on_first_permit", vec![true]),
+    ] {
+        let (st, r) = coaz(&f, "/access/v1/evaluations", Some(&token), batch(semantic)).await;
+        assert_eq!(st, StatusCode::OK, "{r}");
+        let got: Vec<bool> = r["evaluations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["decision"].as_bool().unwrap())
+            .collect();
+        assert_eq!(got, want, "{semantic}");
+    }
+    let mut spoofed = batch("execute_all");
+    spoofed["evaluations"][2]["context"] = json!({ "agent": "spiffe://acme.example/agent/worker" });
+    let (_, r) = coaz(&f, "/access/v1/evaluations", Some(&token), spoofed).await;
+    assert_eq!(
+        r["evaluations"][2]["decision"], false,
+        "an entry's own context is anchored too"
+    );
+    assert_eq!(
+        r["evaluations"][2]["context"]["mandate"]["reasons"][0]["code"],
+        "agent_mismatch"
+    );
+
+    // A policy can forbid a session method.
+    let no_listing = format!(
+        "{POLICY}\n@id(\"no-tool-listing\")\nforbid (principal, action == Mandate::Action::\"mcp.tools.list\", resource);\n"
+    );
+    let (st, b) =
+        f.s.post("/v1/policies", json!({ "text": no_listing }))
+            .await;
+    assert_eq!(st, StatusCode::CREATED, "{b}");
+    let (_, r) = coaz(
+        &f,
+        "/access/v1/evaluation",
+        Some(&token),
+        request("tools/list", server.clone(), json!({ "agent": agent })),
+    )
+    .await;
+    assert_eq!(r["decision"], false, "{r}");
+    assert_eq!(reasons(&r), ["policy_forbid"]);
+
+    // A revoked task decides nothing, session methods included.
+    let (st, b) =
+        f.s.post(&format!("/v1/tasks/{task}/revoke"), json!({}))
+            .await;
+    assert!(st.is_success(), "{b}");
+    for (action, resource) in [
+        ("procurement.read", erp("erp:a")),
+        ("initialize", server.clone()),
+    ] {
+        let (_, r) = coaz(
+            &f,
+            "/access/v1/evaluation",
+            Some(&token),
+            request(action, resource, anchored.clone()),
+        )
+        .await;
+        assert_eq!(r["decision"], false, "{action}: {r}");
+        assert!(
+            ["credential_revoked", "task_revoked"].contains(&reasons(&r)[0].as_str()),
+            "{action}: {r}"
+        );
+    }
+}
+
 mandate_store::backend_tests!(
     payments_spend_the_task_budget_and_a_child_cannot_widen_it,
     each_step_of_the_pipeline_stops_with_its_reason,
@@ -847,5 +1128,6 @@ mandate_store::backend_tests!(
     breakglass_is_reasoned_capped_reviewed_and_expires,
     policies_are_validated_versioned_and_rolled_back,
     authzen_requests_and_responses_follow_the_spec,
+    coaz_requests_are_decided_only_for_the_tokens_identities,
     dpop_bound_tokens_decide_only_with_a_proof,
 );

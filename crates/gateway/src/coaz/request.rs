@@ -4,7 +4,7 @@
 //! decisions it asks for under AuthZEN's default/override rule.
 
 use mandate_server::routes::decisions::{
-    EvaluationItem, EvaluationRequest, EvaluationsRequest, merged,
+    EvaluationItem, EvaluationRequest, EvaluationsRequest, Semantic, merged,
 };
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -37,6 +37,9 @@ pub struct AuthzRequest {
     envelope: Envelope,
     body: Map<String, Value>,
     decisions: Vec<EvaluationRequest>,
+    /// `options.evaluations_semantic` (`execute_all` when not set, and for
+    /// a single evaluation).
+    semantic: Semantic,
 }
 
 /// The members AuthZEN allows in each object; custom attributes go under
@@ -109,6 +112,7 @@ impl AuthzRequest {
     /// Checks `body` is a valid request for `envelope`.
     pub fn new(envelope: Envelope, body: Map<String, Value>) -> Result<Self, MappingError> {
         members(&body, "")?;
+        let mut semantic = Semantic::ExecuteAll;
         let decisions = match envelope {
             Envelope::Evaluation => {
                 for k in ["subject", "action", "resource"] {
@@ -133,6 +137,7 @@ impl AuthzRequest {
                     members(e, &format!("evaluations[{i}]."))?;
                 }
                 let top: EvaluationsRequest = typed(&body, "evaluations")?;
+                semantic = top.options.evaluations_semantic;
                 top.evaluations
                     .iter()
                     .enumerate()
@@ -146,6 +151,7 @@ impl AuthzRequest {
             envelope,
             body,
             decisions,
+            semantic,
         })
     }
 
@@ -162,5 +168,10 @@ impl AuthzRequest {
     /// `evaluation`, one per entry for `evaluations`).
     pub fn decisions(&self) -> &[EvaluationRequest] {
         &self.decisions
+    }
+
+    /// How the decisions add up (AuthZEN's `evaluations_semantic`).
+    pub fn semantic(&self) -> Semantic {
+        self.semantic
     }
 }

@@ -10,6 +10,7 @@
 //! limits (size, depth, expression length) and refused whole if any part of
 //! it is wrong, before any call relies on it.
 
+use mandate_server::routes::decisions::Semantic;
 use serde_json::{Map, Value};
 
 use super::expr::Expression;
@@ -39,11 +40,20 @@ pub(crate) enum Node {
 pub struct Mapping {
     envelope: Envelope,
     body: Node,
+    /// Its literal `options.evaluations_semantic` (`execute_all` without one).
+    semantic: Semantic,
 }
 
 /// Members a request body may have, per envelope (AuthZEN 1.0 sections 6, 7).
 const EVALUATION_MEMBERS: &[&str] = &["subject", "action", "resource", "context"];
-const EVALUATIONS_MEMBERS: &[&str] = &["subject", "action", "resource", "context", "evaluations"];
+const EVALUATIONS_MEMBERS: &[&str] = &[
+    "subject",
+    "action",
+    "resource",
+    "context",
+    "evaluations",
+    "options",
+];
 const ENTRY_MEMBERS: &[&str] = &["action", "resource", "context"];
 
 impl Mapping {
@@ -89,6 +99,8 @@ impl Mapping {
             }
             let node = if k == "evaluations" {
                 entries(v, &mut budget)?
+            } else if k == "options" {
+                options(v)?
             } else {
                 node(v, 1, &mut budget)?
             };
@@ -97,9 +109,18 @@ impl Mapping {
         if envelope == Envelope::Evaluations && !body.contains_key("evaluations") {
             return Err(bad("an `evaluations` mapping needs an `evaluations` array"));
         }
+        let semantic = match body
+            .get("options")
+            .and_then(|o| o.get("evaluations_semantic"))
+        {
+            Some(v) => serde_json::from_value(v.clone())
+                .map_err(|e| bad(format!("options.evaluations_semantic: {e}")))?,
+            None => Semantic::ExecuteAll,
+        };
         Ok(Mapping {
             envelope,
             body: Node::Object(members),
+            semantic,
         })
     }
 
@@ -120,6 +141,11 @@ impl Mapping {
 
     pub fn envelope(&self) -> Envelope {
         self.envelope
+    }
+
+    /// How the decisions of a call add up (`options.evaluations_semantic`).
+    pub fn semantic(&self) -> Semantic {
+        self.semantic
     }
 
     /// Resolves every leaf against `inputs`: the request body, before anchoring.
@@ -210,6 +236,39 @@ fn entries(v: &Value, budget: &mut usize) -> Result<Node, MappingError> {
         out.push(Node::Object(members));
     }
     Ok(Node::Array(out))
+}
+
+/// The semantics AuthZEN 1.0 defines for `options.evaluations_semantic`.
+const SEMANTICS: &[&str] = &[
+    "execute_all",
+    "deny_on_first_deny",
+    "permit_on_first_permit",
+];
+
+/// An `evaluations` request's `options`: a literal object whose only member
+/// is `evaluations_semantic`, one of AuthZEN's three. Not an expression: how
+/// the decisions of a call add up is fixed by the mapping, not by arguments;
+/// and an option the gateway does not know could change what a PDP's answer
+/// means, so it is refused rather than passed on unread.
+fn options(v: &Value) -> Result<Node, MappingError> {
+    let Some(o) = v.as_object() else {
+        return Err(bad(
+            "`options` must be an object (a literal: how decisions combine is not an expression)",
+        ));
+    };
+    for (k, v) in o {
+        if k != "evaluations_semantic" {
+            return Err(bad(format!(
+                "`options` has a member {k:?}; the gateway knows only `evaluations_semantic`"
+            )));
+        }
+        if !v.as_str().is_some_and(|s| SEMANTICS.contains(&s)) {
+            return Err(bad(format!(
+                "options.evaluations_semantic is {v}; use one of {SEMANTICS:?} (a literal)"
+            )));
+        }
+    }
+    Ok(Node::Literal(v.clone()))
 }
 
 fn take(budget: &mut usize) -> Result<(), MappingError> {
@@ -394,6 +453,41 @@ mod tests {
         let wide: Vec<Value> = (0..MAX_NODES).map(|i| json!(i)).collect();
         let e = Mapping::parse(&json!({ "evaluation": { "context": { "l": wide } } })).unwrap_err();
         assert!(e.0.contains("at most"), "{e}");
+    }
+
+    #[test]
+    fn evaluations_options_are_literal_and_known() {
+        let entries = json!([{ "action": { "name": "read" } }]);
+        for semantic in SEMANTICS {
+            let m = Mapping::parse(&json!({ "evaluations": {
+                "options": { "evaluations_semantic": semantic }, "evaluations": entries } }))
+            .unwrap();
+            let want: Semantic = serde_json::from_value(json!(semantic)).unwrap();
+            assert_eq!(m.semantic(), want);
+            // Passed on to the decision point as written.
+            let p = json!({});
+            let t = json!({});
+            let body = m.resolve(inputs(&p, &t)).unwrap();
+            assert_eq!(body["options"], json!({ "evaluations_semantic": semantic }));
+        }
+        let m = Mapping::parse(&json!({ "evaluations": { "evaluations": entries } })).unwrap();
+        assert_eq!(m.semantic(), Semantic::ExecuteAll);
+        for (options, why) in [
+            (json!("$params.options"), "must be an object"),
+            (json!({ "evaluations_semantic": "any" }), "use one of"),
+            (
+                json!({ "evaluations_semantic": "$params.arguments.s" }),
+                "use one of",
+            ),
+            (json!({ "evaluations_semantic": 1 }), "use one of"),
+            (json!({ "fan_out": true }), "knows only"),
+        ] {
+            let e = Mapping::parse(
+                &json!({ "evaluations": { "options": options, "evaluations": entries } }),
+            )
+            .unwrap_err();
+            assert!(e.0.contains(why), "{options}: {why:?} not in {e}");
+        }
     }
 
     #[test]

@@ -4,14 +4,30 @@
 //! AuthZEN enforcement point can ask Mandate.
 //!
 //! The caller presents the task token it acts under: in the Authorization
-//! header for `/v1/decisions`, as `subject.properties.token` for AuthZEN. A
-//! DPoP-bound token needs a DPoP proof for the decision request itself (the
+//! header for `/v1/decisions`. AuthZEN requests come in two shapes:
+//!
+//! - **agent as subject**: `subject` is the agent (its SPIFFE id) with its
+//!   task token in `subject.properties.token`;
+//! - **COAZ** (the OpenID AuthZEN COAZ profile for MCP, as a third-party MCP
+//!   gateway sends it): `subject` is the human on whose behalf the agent acts
+//!   (the token's `sub`, the task's initiator), `context.agent` the acting
+//!   agent, and the PEP passes the agent's task token in the
+//!   `Mandate-Task-Token` header. The profile itself carries no token to the
+//!   PDP; a header keeps the request body exactly what the mapping built, and
+//!   out of reach of the mapping's author. The identities in the body are
+//!   checked against the verified token (anchoring): Mandate never decides
+//!   for an identity the token was not issued to. MCP method names as
+//!   actions become Mandate actions (`tools/call` -> `mcp.tools.call`), and
+//!   MCP's session methods are decided by [`decision::session`].
+//!
+//! A DPoP-bound token needs a DPoP proof for the decision request itself (the
 //! `DPoP` header), so a stolen token is no more use to a PEP than to anyone.
 
 use std::collections::HashMap;
 
 use axum::extract::State;
 use axum::http::HeaderMap;
+use mandate_core::credential::TaskClaims;
 use mandate_core::decision::Verdict;
 use mandate_core::ids::DecisionId;
 use serde::{Deserialize, Serialize};
@@ -197,14 +213,46 @@ fn string_field(
     }
 }
 
-/// Maps an AuthZEN request onto Mandate's: the token, and the ask.
+/// The header in which a COAZ enforcement point passes the agent's task token.
+pub const TASK_TOKEN_HEADER: &str = "mandate-task-token";
+
+/// Maps an agent-as-subject AuthZEN request onto Mandate's: the token, and the ask.
 fn ask_of(r: &EvaluationRequest) -> ApiResult<(String, Option<String>, Ask)> {
     let token =
         string_field(&r.subject.properties, "token", "subject.properties")?.ok_or_else(|| {
-            Problem::bad_request("subject.properties.token must carry the agent's task token")
+            Problem::bad_request(
+                "no task token: send the agent's task token in the Mandate-Task-Token header \
+                 (COAZ: subject is the human, context.agent the agent) or as \
+                 subject.properties.token (subject is the agent)",
+            )
         })?;
     let dpop = string_field(&r.subject.properties, "dpop", "subject.properties")?;
     Ok((token, dpop, ask_of_evaluation(r)?))
+}
+
+/// Why a COAZ request's identities are not the token's, if they are not:
+/// `subject.id` must be the token's `sub` (the human who initiated the
+/// task) and `context.agent`, when present, its `client_id` (the acting
+/// agent). `subject.type` and every other attribute are the PEP's to say.
+pub fn coaz_mismatch(r: &EvaluationRequest, claims: &TaskClaims) -> Option<ReasonOut> {
+    if r.subject.id != claims.sub {
+        return Some(ReasonOut::step(
+            "subject_mismatch",
+            format!(
+                "subject.id {:?} is not the human the task token was issued for (its initiator); \
+                 Mandate decides only for the token's own identities",
+                r.subject.id
+            ),
+        ));
+    }
+    match r.context.get("agent") {
+        None => None,
+        Some(serde_json::Value::String(a)) if *a == claims.client_id => None,
+        Some(other) => Some(ReasonOut::step(
+            "agent_mismatch",
+            format!("context.agent {other} is not the agent the task token was issued to"),
+        )),
+    }
 }
 
 /// What Mandate decides for an AuthZEN evaluation: `action.name`, `resource.id`
@@ -255,41 +303,104 @@ pub fn ask_of_evaluation(r: &EvaluationRequest) -> ApiResult<Ask> {
 }
 
 /// Authenticates each distinct token of a request once (a DPoP proof is
-/// single-use, and a batch shares it), and checks the subject is its agent.
+/// single-use, and a batch shares it), and checks the request's identities
+/// are the token's.
 struct Holders<'a> {
     s: &'a AppState,
     headers: &'a HeaderMap,
     path: &'static str,
+    /// The task token of a COAZ request (the `Mandate-Task-Token` header).
+    coaz: Option<String>,
     seen: HashMap<String, Result<Holder, ReasonOut>>,
 }
 
 impl<'a> Holders<'a> {
-    async fn decide(&mut self, r: &EvaluationRequest) -> ApiResult<Outcome> {
-        let (token, dpop, ask) = ask_of(r)?;
-        if !self.seen.contains_key(&token) {
+    fn new(s: &'a AppState, headers: &'a HeaderMap, path: &'static str) -> ApiResult<Self> {
+        let coaz = match headers.get(TASK_TOKEN_HEADER) {
+            None => None,
+            Some(v) => Some(
+                v.to_str()
+                    .ok()
+                    .map(str::trim)
+                    .filter(|t| !t.is_empty())
+                    .ok_or_else(|| {
+                        Problem::bad_request(
+                            "the Mandate-Task-Token header must carry a task token",
+                        )
+                    })?
+                    .to_owned(),
+            ),
+        };
+        Ok(Holders {
+            s,
+            headers,
+            path,
+            coaz,
+            seen: HashMap::new(),
+        })
+    }
+
+    async fn holder(
+        &mut self,
+        token: &str,
+        dpop: Option<String>,
+    ) -> ApiResult<&Result<Holder, ReasonOut>> {
+        if !self.seen.contains_key(token) {
             let mut presented = Presented::new(self.headers, "POST", self.path);
             if dpop.is_some() {
                 presented.proof = dpop;
             }
-            let h = decision::authenticate(self.s, &token, &presented, crate::now()).await?;
-            self.seen.insert(token.clone(), h);
+            let h = decision::authenticate(self.s, token, &presented, crate::now()).await?;
+            self.seen.insert(token.to_owned(), h);
         }
-        let holder = &self.seen[&token];
+        Ok(&self.seen[token])
+    }
+
+    async fn decide(&mut self, r: &EvaluationRequest) -> ApiResult<Outcome> {
+        if let Some(token) = self.coaz.clone() {
+            return self.decide_coaz(r, &token).await;
+        }
+        let (token, dpop, ask) = ask_of(r)?;
+        let (s, headers) = (self.s, self.headers);
+        let holder = self.holder(&token, dpop).await?;
         if let Ok(h) = holder
             && h.claims.client_id != r.subject.id
         {
-            let reason = ReasonOut {
-                code: "subject_mismatch".into(),
-                message: format!(
+            let reason = ReasonOut::step(
+                "subject_mismatch",
+                format!(
                     "subject.id {:?} is not the agent the token was issued to",
                     r.subject.id
                 ),
-                policy_id: None,
-                annotations: Default::default(),
-            };
+            );
             return Ok(unattributed(&ask, reason));
         }
-        run(self.s, holder, &ask, self.headers).await
+        run(s, holder, &ask, headers).await
+    }
+
+    /// A COAZ request: the human as subject, the agent in `context.agent`,
+    /// the token in the header.
+    async fn decide_coaz(&mut self, r: &EvaluationRequest, token: &str) -> ApiResult<Outcome> {
+        if r.subject.properties.contains_key("token") {
+            return Err(Problem::bad_request(
+                "a request with a Mandate-Task-Token header is a COAZ request: its subject is the \
+                 human, and subject.properties.token is not read; send one token, in one place",
+            ));
+        }
+        let mut ask = ask_of_evaluation(r)?;
+        ask.action = decision::mcp_action(&ask.action);
+        let (s, headers) = (self.s, self.headers);
+        let holder = match self.holder(token, None).await? {
+            Err(reason) => return Ok(unattributed(&ask, reason.clone())),
+            Ok(h) => h,
+        };
+        if let Some(reason) = coaz_mismatch(r, &holder.claims) {
+            return Ok(unattributed(&ask, reason));
+        }
+        if decision::is_session_action(&ask.action) {
+            return Ok(decision::session(s, holder, &ask, crate::now()).await?);
+        }
+        Ok(decision::decide(s, holder, &ask, request_id(headers), crate::now()).await?)
     }
 }
 
@@ -301,12 +412,7 @@ async fn evaluation(
     headers: HeaderMap,
     Json(req): Json<EvaluationRequest>,
 ) -> ApiResult<axum::Json<EvaluationResponse>> {
-    let mut holders = Holders {
-        s: &s,
-        headers: &headers,
-        path: "/access/v1/evaluation",
-        seen: HashMap::new(),
-    };
+    let mut holders = Holders::new(&s, &headers, "/access/v1/evaluation")?;
     Ok(axum::Json(to_authzen(holders.decide(&req).await?)))
 }
 
@@ -319,13 +425,40 @@ pub struct EvaluationItem {
     pub context: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
+/// How a batch's evaluations are run and what they add up to (AuthZEN 1.0
+/// section 7.1.2.1).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Semantic {
+    /// Every evaluation runs; all must permit.
     #[default]
     ExecuteAll,
+    /// `&&`: stop at the first deny; all must permit.
     DenyOnFirstDeny,
+    /// `||`: stop at the first permit; one permit is enough.
     PermitOnFirstPermit,
+}
+
+impl Semantic {
+    /// Does the batch stop after an evaluation that came out `permitted`?
+    pub fn stops(self, permitted: bool) -> bool {
+        match self {
+            Semantic::ExecuteAll => false,
+            Semantic::DenyOnFirstDeny => !permitted,
+            Semantic::PermitOnFirstPermit => permitted,
+        }
+    }
+
+    /// Do `decisions` (of a batch of `asked`) permit what the batch asked?
+    /// The operator the semantic names: `||` for `permit_on_first_permit`,
+    /// `&&` over every evaluation asked otherwise (a decision not made is
+    /// not a permit).
+    pub fn permits(self, asked: usize, decisions: &[bool]) -> bool {
+        match self {
+            Semantic::PermitOnFirstPermit => decisions.iter().any(|d| *d),
+            _ => decisions.len() == asked && decisions.iter().all(|d| *d),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize, ToSchema)]
@@ -405,12 +538,7 @@ async fn evaluations(
             "at most {MAX_BATCH} evaluations per request"
         )));
     }
-    let mut holders = Holders {
-        s: &s,
-        headers: &headers,
-        path: "/access/v1/evaluations",
-        seen: HashMap::new(),
-    };
+    let mut holders = Holders::new(&s, &headers, "/access/v1/evaluations")?;
     if req.evaluations.is_empty() {
         // Section 7: without `evaluations` the request is a single evaluation.
         let one = merged(&req, &EvaluationItem::default(), 0)?;
@@ -427,11 +555,7 @@ async fn evaluations(
     let mut out = Vec::with_capacity(items.len());
     for item in &items {
         let r = to_authzen(holders.decide(item).await?);
-        let stop = match req.options.evaluations_semantic {
-            Semantic::ExecuteAll => false,
-            Semantic::DenyOnFirstDeny => !r.decision,
-            Semantic::PermitOnFirstPermit => r.decision,
-        };
+        let stop = req.options.evaluations_semantic.stops(r.decision);
         out.push(r);
         if stop {
             break;
