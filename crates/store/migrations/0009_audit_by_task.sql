@@ -16,3 +16,9 @@ CREATE INDEX credentials_by_agent ON credentials (agent_id);
 -- bound to it by `digest`): the approver sees exactly what they approve.
 -- NULL for approvals raised before it was kept.
 ALTER TABLE approvals ADD COLUMN context TEXT;
+
+-- A human's registration among the many entries naming them (a trace names
+-- its humans by their registrations): only registrations are indexed, so
+-- appends of other kinds do not pay for it.
+CREATE INDEX audit_log_registrations ON audit_log (human_id, kind)
+    WHERE kind = 'human.registered';

@@ -289,7 +289,7 @@ pub(crate) async fn entries_by_tree(
 }
 
 /// The `human.registered` entries of `humans`, in log order, through
-/// `audit_log_by_human`.
+/// `audit_log_registrations`.
 pub(crate) async fn registrations(pool: &AnyPool, humans: &[HumanId]) -> Result<Vec<StoredEntry>> {
     let mut out = Vec::new();
     for chunk in humans.chunks(500) {
