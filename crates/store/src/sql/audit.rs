@@ -231,17 +231,14 @@ pub(crate) async fn entries_by_agent(
     before: Option<u64>,
     limit: u32,
 ) -> Result<Vec<StoredEntry>> {
-    let before = before.map_or(i64::MAX, |b| b.min(i64::MAX as u64) as i64);
-    let rows = sqlx::query(
+    keyed(
+        pool,
         "SELECT idx, leaf_hash, entry FROM audit_log WHERE agent_id = $1 AND idx < $2 ORDER BY idx DESC LIMIT $3",
+        agent.to_string(),
+        before.unwrap_or(u64::MAX),
+        limit,
     )
-    .bind(agent.to_string())
-    .bind(before)
-    .bind(limit as i64)
-    .fetch_all(pool)
     .await
-    .map_err(db_error)?;
-    rows.iter().map(stored_entry).collect()
 }
 
 /// Entries naming `task`, in log order from `from`, through `audit_log_by_task`.
@@ -251,15 +248,32 @@ pub(crate) async fn entries_by_task(
     from: u64,
     limit: u32,
 ) -> Result<Vec<StoredEntry>> {
-    let rows = sqlx::query(
+    keyed(
+        pool,
         "SELECT idx, leaf_hash, entry FROM audit_log WHERE task_id = $1 AND idx >= $2 ORDER BY idx LIMIT $3",
+        task.to_string(),
+        from,
+        limit,
     )
-    .bind(task.to_string())
-    .bind(clamp(from))
-    .bind(limit as i64)
-    .fetch_all(pool)
     .await
-    .map_err(db_error)?;
+}
+
+/// Runs `sql`, whose `$1` is a key column's value, `$2` a leaf index bound
+/// and `$3` the limit.
+async fn keyed(
+    pool: &AnyPool,
+    sql: &'static str,
+    key: String,
+    bound: u64,
+    limit: u32,
+) -> Result<Vec<StoredEntry>> {
+    let rows = sqlx::query(sql)
+        .bind(key)
+        .bind(clamp(bound))
+        .bind(limit as i64)
+        .fetch_all(pool)
+        .await
+        .map_err(db_error)?;
     rows.iter().map(stored_entry).collect()
 }
 
