@@ -188,4 +188,43 @@ async fn traces_through_the_index_equal_traces_by_scan(t: TestStore) {
     verified(s).await;
 }
 
-mandate_store::backend_tests!(traces_through_the_index_equal_traces_by_scan);
+/// An entry that is not JSON (tampering) cannot stop the upgrade: the other
+/// rows are indexed, that one is left out, and verify names it.
+async fn the_refill_skips_an_entry_that_is_not_json(t: TestStore) {
+    let s = t.store.as_ref();
+    let alice = human(s, "alice").await;
+    let orch = agent(s, "orch", alice).await;
+    let first = root(s, alice, &orch).await;
+    let second = root(s, alice, &orch).await;
+    let broken = s.audit_entries_by_task(first.id, 0, 10).await.unwrap()[0].index;
+    execute_raw(
+        &t.store,
+        "UPDATE audit_log SET task_id = NULL, root_id = NULL",
+    )
+    .await;
+    execute_raw(
+        &t.store,
+        &format!("UPDATE audit_log SET entry = 'not json' WHERE idx = {broken}"),
+    )
+    .await;
+    refill_audit_task_columns(&t.store).await;
+    assert!(
+        s.audit_entries_by_task(first.id, 0, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let kept = s
+        .audit_entries_by_tree(second.id, 0, u64::MAX, 10)
+        .await
+        .unwrap();
+    assert_eq!(kept.len(), 1, "the intact tree is indexed again");
+    let verifiers = vec![signer().verifier()];
+    let verdict = log::verify(s, ORIGIN, &verifiers, None).await.unwrap();
+    assert!(verdict.is_err(), "the tampered entry is reported");
+}
+
+mandate_store::backend_tests!(
+    the_refill_skips_an_entry_that_is_not_json,
+    traces_through_the_index_equal_traces_by_scan,
+);
