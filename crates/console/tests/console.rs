@@ -235,6 +235,12 @@ async fn an_auditor_cannot_approve(t: TestStore) {
     assert_eq!(res.status(), StatusCode::OK);
     let html = res.text().await.unwrap();
     assert!(html.contains(&c.approval));
+    // The context the waiting request carried is shown, not only its digest.
+    let amount = support::big_payment()["amount"].to_string();
+    assert!(
+        html.contains("risk_score") && html.contains(&amount),
+        "the request's context is not shown"
+    );
     assert!(!html.contains(&format!("action=\"/ui/approvals/{}\"", c.approval)));
     for answer in ["approve", "deny"] {
         let res = c

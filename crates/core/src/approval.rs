@@ -69,6 +69,12 @@ pub struct Approval {
     pub digest: String,
     /// The policies that asked for it.
     pub policies: Vec<String>,
+    /// The request's context as the requester sent it, which `digest` binds
+    /// (with the task, action and resource): what the approver is shown.
+    /// Null for approvals raised before contexts were kept.
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub context: serde_json::Value,
     pub status: ApprovalStatus,
     pub requested_at: Timestamp,
     pub expires_at: Timestamp,
@@ -163,6 +169,7 @@ mod tests {
             resource: "erp:po/1".into(),
             digest: "d1".into(),
             policies: vec!["large-payment".into()],
+            context: serde_json::Value::Null,
             status: ApprovalStatus::Pending,
             requested_at: Timestamp::from_millis(0),
             expires_at: Timestamp::from_millis(100),

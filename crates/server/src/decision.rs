@@ -356,6 +356,8 @@ pub async fn decide(
                         resource: ask.resource.id.clone(),
                         digest: digest.unwrap_or_else(|| approval_digest(task.id, ask)),
                         policies: gate_ids(&eval),
+                        // Kept so the approver sees exactly what the digest binds.
+                        context: serde_json::to_value(&ask.context).unwrap_or_default(),
                         status: ApprovalStatus::Pending,
                         requested_at: now,
                         expires_at: Timestamp::from_millis(now.as_millis() + APPROVAL_TTL_MS),

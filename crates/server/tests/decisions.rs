@@ -436,6 +436,7 @@ async fn approvals_are_bound_single_use_and_separated(t: TestStore) {
                     resource: "bank:acme/ops".into(),
                     digest: "d".into(),
                     policies: vec!["large-payment".into()],
+                    context: json!({}),
                     status: ApprovalStatus::Pending,
                     requested_at: past,
                     expires_at: mandate_core::time::Timestamp::from_millis(past.as_millis() + 1000),

@@ -521,6 +521,9 @@ pub trait Store: Send + Sync + 'static {
 
     // ---- audit ----------------------------------------------------------
     async fn audit_len(&self) -> Result<u64>;
+    /// One past the highest leaf index (the log's size when no entry is
+    /// missing): one index lookup, where [`Store::audit_len`] counts rows.
+    async fn audit_end(&self) -> Result<u64>;
     /// Entries with index >= `from`, in order, at most `limit`.
     async fn audit_entries(&self, from: u64, limit: u32) -> Result<Vec<StoredEntry>>;
     /// The entries at these leaf indexes (missing ones are left out).
@@ -533,6 +536,27 @@ pub trait Store: Send + Sync + 'static {
         before: Option<u64>,
         limit: u32,
     ) -> Result<Vec<StoredEntry>>;
+    /// Entries that name `task` (its creation, what happened under it, its
+    /// end), in log order, with index >= `from`, at most `limit`: an index
+    /// lookup.
+    async fn audit_entries_by_task(
+        &self,
+        task: TaskId,
+        from: u64,
+        limit: u32,
+    ) -> Result<Vec<StoredEntry>>;
+    /// Entries that name a task of the tree rooted at `root` (every task
+    /// whose creation entry names `root` as its root), in log order, with
+    /// `from <= index < before`, at most `limit`: index lookups, not a scan.
+    async fn audit_entries_by_tree(
+        &self,
+        root: TaskId,
+        from: u64,
+        before: u64,
+        limit: u32,
+    ) -> Result<Vec<StoredEntry>>;
+    /// The registration entries (`human.registered`) of `humans`, in log order.
+    async fn audit_registrations(&self, humans: &[HumanId]) -> Result<Vec<StoredEntry>>;
     /// Stores a checkpoint; a second one for the same size is ignored.
     async fn add_checkpoint(&self, cp: &SignedCheckpoint, at: Timestamp) -> Result<()>;
     async fn checkpoints(&self) -> Result<Vec<SignedCheckpoint>>;

@@ -4,9 +4,11 @@
 //! They take `&dyn Store`, so the server, the CLI and the tests share them
 //! and they work the same on both backends.
 
+use mandate_core::audit::LogEntry;
 use mandate_core::audit::checkpoint::{Checkpoint, NoteSigner, NoteVerifier, SignedCheckpoint};
 use mandate_core::audit::merkle::MerkleTree;
-use mandate_core::audit::verify::{LogVerifier, VerifyError, VerifyReport};
+use mandate_core::audit::trace::{Need, Next, Trace, Tracer};
+use mandate_core::audit::verify::{LogVerifier, StoredEntry, VerifyError, VerifyReport};
 use mandate_core::time::Timestamp;
 
 use crate::{Result, Store};
@@ -87,16 +89,74 @@ pub enum TraceFailure {
     Trace(#[from] mandate_core::audit::trace::TraceError),
 }
 
-/// Runs `tracer` over the store's log, streaming each pass page by page, so
-/// only the trace is held in memory, never the log. The CLI's `audit trace`
-/// and the web console's lineage page both read a trace this way.
+/// Runs `tracer` over the store's log, reading only the entries each pass
+/// can use through the log's indexes (by task, by tree root, by human) where
+/// the tracer says which those are ([`Need`]), and streaming the log page by
+/// page otherwise, so only the trace is held in memory, never the log. The
+/// CLI's `audit trace` and the web console's lineage page both read a trace
+/// this way. The trace is the same as [`trace_by_scan`]'s.
 pub async fn trace(
     store: &dyn Store,
-    mut tracer: mandate_core::audit::trace::Tracer,
-) -> std::result::Result<mandate_core::audit::trace::Trace, TraceFailure> {
-    use mandate_core::audit::trace::Next;
+    mut tracer: Tracer,
+) -> std::result::Result<Trace, TraceFailure> {
     loop {
-        trace_pass(store, &mut tracer).await?;
+        match tracer.need() {
+            Need::Task(task) => {
+                let mut from = 0;
+                let mut ended = false;
+                while !ended {
+                    let rows = store.audit_entries_by_task(task, from, SCAN_BATCH).await?;
+                    if rows.is_empty() {
+                        break;
+                    }
+                    from = rows.last().map_or(from, |r| r.index + 1);
+                    ended = feed(&mut tracer, rows)?;
+                }
+                if !ended {
+                    scan_pass(store, &mut tracer).await?;
+                }
+            }
+            Need::Tree(root) => {
+                // The tree as it stands in the log now: what is appended
+                // while it is read belongs to a later trace.
+                let size = store.audit_end().await?;
+                let mut from = tracer.start();
+                loop {
+                    let rows = store
+                        .audit_entries_by_tree(root, from, size, SCAN_BATCH)
+                        .await?;
+                    if rows.is_empty() {
+                        break;
+                    }
+                    from = rows.last().map_or(from, |r| r.index + 1);
+                    if feed(&mut tracer, rows)? {
+                        break;
+                    }
+                }
+                tracer.read_to(size);
+            }
+            Need::Registrations(humans) => {
+                let rows = store.audit_registrations(&humans).await?;
+                feed(&mut tracer, rows)?;
+            }
+            Need::Log => scan_pass(store, &mut tracer).await?,
+        }
+        match tracer.end_pass()? {
+            Next::Pass(next) => tracer = next,
+            Next::Done(trace) => return Ok(trace),
+        }
+    }
+}
+
+/// Runs `tracer` over the whole stored log, streaming each pass page by page
+/// from where the tracer asks to start: no index is used. [`trace`] is
+/// checked against it.
+pub async fn trace_by_scan(
+    store: &dyn Store,
+    mut tracer: Tracer,
+) -> std::result::Result<Trace, TraceFailure> {
+    loop {
+        scan_pass(store, &mut tracer).await?;
         match tracer.end_pass()? {
             Next::Pass(next) => tracer = next,
             Next::Done(trace) => return Ok(trace),
@@ -106,26 +166,34 @@ pub async fn trace(
 
 /// Feeds one pass, from where the tracer asks to start until it has what it
 /// needs or the log ends.
-async fn trace_pass(
+async fn scan_pass(
     store: &dyn Store,
-    tracer: &mut mandate_core::audit::trace::Tracer,
+    tracer: &mut Tracer,
 ) -> std::result::Result<(), TraceFailure> {
     let mut from = tracer.start();
     loop {
         let rows = store.audit_entries(from, SCAN_BATCH).await?;
-        if rows.is_empty() {
+        let Some(last) = rows.last() else {
+            return Ok(());
+        };
+        from = last.index + 1;
+        if feed(tracer, rows)? {
             return Ok(());
         }
-        for r in rows {
-            from = r.index + 1;
-            let entry: mandate_core::audit::LogEntry =
-                serde_json::from_str(&r.entry).map_err(|e| TraceFailure::Unreadable {
-                    index: r.index,
-                    error: e.to_string(),
-                })?;
-            if tracer.feed(&entry).is_break() {
-                return Ok(());
-            }
+    }
+}
+
+/// Feeds `rows` in order; true once the tracer says the pass has what it needs.
+fn feed(tracer: &mut Tracer, rows: Vec<StoredEntry>) -> std::result::Result<bool, TraceFailure> {
+    for r in rows {
+        let entry: LogEntry =
+            serde_json::from_str(&r.entry).map_err(|e| TraceFailure::Unreadable {
+                index: r.index,
+                error: e.to_string(),
+            })?;
+        if tracer.feed(&entry).is_break() {
+            return Ok(true);
         }
     }
+    Ok(false)
 }

@@ -150,6 +150,16 @@ pub async fn execute_raw(store: &SqlStore, sql: &str) -> u64 {
         .rows_affected()
 }
 
+/// Fills the audit log's `task_id` and `root_id` columns from the entries
+/// again, as migration 9 does for a log written before them.
+pub async fn refill_audit_task_columns(store: &SqlStore) {
+    execute_raw(
+        store,
+        crate::sql::audit_task_backfill(crate::Store::backend(store)),
+    )
+    .await;
+}
+
 /// Runs each listed `async fn(TestStore)` once per backend, as
 /// `sqlite::<case>` and `postgres::<case>`, so test output shows both ran.
 #[macro_export]

@@ -73,6 +73,7 @@ fn pending(task: &Task, digest: &str, requested: i64) -> Approval {
         resource: "erp:invoices/7".into(),
         digest: digest.into(),
         policies: vec!["large-payment".into()],
+        context: serde_json::json!({ "amount": 250_000, "purpose": "quarterly payment" }),
         status: ApprovalStatus::Pending,
         requested_at: ts(requested),
         expires_at: ts(requested + APPROVAL_TTL_MS),

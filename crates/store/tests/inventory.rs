@@ -174,7 +174,85 @@ async fn offboarding_transfers_or_retires_every_agent_then_deactivates(t: TestSt
     verified(s).await;
 }
 
+/// Every item of the inventory, `limit` agents a page.
+async fn paged(s: &dyn Store, limit: u32, at: i64) -> Vec<mandate_core::inventory::InventoryItem> {
+    let mut out = Vec::new();
+    let mut after = None;
+    loop {
+        let page = s
+            .inventory(
+                &AgentFilter::default(),
+                &PageRequest { after, limit },
+                ts(at),
+            )
+            .await
+            .unwrap();
+        out.extend(page.items);
+        match page.next {
+            Some(n) => after = Some(n),
+            None => return out,
+        }
+    }
+}
+
+/// The inventory reads each fact for a whole page at once: a page of many
+/// agents must say for each exactly what a page of that agent alone says.
+async fn a_page_of_many_agents_equals_pages_of_one(t: TestStore) {
+    let s = t.store.as_ref();
+    let alice = human(s, "alice").await;
+    let bob = human(s, "bob").await;
+    let mut agents = Vec::new();
+    for i in 0..12 {
+        let owner = if i % 3 == 0 { bob } else { alice };
+        agents.push(agent(s, &format!("agent-{i:02}"), owner).await);
+    }
+    // Roots, delegations two deep, usage, a refusal, revocations.
+    for (i, a) in agents.iter().enumerate().filter(|(i, _)| i % 4 != 3) {
+        let r = root(s, if i % 2 == 0 { alice } else { bob }, a).await;
+        let c = child(s, &r, &agents[(i + 1) % agents.len()]).await;
+        let g = child(s, &c, &agents[(i + 5) % agents.len()]).await;
+        for (n, task) in [&r, &c, &g].into_iter().enumerate().take(i % 3 + 1) {
+            let mut d = decision(task, Verdict::Allow);
+            d.resource = format!("erp:invoices/{n}");
+            s.record_decision(&at(T0 + 1_000 * (i as i64 + n as i64)), &d)
+                .await
+                .unwrap();
+        }
+        s.record_decision(&at(T0 + 500), &decision(&g, Verdict::Deny))
+            .await
+            .unwrap();
+        if i % 5 == 0 {
+            s.revoke_credential(&now(), &common::jti_of(&c))
+                .await
+                .unwrap();
+        }
+        if i % 6 == 1 {
+            s.end_task(&now(), r.id, mandate_core::task::Ending::Complete, "done")
+                .await
+                .unwrap();
+        }
+    }
+    for when in [T0 + 60_000, T0 + 2 * HOUR] {
+        let many = paged(s, 500, when).await;
+        let one_by_one = paged(s, 1, when).await;
+        assert_eq!(many.len(), agents.len());
+        assert_eq!(many, one_by_one);
+    }
+    // And the facts are really there to compare.
+    let many = paged(s, 500, T0 + 60_000).await;
+    assert!(
+        many.iter()
+            .any(|i| i.used.len() > 1 && i.delegators.len() > 1)
+    );
+    assert!(many.iter().any(|i| i.live_tasks > 1));
+    assert!(many.iter().any(|i| i.live_credentials < i.live_tasks));
+    let later = paged(s, 500, T0 + 2 * HOUR).await;
+    assert!(later.iter().all(|i| i.live_tasks == 0));
+    assert!(later.iter().any(|i| i.last_activity.is_some()));
+}
+
 mandate_store::backend_tests!(
+    a_page_of_many_agents_equals_pages_of_one,
     inventory_shows_delegators_usage_and_live_holdings,
     offboarding_transfers_or_retires_every_agent_then_deactivates,
 );

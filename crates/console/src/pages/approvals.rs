@@ -1,6 +1,6 @@
 //! Approvals: the queue of requests waiting for a human, with the exact
-//! action, resource, the policies that asked, the digest binding the
-//! request's context, and the requesting chain; approve or deny with a
+//! action, resource, the policies that asked, the request's context (and
+//! the digest binding it), and the requesting chain; approve or deny with a
 //! required reason.
 //!
 //! Answers go through the API's own [`answer_as`], so the rules are the
@@ -52,6 +52,18 @@ async fn chain(c: &Console, a: &Approval) -> Result<(String, Vec<String>), Conso
     }
     path.reverse();
     Ok((task.purpose, path))
+}
+
+/// The request's context as the requester sent it, indented JSON (escaped
+/// by the template like any text).
+fn context(ctx: &serde_json::Value) -> Markup {
+    html! {
+        @match ctx {
+            serde_json::Value::Null => p { "Not kept: the request was made before contexts were stored." }
+            serde_json::Value::Object(m) if m.is_empty() => p.context { "The request carried no context." }
+            _ => pre.context { code { (serde_json::to_string_pretty(ctx).unwrap_or_default()) } }
+        }
+    }
 }
 
 fn answer_form(v: &Viewer, a: &Approval) -> Markup {
@@ -117,7 +129,10 @@ pub async fn queue(
                     dt { "Requested by" } dd.id { (path.last().cloned().unwrap_or_default()) }
                     dt { "Chain" } dd { (names.get(&a.initiator).cloned().unwrap_or_default()) @for hop in path { " → " span.id { (hop) } } }
                     dt { "Asked by policy" } dd { (a.policies.join(", ")) }
-                    dt { "Context" } dd { "bound by digest " code { (a.digest) } " (approving unlocks exactly this request, once)" }
+                    dt { "Context" } dd {
+                        (context(&a.context))
+                        p.meta { "Bound by digest " code { (a.digest) } " with the task, action and resource: approving unlocks exactly this request, once." }
+                    }
                     dt { "Requested" } dd { (when(a.requested_at)) }
                     dt { "Expires" } dd { (when(a.expires_at)) }
                 }

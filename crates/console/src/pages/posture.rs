@@ -25,7 +25,13 @@ pub fn severity(s: Severity) -> &'static str {
 #[derive(Debug, Deserialize)]
 pub struct PostureQuery {
     severity: Option<String>,
+    /// Which page of findings, from 1.
+    page: Option<usize>,
 }
+
+/// Findings a page shows: a registry of thousands of agents has thousands
+/// of findings, and one page of all of them is neither fast nor readable.
+const PER_PAGE: usize = 100;
 
 pub async fn page(
     State(c): State<Console>,
@@ -54,11 +60,18 @@ pub async fn page(
     )
     .await?;
     let count = |s: Severity| p.findings.iter().filter(|f| f.severity == s).count();
-    let shown: Vec<_> = p
+    let selected: Vec<_> = p
         .findings
         .iter()
         .filter(|f| only.is_none_or(|s| f.severity == s))
         .collect();
+    let pages = selected.len().div_ceil(PER_PAGE).max(1);
+    let page = q.page.unwrap_or(1).clamp(1, pages);
+    let shown = &selected[(page - 1) * PER_PAGE..(page * PER_PAGE).min(selected.len())];
+    let link = |n: usize| match only {
+        Some(s) => format!("/ui/posture?severity={}&page={n}", severity(s)),
+        None => format!("/ui/posture?page={n}"),
+    };
     let body = html! {
         p.meta { "Assessed " (when(p.at)) " with the default thresholds (" code { "mandate posture --help" } " lists them; the CLI and API take others)." }
         div.cards {
@@ -75,7 +88,7 @@ pub async fn page(
                 th scope="col" { "OWASP NHI" } th scope="col" { "NIST CSF" } th scope="col" { "Remediation" }
             } }
             tbody {
-                @for f in &shown {
+                @for f in shown {
                     tr {
                         td { span class=(format!("badge sev-{}", severity(f.severity))) { (severity(f.severity)) } }
                         td { (f.title) details { summary { "evidence" } pre { (serde_json::to_string_pretty(&f.evidence).unwrap_or_default()) } } }
@@ -86,6 +99,14 @@ pub async fn page(
                     }
                 }
                 @if shown.is_empty() { tr { td colspan="6" { "No finding." } } }
+            }
+        }
+        @if pages > 1 {
+            nav.pager aria-label="Pages of findings" {
+                p { "Findings " ((page - 1) * PER_PAGE + 1) "–" ((page - 1) * PER_PAGE + shown.len()) " of " (selected.len()) ". "
+                    code { "mandate posture --json" } " (or " code { "--sarif" } ") lists them all." }
+                @if page > 1 { a rel="prev" href=(link(page - 1)) { "Previous page" } " " }
+                @if page < pages { a rel="next" href=(link(page + 1)) { "Next page" } }
             }
         }
     };

@@ -465,6 +465,26 @@ pub struct Tracer {
     error: Option<TraceError>,
 }
 
+/// Which entries the current pass can react to, so a reader with an index
+/// can feed those alone (in log order) instead of the whole log. The trace
+/// is the same either way; [`Tracer::feed`] still checks every entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Need {
+    /// The pass looks for this task's creation: feed the entries naming the
+    /// task. If the pass has not ended (`feed` never said `Break`), the
+    /// creation was not among them (or the target may be something else
+    /// named by the same text): feed the log from [`Tracer::start`] as well.
+    Task(TaskId),
+    /// The pass collects the tree with this root: feed the entries naming
+    /// its tasks from [`Tracer::start`] up to some log size, then pass that
+    /// size to [`Tracer::read_to`].
+    Tree(TaskId),
+    /// The pass names these humans: feed their `human.registered` entries.
+    Registrations(Vec<HumanId>),
+    /// Any entry may matter: feed the log from [`Tracer::start`].
+    Log,
+}
+
 /// After a pass: another pass, or the trace.
 #[derive(Debug)]
 pub enum Next {
@@ -535,6 +555,34 @@ impl Tracer {
         match &self.stage {
             Stage::Collect(c) => c.root.leaf.unwrap_or(0),
             _ => 0,
+        }
+    }
+
+    /// What the current pass reacts to (see [`Need`]).
+    pub fn need(&self) -> Need {
+        match &self.stage {
+            Stage::Find { sought, .. } => match sought {
+                Sought::Target(TraceTarget::Task(id)) => Need::Task(*id),
+                // A uuid is most often a task's id; if it is not, the
+                // fallback scan finds what it is.
+                Sought::Text { uuid: Some(u), .. } => Need::Task(TaskId::from_uuid(*u)),
+                _ => Need::Log,
+            },
+            Stage::Root { located, .. } => Need::Task(located.task),
+            Stage::Collect(c) => Need::Tree(c.root.id),
+            Stage::Annotate(a) if a.grants.is_empty() && a.unreviewed.is_empty() => {
+                Need::Registrations(a.humans.iter().copied().collect())
+            }
+            Stage::Annotate(_) => Need::Log,
+        }
+    }
+
+    /// Says the current pass has seen every entry it needs below leaf
+    /// `size`, though only some were fed (an index chose them): the trace
+    /// then holds at log size `size`, as if all had been read.
+    pub fn read_to(&mut self, size: u64) {
+        if let Stage::Collect(c) = &mut self.stage {
+            c.log_size = c.log_size.max(size);
         }
     }
 

@@ -1,10 +1,10 @@
 //! Appending to and reading the audit log.
 
 use mandate_core::audit::checkpoint::SignedCheckpoint;
-use mandate_core::audit::event::{GENESIS_PREV, LogEntry};
+use mandate_core::audit::event::{EventKind, GENESIS_PREV, LogEntry};
 use mandate_core::audit::verify::StoredEntry;
 use mandate_core::audit::{AuditEvent, hash_from_hex, to_hex};
-use mandate_core::ids::AgentId;
+use mandate_core::ids::{AgentId, HumanId, TaskId};
 use mandate_core::time::Timestamp;
 use sqlx::AnyConnection;
 use sqlx::{AnyPool, Row};
@@ -47,8 +47,26 @@ pub(crate) struct AuditRow {
     at: i64,
     agent: Option<String>,
     human: Option<String>,
+    /// Index columns beside the hashed entry: see [`task_columns`].
+    task: Option<String>,
+    root: Option<String>,
     leaf_hash: [u8; 32],
     entry: String,
+}
+
+/// The task an event names and, for a task's creation, the root of its
+/// tree: the `task_id` and `root_id` columns, so a tree's entries are an
+/// index range (migration 9 fills them the same way for older rows).
+fn task_columns(event: &AuditEvent) -> (Option<String>, Option<String>) {
+    let task = event.task.map(|t| t.to_string());
+    let creation = matches!(
+        event.kind,
+        EventKind::TaskCreated | EventKind::TaskDelegated
+    );
+    let root = creation
+        .then(|| event.details.get("root")?.as_str().map(str::to_owned))
+        .flatten();
+    (task, root)
 }
 
 impl AuditRow {
@@ -57,6 +75,7 @@ impl AuditRow {
         let agent = event.agent.map(|a| a.to_string());
         let kind = event.kind.as_str();
         let at = event.at.as_millis();
+        let (task, root) = task_columns(&event);
         let (entry, leaf_hash) = LogEntry::new(index, prev, event).encode();
         AuditRow {
             index,
@@ -64,6 +83,8 @@ impl AuditRow {
             at,
             agent,
             human,
+            task,
+            root,
             leaf_hash,
             entry,
         }
@@ -91,7 +112,7 @@ pub(crate) struct AuditMark {
     rows: usize,
 }
 
-/// Rows per INSERT: 7 parameters each stays far below SQLite's limit.
+/// Rows per INSERT: 9 parameters each stays far below SQLite's limit.
 const ROWS_PER_INSERT: usize = 512;
 
 impl AuditBuffer {
@@ -137,7 +158,9 @@ async fn insert(conn: &mut AnyConnection, rows: &[AuditRow]) -> Result<()> {
             .bind(r.agent.as_deref())
             .bind(r.human.as_deref())
             .bind(to_hex(&r.leaf_hash))
-            .bind(r.entry.as_str());
+            .bind(r.entry.as_str())
+            .bind(r.task.as_deref())
+            .bind(r.root.as_deref());
     }
     q.execute(&mut *conn).await.map_err(db_error)?;
     Ok(())
@@ -146,8 +169,9 @@ async fn insert(conn: &mut AnyConnection, rows: &[AuditRow]) -> Result<()> {
 /// The multi-row INSERT for `rows` rows.
 fn insert_sql(rows: usize, sqlite: bool) -> String {
     format!(
-        "INSERT INTO audit_log (idx, kind, at, agent_id, human_id, leaf_hash, entry) VALUES {}",
-        values_sql(rows, 7, sqlite)
+        "INSERT INTO audit_log (idx, kind, at, agent_id, human_id, leaf_hash, entry, task_id, root_id) \
+         VALUES {}",
+        values_sql(rows, 9, sqlite)
     )
 }
 
@@ -178,6 +202,15 @@ pub(crate) async fn len(pool: &AnyPool) -> Result<u64> {
     Ok(n as u64)
 }
 
+pub(crate) async fn end(pool: &AnyPool) -> Result<u64> {
+    let last: Option<i64> =
+        sqlx::query_scalar("SELECT idx FROM audit_log ORDER BY idx DESC LIMIT 1")
+            .fetch_optional(pool)
+            .await
+            .map_err(db_error)?;
+    Ok(last.map_or(0, |i| i as u64 + 1))
+}
+
 pub(crate) async fn entries(pool: &AnyPool, from: u64, limit: u32) -> Result<Vec<StoredEntry>> {
     let rows = sqlx::query(
         "SELECT idx, leaf_hash, entry FROM audit_log WHERE idx >= $1 ORDER BY idx LIMIT $2",
@@ -197,17 +230,107 @@ pub(crate) async fn entries_by_agent(
     before: Option<u64>,
     limit: u32,
 ) -> Result<Vec<StoredEntry>> {
-    let before = before.map_or(i64::MAX, |b| b.min(i64::MAX as u64) as i64);
-    let rows = sqlx::query(
+    keyed(
+        pool,
         "SELECT idx, leaf_hash, entry FROM audit_log WHERE agent_id = $1 AND idx < $2 ORDER BY idx DESC LIMIT $3",
+        agent.to_string(),
+        before.unwrap_or(u64::MAX),
+        limit,
     )
-    .bind(agent.to_string())
-    .bind(before)
+    .await
+}
+
+/// Entries naming `task`, in log order from `from`, through `audit_log_by_task`.
+pub(crate) async fn entries_by_task(
+    pool: &AnyPool,
+    task: TaskId,
+    from: u64,
+    limit: u32,
+) -> Result<Vec<StoredEntry>> {
+    keyed(
+        pool,
+        "SELECT idx, leaf_hash, entry FROM audit_log WHERE task_id = $1 AND idx >= $2 ORDER BY idx LIMIT $3",
+        task.to_string(),
+        from,
+        limit,
+    )
+    .await
+}
+
+/// Runs `sql`, whose `$1` is a key column's value, `$2` a leaf index bound
+/// and `$3` the limit.
+async fn keyed(
+    pool: &AnyPool,
+    sql: &'static str,
+    key: String,
+    bound: u64,
+    limit: u32,
+) -> Result<Vec<StoredEntry>> {
+    let rows = sqlx::query(sql)
+        .bind(key)
+        .bind(clamp(bound))
+        .bind(limit as i64)
+        .fetch_all(pool)
+        .await
+        .map_err(db_error)?;
+    rows.iter().map(stored_entry).collect()
+}
+
+/// Entries naming any task whose creation names `root` as its tree's root,
+/// with `from <= idx < before`, in log order: the tasks come from
+/// `audit_log_by_root`, their entries from `audit_log_by_task`.
+pub(crate) async fn entries_by_tree(
+    pool: &AnyPool,
+    root: TaskId,
+    from: u64,
+    before: u64,
+    limit: u32,
+) -> Result<Vec<StoredEntry>> {
+    let rows = sqlx::query(
+        "SELECT idx, leaf_hash, entry FROM audit_log \
+         WHERE task_id IN (SELECT task_id FROM audit_log WHERE root_id = $1) \
+         AND idx >= $2 AND idx < $3 ORDER BY idx LIMIT $4",
+    )
+    .bind(root.to_string())
+    .bind(clamp(from))
+    .bind(clamp(before))
     .bind(limit as i64)
     .fetch_all(pool)
     .await
     .map_err(db_error)?;
     rows.iter().map(stored_entry).collect()
+}
+
+/// The `human.registered` entries of `humans`, in log order, through
+/// `audit_log_registrations`.
+pub(crate) async fn registrations(pool: &AnyPool, humans: &[HumanId]) -> Result<Vec<StoredEntry>> {
+    let mut out = Vec::new();
+    for chunk in humans.chunks(500) {
+        let list = (1..=chunk.len())
+            .map(|i| format!("${i}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        // Only placeholders are formatted into the statement.
+        let sql = format!(
+            "SELECT idx, leaf_hash, entry FROM audit_log \
+             WHERE human_id IN ({list}) AND kind = 'human.registered' ORDER BY idx"
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for h in chunk {
+            q = q.bind(h.to_string());
+        }
+        for r in &q.fetch_all(pool).await.map_err(db_error)? {
+            out.push(stored_entry(r)?);
+        }
+    }
+    // Chunks are each in order; together they must be too.
+    out.sort_by_key(|e| e.index);
+    Ok(out)
+}
+
+/// A leaf index as the BIGINT column holds it.
+fn clamp(index: u64) -> i64 {
+    index.min(i64::MAX as u64) as i64
 }
 
 /// Reads a row of `idx, leaf_hash, entry`.

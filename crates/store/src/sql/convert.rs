@@ -164,6 +164,10 @@ pub(crate) fn approval(r: &AnyRow) -> Result<Approval> {
         resource: text(r, "resource")?,
         digest: text(r, "digest")?,
         policies: json(r, "policies")?,
+        context: opt_text(r, "context")?
+            .map(|c| serde_json::from_str(&c).map_err(|e| corrupt("context", e)))
+            .transpose()?
+            .unwrap_or_default(),
         status: ApprovalStatus::parse(&text(r, "status")?).map_err(|e| corrupt("status", e))?,
         requested_at: millis(r, "requested_at")?,
         expires_at: millis(r, "expires_at")?,

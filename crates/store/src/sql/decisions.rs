@@ -388,8 +388,8 @@ async fn spend_budget(w: &mut WriteTx<'_>, task: TaskId, amount: u64) -> Result<
 async fn insert_approval(w: &mut WriteTx<'_>, a: &Approval) -> Result<()> {
     sqlx::query(
         "INSERT INTO approvals (id, task_id, agent_id, initiator, action, resource, digest, policies, \
-         status, requested_at, expires_at, decided_by, decided_at, note) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+         status, requested_at, expires_at, decided_by, decided_at, note, context) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
     )
     .bind(a.id.to_string())
     .bind(a.task.to_string())
@@ -405,6 +405,7 @@ async fn insert_approval(w: &mut WriteTx<'_>, a: &Approval) -> Result<()> {
     .bind(a.decided_by.map(|h| h.to_string()))
     .bind(a.decided_at.map(Timestamp::as_millis))
     .bind(a.note.clone())
+    .bind((!a.context.is_null()).then(|| to_json(&a.context)))
     .execute(w.conn())
     .await
     .map_err(db_error)?;

@@ -6,6 +6,7 @@
 //! query.
 
 mod audit;
+#[cfg(feature = "testing")]
 pub(crate) use audit::AUDIT_LOCK;
 mod convert;
 mod decisions;
@@ -73,7 +74,32 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "access reviews",
         include_str!("../../migrations/0008_access_reviews.sql"),
     ),
+    (
+        9,
+        "audit by task, approval context",
+        include_str!("../../migrations/0009_audit_by_task.sql"),
+    ),
 ];
+
+/// The parts of migrations that cannot be portable (reading JSON in SQL),
+/// by version: SQLite's, then PostgreSQL's. Each is run after the portable
+/// part, in the same migration.
+const DIALECT_MIGRATIONS: &[(i64, &str, &str)] = &[(
+    9,
+    include_str!("../../migrations/0009_audit_by_task.sqlite.sql"),
+    include_str!("../../migrations/0009_audit_by_task.postgres.sql"),
+)];
+
+/// Migration 9's filling of the audit log's task columns from the entries
+/// on `backend` (it may run again: its indexes are created if missing).
+#[cfg(feature = "testing")]
+pub(crate) fn audit_task_backfill(backend: Backend) -> &'static str {
+    let (_, sqlite, postgres) = DIALECT_MIGRATIONS[0];
+    match backend {
+        Backend::Sqlite => sqlite,
+        Backend::Postgres => postgres,
+    }
+}
 
 /// Longest wait for a database connection before a request fails with
 /// [`StoreError::Unavailable`] (503 with `Retry-After`).
@@ -223,13 +249,18 @@ impl SqlStore {
         let migrations = MIGRATIONS
             .iter()
             .map(|(v, d, sql)| {
-                Migration::new(
-                    *v,
-                    (*d).into(),
-                    MigrationType::Simple,
-                    sql.into_sql_str(),
-                    false,
-                )
+                let dialect = DIALECT_MIGRATIONS.iter().find(|(dv, ..)| dv == v).map(
+                    |(_, sqlite, postgres)| match self.backend {
+                        Backend::Sqlite => *sqlite,
+                        Backend::Postgres => *postgres,
+                    },
+                );
+                let sql = match dialect {
+                    None => sql.into_sql_str(),
+                    // Only the compiled-in migration texts are joined.
+                    Some(part) => sqlx::AssertSqlSafe(format!("{sql}\n{part}")).into_sql_str(),
+                };
+                Migration::new(*v, (*d).into(), MigrationType::Simple, sql, false)
             })
             .collect();
         Migrator::with_migrations(migrations)
@@ -636,6 +667,9 @@ impl Store for SqlStore {
     async fn audit_len(&self) -> Result<u64> {
         audit::len(&self.pool).await
     }
+    async fn audit_end(&self) -> Result<u64> {
+        audit::end(&self.pool).await
+    }
     async fn audit_entries(&self, from: u64, limit: u32) -> Result<Vec<StoredEntry>> {
         audit::entries(&self.pool, from, limit).await
     }
@@ -646,6 +680,26 @@ impl Store for SqlStore {
         limit: u32,
     ) -> Result<Vec<StoredEntry>> {
         audit::entries_by_agent(&self.pool, agent, before, limit).await
+    }
+    async fn audit_entries_by_task(
+        &self,
+        task: TaskId,
+        from: u64,
+        limit: u32,
+    ) -> Result<Vec<StoredEntry>> {
+        audit::entries_by_task(&self.pool, task, from, limit).await
+    }
+    async fn audit_entries_by_tree(
+        &self,
+        root: TaskId,
+        from: u64,
+        before: u64,
+        limit: u32,
+    ) -> Result<Vec<StoredEntry>> {
+        audit::entries_by_tree(&self.pool, root, from, before, limit).await
+    }
+    async fn audit_registrations(&self, humans: &[HumanId]) -> Result<Vec<StoredEntry>> {
+        audit::registrations(&self.pool, humans).await
     }
     async fn add_checkpoint(&self, cp: &SignedCheckpoint, at: Timestamp) -> Result<()> {
         audit::add_checkpoint(self, cp, at).await

@@ -832,3 +832,91 @@ fn a_gateway_call_follows_its_decision_in_the_trace() {
     assert_eq!(last.event, TraceEvent::ToolCall(call));
     assert_eq!(last.leaf, log.len() as u64 - 1);
 }
+
+// ---- feeding only what each pass needs ----------------------------------------------
+
+/// Feeds each pass only the entries [`Tracer::need`] names, as a store with
+/// indexes by task, tree root and human does (and the whole log where it
+/// says so, or where a task's entries did not end the pass).
+fn trace_by_need(log: &[LogEntry], mut tracer: Tracer) -> Result<Trace, TraceError> {
+    fn feed<'a>(tracer: &mut Tracer, entries: impl Iterator<Item = &'a LogEntry>) -> bool {
+        for e in entries {
+            if tracer.feed(e).is_break() {
+                return true;
+            }
+        }
+        false
+    }
+    loop {
+        let start = tracer.start();
+        let from_start = log.iter().filter(|e| e.index >= start);
+        match tracer.need() {
+            Need::Task(task) => {
+                let of_task = log.iter().filter(|e| e.event.task == Some(task));
+                if !feed(&mut tracer, of_task) {
+                    feed(&mut tracer, from_start);
+                }
+            }
+            Need::Tree(root) => {
+                let tasks: BTreeSet<TaskId> = log
+                    .iter()
+                    .filter(|e| {
+                        is_creation(e.event.kind) && detail_uuid(e, "root") == Some(*root.as_uuid())
+                    })
+                    .filter_map(|e| e.event.task)
+                    .collect();
+                let of_tree =
+                    from_start.filter(|e| e.event.task.is_some_and(|t| tasks.contains(&t)));
+                feed(&mut tracer, of_tree);
+                tracer.read_to(log.len() as u64);
+            }
+            Need::Registrations(humans) => {
+                let registered = log.iter().filter(|e| {
+                    e.event.kind == EventKind::HumanRegistered
+                        && e.event.human.is_some_and(|h| humans.contains(&h))
+                });
+                feed(&mut tracer, registered);
+            }
+            Need::Log => {
+                feed(&mut tracer, from_start);
+            }
+        }
+        match tracer.end_pass()? {
+            Next::Pass(next) => tracer = next,
+            Next::Done(trace) => return Ok(trace),
+        }
+    }
+}
+
+#[test]
+fn feeding_only_what_each_pass_needs_gives_the_same_trace() {
+    let (log, t) = scenario();
+    let mut targets: Vec<Box<dyn Fn() -> Tracer>> = Vec::new();
+    for target in [
+        TraceTarget::Task(t.root),
+        TraceTarget::Task(t.grandchild),
+        TraceTarget::Task(t.other),
+        TraceTarget::Decision(t.d_glass),
+        TraceTarget::Outcome(t.other_outcome),
+        TraceTarget::Jti("jti-child".into()),
+        TraceTarget::Task(TaskId::from_uuid(uuid(99))),
+    ] {
+        targets.push(Box::new(move || Tracer::new(target.clone())));
+    }
+    for text in [
+        t.child.to_string(),
+        t.d_deny.to_string(),
+        t.outcome.to_string(),
+        "jti-child".to_owned(),
+        "nonsense".to_owned(),
+    ] {
+        targets.push(Box::new(move || Tracer::for_text(&text)));
+    }
+    let mut traced = 0;
+    for make in &targets {
+        let whole = trace(&log, make());
+        assert_eq!(trace_by_need(&log, make()), whole);
+        traced += usize::from(whole.is_ok());
+    }
+    assert_eq!(traced, targets.len() - 2, "only the unknown targets fail");
+}
