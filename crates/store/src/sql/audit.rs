@@ -9,7 +9,7 @@ use mandate_core::time::Timestamp;
 use sqlx::AnyConnection;
 use sqlx::{AnyPool, Row};
 
-use super::{SqlStore, WriteTx, db_error, values_sql};
+use super::{SqlStore, WriteTx, db_error, is_sqlite, values_sql};
 use crate::{Result, StoreError};
 
 /// Key of the PostgreSQL advisory lock that orders audit appends from every
@@ -147,7 +147,7 @@ impl AuditBuffer {
 }
 
 async fn insert(conn: &mut AnyConnection, rows: &[AuditRow]) -> Result<()> {
-    let sql = insert_sql(rows.len(), conn.backend_name() == "SQLite");
+    let sql = insert_sql(rows.len(), is_sqlite(conn));
     // Only placeholders are formatted into the statement.
     let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
     for r in rows {

@@ -316,6 +316,11 @@ impl SqlStore {
     }
 }
 
+/// Whether `conn` is SQLite, for the few statements whose text differs.
+pub(crate) fn is_sqlite(conn: &AnyConnection) -> bool {
+    conn.backend_name() == "SQLite"
+}
+
 /// The `VALUES` list of a multi-row INSERT: `rows` tuples of `columns`
 /// placeholders. SQLite gets anonymous `?` placeholders: the driver looks up
 /// each numbered parameter's name with `sqlite3_bind_parameter_name`, a

@@ -17,7 +17,7 @@ use mandate_core::decision::Verdict;
 use mandate_core::ids::{AgentId, TaskId};
 use sqlx::AnyConnection;
 
-use super::{db_error, values_sql};
+use super::{db_error, is_sqlite, values_sql};
 use crate::Result;
 
 /// One decision's counts.
@@ -63,23 +63,23 @@ impl Tally {
     pub(crate) fn add(&mut self, c: Counted) {
         let counts = self.tasks.entry(c.task).or_default();
         match c.verdict {
-            Verdict::Allow => counts.calls += 1,
             Verdict::Deny => counts.denied += 1,
             Verdict::NeedsApproval => {}
-        }
-        if c.verdict == Verdict::Allow {
-            self.usage
-                .entry((c.agent, c.action, c.resource))
-                .and_modify(|u| {
-                    u.calls += 1;
-                    u.first = u.first.min(c.at);
-                    u.last = u.last.max(c.at);
-                })
-                .or_insert(Use {
-                    calls: 1,
-                    first: c.at,
-                    last: c.at,
-                });
+            Verdict::Allow => {
+                counts.calls += 1;
+                self.usage
+                    .entry((c.agent, c.action, c.resource))
+                    .and_modify(|u| {
+                        u.calls += 1;
+                        u.first = u.first.min(c.at);
+                        u.last = u.last.max(c.at);
+                    })
+                    .or_insert(Use {
+                        calls: 1,
+                        first: c.at,
+                        last: c.at,
+                    });
+            }
         }
     }
 
@@ -101,7 +101,7 @@ impl Tally {
             .map_err(db_error)?;
         }
         let uses: Vec<_> = self.usage.drain().collect();
-        let sqlite = conn.backend_name() == "SQLite";
+        let sqlite = is_sqlite(conn);
         let latest = if sqlite { "max" } else { "GREATEST" };
         for chunk in uses.chunks(USES_PER_INSERT) {
             let sql = format!(
