@@ -25,6 +25,7 @@
 
 #![forbid(unsafe_code)]
 
+mod assessment;
 mod assets;
 pub mod auth;
 mod error;
@@ -41,6 +42,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use mandate_server::AppState;
 
+pub use assessment::PostureRefresh;
 pub use session::{SessionConfig, Sessions};
 
 /// Form bodies above this are refused: the largest form is an ID token.
@@ -53,19 +55,29 @@ pub struct Console {
     pub(crate) sessions: Arc<Sessions>,
     /// The last full verification of the log, run from the audit page.
     pub(crate) verified: Arc<Mutex<Option<pages::audit::VerifyStatus>>>,
+    /// The posture assessment kept between views.
+    pub(crate) posture: Arc<assessment::Assessments>,
+}
+
+/// How the console is set up.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    pub sessions: SessionConfig,
+    pub posture: PostureRefresh,
 }
 
 /// The console's routes, with default session settings.
 pub fn router(app: AppState) -> Router {
-    router_with(app, SessionConfig::default())
+    router_with(app, Settings::default())
 }
 
 /// The console's routes under `/ui`, ready to merge into the server's router.
-pub fn router_with(app: AppState, sessions: SessionConfig) -> Router {
+pub fn router_with(app: AppState, settings: Settings) -> Router {
     let console = Console {
         app,
-        sessions: Arc::new(Sessions::new(sessions)),
+        sessions: Arc::new(Sessions::new(settings.sessions)),
         verified: Arc::default(),
+        posture: Arc::new(assessment::Assessments::new(settings.posture)),
     };
     Router::new()
         .route("/ui", get(pages::home))

@@ -564,7 +564,74 @@ async fn roles_decide_what_is_seen(t: TestStore) {
     }
 }
 
+/// Grants Orchestrator break-glass, an unreviewed grant posture reports;
+/// returns the grant's id.
+async fn grant_breakglass(c: &Console) -> String {
+    let (st, g) = c
+        .f
+        .s
+        .post(
+            "/v1/breakglass",
+            serde_json::json!({ "agent": "orchestrator", "ttl_s": 600, "reason": "ERP outage INC-7",
+                "scope": [{ "action": "procurement.po.create", "resource": "erp:purchase-orders/*" }] }),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{g}");
+    g["id"].as_str().unwrap().to_owned()
+}
+
+async fn posture_shows_a_change_at_once_on_a_small_registry(t: TestStore) {
+    let c = setup(t).await;
+    let s = c.sign_in("erin").await;
+    let before = c.get("/ui/posture", Some(&s)).await.text().await.unwrap();
+    let id = grant_breakglass(&c).await;
+    assert!(!before.contains(&id));
+    // The assessment is kept, but the log moved and it is quick to redo.
+    let after = c.get("/ui/posture", Some(&s)).await.text().await.unwrap();
+    assert!(after.contains(&id), "the new grant is a finding at once");
+    assert!(!after.contains("id=\"behind\""));
+}
+
+async fn a_slow_assessment_is_shown_behind_then_refreshed(t: TestStore) {
+    // Every assessment counts as slow, as at 10,000 agents.
+    let settings = mandate_console::Settings {
+        posture: mandate_console::PostureRefresh {
+            inline_under: std::time::Duration::ZERO,
+            max_age: std::time::Duration::from_secs(600),
+        },
+        ..Default::default()
+    };
+    let c = setup_with(t, settings).await;
+    let s = c.sign_in("erin").await;
+    let first = c.get("/ui/posture", Some(&s)).await.text().await.unwrap();
+    assert!(!first.contains("id=\"behind\""), "the first view assesses");
+    let kept = c.get("/ui/posture", Some(&s)).await.text().await.unwrap();
+    assert!(!kept.contains("id=\"behind\""), "nothing changed: current");
+
+    let id = grant_breakglass(&c).await;
+    let behind = c.get("/ui/posture", Some(&s)).await.text().await.unwrap();
+    assert!(!behind.contains(&id), "the kept assessment is shown");
+    assert!(
+        behind.contains("id=\"behind\"") && behind.contains("The log has grown by"),
+        "and said to be behind"
+    );
+    // The background assessment lands without further changes to the log.
+    let mut seen = None;
+    for _ in 0..100 {
+        let page = c.get("/ui/posture", Some(&s)).await.text().await.unwrap();
+        if page.contains(&id) {
+            seen = Some(page);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let page = seen.expect("the new grant became a finding within 5 s");
+    assert!(!page.contains("id=\"behind\""), "and the page is current");
+}
+
 mandate_store::backend_tests!(
+    posture_shows_a_change_at_once_on_a_small_registry,
+    a_slow_assessment_is_shown_behind_then_refreshed,
     every_page_redirects_to_sign_in_without_a_session,
     pages_carry_the_security_headers,
     sign_in_needs_a_genuine_token_of_a_registered_human,

@@ -1,10 +1,11 @@
 //! Posture: findings by severity, each with its OWASP NHI (2025) id, NIST
 //! CSF 2.0 subcategory, evidence and remediation, from the API's own
-//! assessment ([`mandate_server::routes::posture::assess`]).
+//! assessment ([`mandate_server::routes::posture::assess`]), kept between
+//! views ([`crate::assessment`]).
 
 use axum::extract::State;
 use axum::response::Html;
-use mandate_core::posture::{Severity, Thresholds};
+use mandate_core::posture::Severity;
 use maud::html;
 use serde::Deserialize;
 
@@ -53,12 +54,8 @@ pub async fn page(
                 })?,
         ),
     };
-    let p = mandate_server::routes::posture::assess(
-        &c.app,
-        mandate_server::now(),
-        Thresholds::default(),
-    )
-    .await?;
+    let view = c.posture.view(&c.app).await?;
+    let p = &view.assessed.posture;
     let count = |s: Severity| p.findings.iter().filter(|f| f.severity == s).count();
     let selected: Vec<_> = p
         .findings
@@ -74,6 +71,18 @@ pub async fn page(
     };
     let body = html! {
         p.meta { "Assessed " (when(p.at)) " with the default thresholds (" code { "mandate posture --help" } " lists them; the CLI and API take others)." }
+        @if let Some(b) = view.behind {
+            p.notice role="status" #behind {
+                @if b.entries > 0 {
+                    "The log has grown by " (b.entries) " entries since this assessment began. "
+                } @else {
+                    "This assessment was made " (view.assessed.started.elapsed().as_secs()) " s ago; findings that depend on time may have changed since. "
+                }
+                "An assessment of this registry takes " (format!("{:.1}", view.assessed.took.as_secs_f64())) " s, so it is redone in the background"
+                @if b.refreshing { " and is running now: reload in a moment to see it." } @else { "; the next one starts shortly." }
+                " " code { "mandate posture" } " always assesses afresh."
+            }
+        }
         div.cards {
             @for s in [Severity::High, Severity::Medium, Severity::Low] {
                 a.card href=(format!("/ui/posture?severity={}", severity(s))) {

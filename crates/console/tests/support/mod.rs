@@ -41,6 +41,11 @@ pub fn big_payment() -> Value {
 }
 
 pub async fn setup(t: TestStore) -> Console {
+    setup_with(t, mandate_console::Settings::default()).await
+}
+
+/// [`setup`] with the console set up as given.
+pub async fn setup_with(t: TestStore, settings: mandate_console::Settings) -> Console {
     let sql = t.store.clone();
     let f = Fixture::new(t).await;
     for (who, roles) in [
@@ -134,7 +139,8 @@ pub async fn setup(t: TestStore) -> Console {
     assert_eq!(st, StatusCode::CREATED);
 
     let state = f.s.state.clone();
-    let app = mandate_server::router(state.clone()).merge(mandate_console::router(state.clone()));
+    let app = mandate_server::router(state.clone())
+        .merge(mandate_console::router_with(state.clone(), settings));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
