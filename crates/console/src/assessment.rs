@@ -23,6 +23,7 @@ use mandate_core::posture::Thresholds;
 use mandate_server::AppState;
 use mandate_server::routes::posture::{Posture, assess};
 use mandate_store::StoreError;
+use tokio::sync::Notify;
 
 /// When the console reassesses posture.
 #[derive(Debug, Clone, Copy)]
@@ -107,6 +108,9 @@ struct Kept {
 pub struct Assessments {
     refresh: PostureRefresh,
     kept: Mutex<Kept>,
+    /// Woken when a background assessment ends, for a first view that
+    /// waits for the one started with the server rather than doing its own.
+    ended: Notify,
 }
 
 impl Assessments {
@@ -114,7 +118,14 @@ impl Assessments {
         Assessments {
             refresh,
             kept: Mutex::default(),
+            ended: Notify::new(),
         }
+    }
+
+    /// Starts the first assessment in the background, so that the first
+    /// view of a large registry need not wait for it from the start.
+    pub fn warm_up(self: &Arc<Self>, app: &AppState) {
+        self.refresh_in_background(app, Instant::now());
     }
 
     fn kept(&self) -> std::sync::MutexGuard<'_, Kept> {
@@ -127,7 +138,16 @@ impl Assessments {
     pub async fn view(self: &Arc<Self>, app: &AppState) -> Result<View, StoreError> {
         let log_end = app.store.audit_end().await?;
         let now = Instant::now();
-        let latest = self.kept().latest.clone();
+        let mut latest = self.kept().latest.clone();
+        if latest.is_none() {
+            // Registered before looking, so an end in between is not missed.
+            let ended = self.ended.notified();
+            let running = self.kept().running;
+            if running {
+                ended.await;
+                latest = self.kept().latest.clone();
+            }
+        }
         match (plan(latest.as_deref(), log_end, now, &self.refresh), latest) {
             (Plan::Show, Some(assessed)) => Ok(View {
                 assessed,
@@ -182,21 +202,24 @@ impl Assessments {
                 Ok(end) => assess_from(&app, end).await,
                 Err(e) => Err(e),
             };
-            let mut k = me.kept();
-            k.running = false;
             match result {
                 Ok(a) => {
-                    k.rest_until = Some(Instant::now() + a.took);
-                    drop(k);
+                    let took = a.took;
                     me.keep(Arc::new(a));
+                    let mut k = me.kept();
+                    k.rest_until = Some(Instant::now() + took);
+                    k.running = false;
                 }
                 Err(e) => {
                     // The kept one stays shown, marked as behind; the next
                     // view after a pause tries again.
+                    let mut k = me.kept();
                     k.rest_until = Some(Instant::now() + Duration::from_secs(5));
+                    k.running = false;
                     tracing::warn!(error = %e, "posture reassessment failed");
                 }
             }
+            me.ended.notify_waiters();
         });
         true
     }

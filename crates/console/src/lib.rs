@@ -79,6 +79,9 @@ pub fn router_with(app: AppState, settings: Settings) -> Router {
         verified: Arc::default(),
         posture: Arc::new(assessment::Assessments::new(settings.posture)),
     };
+    if tokio::runtime::Handle::try_current().is_ok() {
+        console.posture.warm_up(&console.app);
+    }
     Router::new()
         .route("/ui", get(pages::home))
         .route("/ui/", get(pages::home))
