@@ -18,9 +18,71 @@ pub struct TestStore {
     pub store: Arc<SqlStore>,
     pub backend: Backend,
     _dir: Option<tempfile::TempDir>,
+    /// The PostgreSQL schema of this store.
+    schema: Option<String>,
 }
 
 impl TestStore {
+    /// A second store on the same database, as a restarted server opens it
+    /// (pending migrations run).
+    pub async fn reopen(&self) -> Arc<SqlStore> {
+        let store = match &self._dir {
+            Some(dir) => SqlStore::open_sqlite(dir.path()).await,
+            None => SqlStore::connect(&postgres_url(), self.schema.as_deref()).await,
+        };
+        Arc::new(store.expect("reopen the test store"))
+    }
+
+    /// Puts the audit log back as it was before migration 10 (`idx` not
+    /// SQLite's rowid, an index by human, every row in the root index) and
+    /// forgets that migration, so the next [`TestStore::reopen`] upgrades it.
+    pub async fn undo_migration_10(&self) {
+        let sql = match self.backend {
+            Backend::Sqlite => {
+                "CREATE TABLE audit_log_v9 (idx BIGINT PRIMARY KEY, kind TEXT NOT NULL, \
+                   at BIGINT NOT NULL, agent_id TEXT, human_id TEXT, leaf_hash TEXT NOT NULL, \
+                   entry TEXT NOT NULL, task_id TEXT, root_id TEXT); \
+                 INSERT INTO audit_log_v9 SELECT idx, kind, at, agent_id, human_id, leaf_hash, \
+                   entry, task_id, root_id FROM audit_log; \
+                 DROP TABLE audit_log; \
+                 ALTER TABLE audit_log_v9 RENAME TO audit_log; \
+                 CREATE INDEX audit_log_by_agent ON audit_log (agent_id); \
+                 CREATE INDEX audit_log_by_human ON audit_log (human_id); \
+                 CREATE INDEX audit_log_registrations ON audit_log (human_id, kind) \
+                   WHERE kind = 'human.registered'; \
+                 CREATE INDEX audit_log_by_task ON audit_log (task_id, idx); \
+                 CREATE INDEX audit_log_by_root ON audit_log (root_id);"
+            }
+            Backend::Postgres => {
+                "DROP INDEX audit_log_by_root; \
+                 CREATE INDEX audit_log_by_root ON audit_log (root_id); \
+                 CREATE INDEX audit_log_by_human ON audit_log (human_id);"
+            }
+        };
+        execute_raw(&self.store, sql).await;
+        execute_raw(
+            &self.store,
+            "DELETE FROM _sqlx_migrations WHERE version = 10",
+        )
+        .await;
+    }
+
+    /// Whether the audit log's key is SQLite's rowid (no separate unique
+    /// index on `idx`); always so on PostgreSQL, where the question does not arise.
+    pub async fn audit_key_is_rowid(store: &SqlStore) -> bool {
+        if crate::Store::backend(store) == Backend::Postgres {
+            return true;
+        }
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM sqlite_master WHERE tbl_name = 'audit_log' \
+             AND name LIKE 'sqlite_autoindex_audit_log%'",
+        )
+        .fetch_one(store.pool())
+        .await
+        .expect("read SQLite's schema");
+        n == 0
+    }
+
     /// Holds the log's write lock from outside this store, as another
     /// process's writer would on SQLite (`BEGIN IMMEDIATE` on the same file)
     /// or another node's batch on PostgreSQL (the audit advisory lock),
@@ -80,6 +142,7 @@ pub async fn sqlite() -> TestStore {
         store: Arc::new(store),
         backend: Backend::Sqlite,
         _dir: Some(dir),
+        schema: None,
     }
 }
 
@@ -109,6 +172,7 @@ pub async fn postgres() -> TestStore {
         store: Arc::new(store),
         backend: Backend::Postgres,
         _dir: None,
+        schema: Some(schema),
     }
 }
 

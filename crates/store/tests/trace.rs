@@ -224,7 +224,61 @@ async fn the_refill_skips_an_entry_that_is_not_json(t: TestStore) {
     assert!(verdict.is_err(), "the tampered entry is reported");
 }
 
+/// Migration 10 rebuilds SQLite's log table (its key becomes the rowid) and
+/// changes indexes on both backends: every entry comes through byte for
+/// byte, still verifies, is still found by task and tree, and appends go on.
+async fn the_rowid_layout_upgrade_keeps_every_entry(t: TestStore) {
+    let s = t.store.as_ref();
+    let alice = human(s, "alice").await;
+    let orch = agent(s, "orch", alice).await;
+    let a = root(s, alice, &orch).await;
+    record(s, &decided(&a, Verdict::Allow, "erp.read")).await;
+    let b = root(s, alice, &orch).await;
+    let before = s.audit_entries(0, 10_000).await.unwrap();
+    let tree = s
+        .audit_entries_by_tree(a.id, 0, u64::MAX, 100)
+        .await
+        .unwrap();
+    assert!(TestStore::audit_key_is_rowid(s).await);
+
+    t.undo_migration_10().await;
+    assert_eq!(
+        TestStore::audit_key_is_rowid(s).await,
+        t.backend == mandate_store::Backend::Postgres,
+        "the old layout is back"
+    );
+    let upgraded = t.reopen().await;
+    let u = upgraded.as_ref();
+    assert!(TestStore::audit_key_is_rowid(u).await);
+    let after = u.audit_entries(0, 10_000).await.unwrap();
+    assert_eq!(after.len(), before.len());
+    for (x, y) in before.iter().zip(&after) {
+        assert_eq!(
+            (x.index, &x.entry, x.leaf_hash),
+            (y.index, &y.entry, y.leaf_hash)
+        );
+    }
+    assert_eq!(
+        u.audit_entries_by_tree(a.id, 0, u64::MAX, 100)
+            .await
+            .unwrap()
+            .len(),
+        tree.len()
+    );
+    assert!(
+        !u.audit_entries_by_task(b.id, 0, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    verified(u).await;
+    let c = root(u, alice, &orch).await;
+    assert_eq!(u.audit_entries_by_task(c.id, 0, 10).await.unwrap().len(), 1);
+    verified(u).await;
+}
+
 mandate_store::backend_tests!(
+    the_rowid_layout_upgrade_keeps_every_entry,
     the_refill_skips_an_entry_that_is_not_json,
     traces_through_the_index_equal_traces_by_scan,
 );

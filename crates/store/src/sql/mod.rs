@@ -79,26 +79,45 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "audit by task, approval context",
         include_str!("../../migrations/0009_audit_by_task.sql"),
     ),
+    (
+        10,
+        "audit row layout",
+        include_str!("../../migrations/0010_audit_row_layout.sql"),
+    ),
 ];
 
 /// The parts of migrations that cannot be portable (reading JSON in SQL),
 /// by version: SQLite's, then PostgreSQL's. Each is run after the portable
 /// part, in the same migration.
-const DIALECT_MIGRATIONS: &[(i64, &str, &str)] = &[(
-    9,
-    include_str!("../../migrations/0009_audit_by_task.sqlite.sql"),
-    include_str!("../../migrations/0009_audit_by_task.postgres.sql"),
-)];
+const DIALECT_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        9,
+        include_str!("../../migrations/0009_audit_by_task.sqlite.sql"),
+        include_str!("../../migrations/0009_audit_by_task.postgres.sql"),
+    ),
+    (
+        10,
+        include_str!("../../migrations/0010_audit_row_layout.sqlite.sql"),
+        include_str!("../../migrations/0010_audit_row_layout.postgres.sql"),
+    ),
+];
+
+/// The part of migration `version` written for `backend`, if it has one.
+fn dialect_part(version: i64, backend: Backend) -> Option<&'static str> {
+    DIALECT_MIGRATIONS
+        .iter()
+        .find(|(v, ..)| *v == version)
+        .map(|(_, sqlite, postgres)| match backend {
+            Backend::Sqlite => *sqlite,
+            Backend::Postgres => *postgres,
+        })
+}
 
 /// Migration 9's filling of the audit log's task columns from the entries
 /// on `backend` (it may run again: its indexes are created if missing).
 #[cfg(feature = "testing")]
 pub(crate) fn audit_task_backfill(backend: Backend) -> &'static str {
-    let (_, sqlite, postgres) = DIALECT_MIGRATIONS[0];
-    match backend {
-        Backend::Sqlite => sqlite,
-        Backend::Postgres => postgres,
-    }
+    dialect_part(9, backend).expect("migration 9 has a part per backend")
 }
 
 /// Longest wait for a database connection before a request fails with
@@ -249,13 +268,7 @@ impl SqlStore {
         let migrations = MIGRATIONS
             .iter()
             .map(|(v, d, sql)| {
-                let dialect = DIALECT_MIGRATIONS.iter().find(|(dv, ..)| dv == v).map(
-                    |(_, sqlite, postgres)| match self.backend {
-                        Backend::Sqlite => *sqlite,
-                        Backend::Postgres => *postgres,
-                    },
-                );
-                let sql = match dialect {
+                let sql = match dialect_part(*v, self.backend) {
                     None => sql.into_sql_str(),
                     // Only the compiled-in migration texts are joined.
                     Some(part) => sqlx::AssertSqlSafe(format!("{sql}\n{part}")).into_sql_str(),
