@@ -243,10 +243,102 @@ impl LogEntry {
         }
     }
 
-    /// The exact bytes that are stored and hashed, and their leaf hash.
+    /// The exact bytes that are stored and hashed, and their leaf hash: the
+    /// entry's JSON as serde writes it (fields in declaration order).
     pub fn encode(&self) -> (String, Hash) {
-        let text = serde_json::to_string(self).expect("audit entries always serialise");
+        let prev = serde_json::to_string(&self.prev).expect("a string always serialises");
+        EncodedEvent::new(&self.event).splice(self.index, &prev)
+    }
+}
+
+/// An event serialised before its place in the log is known.
+///
+/// Serialising is most of an entry's encoding, and it does not depend on
+/// the index or the previous hash, so an append does it before it waits for
+/// the log's single writer; with the position known, [`EncodedEvent::at`]
+/// only joins the parts and hashes them.
+#[derive(Debug, Clone)]
+pub struct EncodedEvent {
+    json: String,
+}
+
+impl EncodedEvent {
+    pub fn new(event: &AuditEvent) -> Self {
+        EncodedEvent {
+            json: serde_json::to_string(event).expect("audit events always serialise"),
+        }
+    }
+
+    /// The entry at `index` after `prev`, as [`LogEntry::encode`] writes it,
+    /// and its leaf hash.
+    pub fn at(&self, index: u64, prev: &Hash) -> (String, Hash) {
+        let mut quoted = String::with_capacity(66);
+        quoted.push('"');
+        quoted.push_str(&super::to_hex(prev));
+        quoted.push('"');
+        self.splice(index, &quoted)
+    }
+
+    /// `{"index":…,"prev":…,"event":…}` with `prev` already a JSON string.
+    fn splice(&self, index: u64, prev: &str) -> (String, Hash) {
+        use std::fmt::Write as _;
+        let mut text = String::with_capacity(self.json.len() + prev.len() + 48);
+        let _ = write!(text, "{{\"index\":{index},\"prev\":{prev},\"event\":");
+        text.push_str(&self.json);
+        text.push('}');
         let hash = leaf_hash(text.as_bytes());
         (text, hash)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    use super::*;
+
+    fn event(
+        kind: EventKind,
+        text: &str,
+        chain: Vec<String>,
+        request: Option<String>,
+    ) -> AuditEvent {
+        let mut e = AuditEvent::new(
+            kind,
+            Timestamp::from_millis(1_765_000_000_000),
+            Actor::System,
+        )
+        .agent(AgentId::from_uuid(uuid::Uuid::from_u128(7)))
+        .chain(chain)
+        .details(json!({ "reason": text, "n": 3, "nested": { "list": [text, null, 1.5] } }));
+        e.request_id = request;
+        e
+    }
+
+    proptest! {
+        /// The spliced entry is byte for byte what serde writes for the
+        /// whole entry (what every stored entry was written as), and reads
+        /// back as the same entry.
+        #[test]
+        fn spliced_entries_are_serdes_bytes(
+            index in any::<u64>(),
+            prev in any::<[u8; 32]>(),
+            text in any::<String>(),
+            chain in proptest::collection::vec(any::<String>(), 0..3),
+            request in proptest::option::of(any::<String>()),
+            kind in prop::sample::select(vec![
+                EventKind::GatewayCall, EventKind::DecisionMade, EventKind::HumanRegistered,
+            ]),
+        ) {
+            let e = event(kind, &text, chain, request);
+            let entry = LogEntry::new(index, &prev, e.clone());
+            let serde = serde_json::to_string(&entry).unwrap();
+            let (text, hash) = EncodedEvent::new(&e).at(index, &prev);
+            prop_assert_eq!(&text, &serde);
+            prop_assert_eq!(hash, leaf_hash(serde.as_bytes()));
+            prop_assert_eq!((text.clone(), hash), entry.encode());
+            prop_assert_eq!(serde_json::from_str::<LogEntry>(&text).unwrap(), entry);
+        }
     }
 }

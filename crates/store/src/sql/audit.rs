@@ -1,7 +1,7 @@
 //! Appending to and reading the audit log.
 
 use mandate_core::audit::checkpoint::SignedCheckpoint;
-use mandate_core::audit::event::{EventKind, GENESIS_PREV, LogEntry};
+use mandate_core::audit::event::{EncodedEvent, EventKind, GENESIS_PREV};
 use mandate_core::audit::verify::StoredEntry;
 use mandate_core::audit::{AuditEvent, hash_from_hex, to_hex};
 use mandate_core::ids::{AgentId, HumanId, TaskId};
@@ -23,7 +23,7 @@ pub(crate) const AUDIT_LOCK: i64 = 0x006d_616e_6461_7465; // "mandate"
 /// no statement of its own.
 pub(crate) async fn append(w: &mut WriteTx<'_>, event: AuditEvent) -> Result<u64> {
     let (conn, buffer) = w.audit_buffer();
-    append_to(conn, buffer, event).await
+    append_to(conn, buffer, Prepared::new(&event)).await
 }
 
 /// Appends `event` to the batch's buffer, reading the log's tail the first
@@ -31,7 +31,7 @@ pub(crate) async fn append(w: &mut WriteTx<'_>, event: AuditEvent) -> Result<u64
 pub(crate) async fn append_to(
     conn: &mut AnyConnection,
     buffer: &mut AuditBuffer,
-    event: AuditEvent,
+    event: Prepared,
 ) -> Result<u64> {
     let prev = match buffer.tail {
         Some(tail) => tail,
@@ -40,9 +40,10 @@ pub(crate) async fn append_to(
     Ok(buffer.push(prev, event))
 }
 
-/// One audit row, encoded and hashed, ready to insert.
-pub(crate) struct AuditRow {
-    index: u64,
+/// An event ready to append but for its place in the log: serialised, with
+/// its index columns. Preparing needs no lock, so an append does it before
+/// it queues for the log's single writer.
+pub(crate) struct Prepared {
     kind: &'static str,
     at: i64,
     agent: Option<String>,
@@ -50,6 +51,28 @@ pub(crate) struct AuditRow {
     /// Index columns beside the hashed entry: see [`task_columns`].
     task: Option<String>,
     root: Option<String>,
+    encoded: EncodedEvent,
+}
+
+impl Prepared {
+    pub(crate) fn new(event: &AuditEvent) -> Prepared {
+        let (task, root) = task_columns(event);
+        Prepared {
+            kind: event.kind.as_str(),
+            at: event.at.as_millis(),
+            agent: event.agent.map(|a| a.to_string()),
+            human: event.human.map(|h| h.to_string()),
+            task,
+            root,
+            encoded: EncodedEvent::new(event),
+        }
+    }
+}
+
+/// One audit row, encoded and hashed, ready to insert.
+pub(crate) struct AuditRow {
+    index: u64,
+    columns: Prepared,
     leaf_hash: [u8; 32],
     entry: String,
 }
@@ -70,21 +93,11 @@ fn task_columns(event: &AuditEvent) -> (Option<String>, Option<String>) {
 }
 
 impl AuditRow {
-    fn new(index: u64, prev: &[u8; 32], event: AuditEvent) -> AuditRow {
-        let human = event.human.map(|h| h.to_string());
-        let agent = event.agent.map(|a| a.to_string());
-        let kind = event.kind.as_str();
-        let at = event.at.as_millis();
-        let (task, root) = task_columns(&event);
-        let (entry, leaf_hash) = LogEntry::new(index, prev, event).encode();
+    fn new(index: u64, prev: &[u8; 32], columns: Prepared) -> AuditRow {
+        let (entry, leaf_hash) = columns.encoded.at(index, prev);
         AuditRow {
             index,
-            kind,
-            at,
-            agent,
-            human,
-            task,
-            root,
+            columns,
             leaf_hash,
             entry,
         }
@@ -116,7 +129,7 @@ pub(crate) struct AuditMark {
 const ROWS_PER_INSERT: usize = 512;
 
 impl AuditBuffer {
-    fn push(&mut self, (index, prev): (u64, [u8; 32]), event: AuditEvent) -> u64 {
+    fn push(&mut self, (index, prev): (u64, [u8; 32]), event: Prepared) -> u64 {
         let row = AuditRow::new(index, &prev, event);
         self.tail = Some((index + 1, row.leaf_hash));
         self.rows.push(row);
@@ -151,16 +164,17 @@ async fn insert(conn: &mut AnyConnection, rows: &[AuditRow]) -> Result<()> {
     // Only placeholders are formatted into the statement.
     let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
     for r in rows {
+        let c = &r.columns;
         q = q
             .bind(r.index as i64)
-            .bind(r.kind)
-            .bind(r.at)
-            .bind(r.agent.as_deref())
-            .bind(r.human.as_deref())
+            .bind(c.kind)
+            .bind(c.at)
+            .bind(c.agent.as_deref())
+            .bind(c.human.as_deref())
             .bind(to_hex(&r.leaf_hash))
             .bind(r.entry.as_str())
-            .bind(r.task.as_deref())
-            .bind(r.root.as_deref());
+            .bind(c.task.as_deref())
+            .bind(c.root.as_deref());
     }
     q.execute(&mut *conn).await.map_err(db_error)?;
     Ok(())

@@ -24,7 +24,7 @@ use tokio::sync::{Mutex, OwnedMutexGuard, oneshot};
 
 use mandate_core::audit::AuditEvent;
 
-use super::audit::{self, AUDIT_LOCK, AuditBuffer, AuditMark};
+use super::audit::{self, AUDIT_LOCK, AuditBuffer, AuditMark, Prepared};
 use super::db_error;
 use super::tally::{Counted, Tally};
 use crate::{Backend, Result, StoreError};
@@ -58,7 +58,7 @@ pub(crate) struct GroupWriter {
 /// An event to append on its own (with the counts of the decision it
 /// records, if any), and where to say at which index it was durably kept.
 struct Append {
-    event: AuditEvent,
+    event: Prepared,
     counted: Option<Counted>,
     done: oneshot::Sender<Result<u64>>,
 }
@@ -116,6 +116,9 @@ impl GroupWriter {
     /// gives up cannot strand the events queued behind its own.
     pub(crate) async fn append(&self, event: AuditEvent, counted: Option<Counted>) -> Result<u64> {
         let (done, rx) = oneshot::channel();
+        // Serialised here, in the caller's task, not by the drainer while
+        // it holds the log's writer.
+        let event = Prepared::new(&event);
         let first = {
             let mut queue = self.appends.lock().unwrap_or_else(|e| e.into_inner());
             queue.push(Append {
