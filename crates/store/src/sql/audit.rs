@@ -9,7 +9,7 @@ use mandate_core::time::Timestamp;
 use sqlx::AnyConnection;
 use sqlx::{AnyPool, Row};
 
-use super::{SqlStore, WriteTx, db_error, is_sqlite, values_sql};
+use super::{SqlStore, WriteTx, db_error, is_sqlite, placeholders, values_sql};
 use crate::{Result, StoreError};
 
 /// Key of the PostgreSQL advisory lock that orders audit appends from every
@@ -320,10 +320,7 @@ pub(crate) async fn entries_by_tree(
 pub(crate) async fn registrations(pool: &AnyPool, humans: &[HumanId]) -> Result<Vec<StoredEntry>> {
     let mut out = Vec::new();
     for chunk in humans.chunks(500) {
-        let list = (1..=chunk.len())
-            .map(|i| format!("${i}"))
-            .collect::<Vec<_>>()
-            .join(",");
+        let list = placeholders(1, chunk.len());
         // Only placeholders are formatted into the statement.
         let sql = format!(
             "SELECT idx, leaf_hash, entry FROM audit_log \

@@ -8,7 +8,7 @@ use mandate_core::inventory::{DelegatedBy, Delegator, InventoryItem, Usage};
 use sqlx::{AnyPool, Row};
 
 use super::convert::{millis, text};
-use super::{SqlStore, db_error};
+use super::{SqlStore, db_error, placeholders};
 use crate::*;
 
 pub(crate) async fn inventory(
@@ -80,14 +80,6 @@ async fn items(pool: &AnyPool, agents: Vec<Agent>, now: Timestamp) -> Result<Vec
             }
         })
         .collect())
-}
-
-/// `$1`, `$2` ... for `n` parameters from `first` on, comma-separated.
-fn placeholders(first: usize, n: usize) -> String {
-    (first..first + n)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(",")
 }
 
 /// Runs `sql` (with `{ids}` standing for the agents' placeholders, after

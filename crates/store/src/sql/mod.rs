@@ -359,6 +359,15 @@ pub(crate) fn values_sql(rows: usize, columns: usize, sqlite: bool) -> String {
     sql
 }
 
+/// `$1`, `$2` ... for `n` parameters from `first` on, comma-separated: an
+/// IN-list of bound values.
+pub(crate) fn placeholders(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// Hides a password in a database URL before it goes into an error message.
 pub fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
