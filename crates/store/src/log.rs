@@ -102,16 +102,10 @@ pub async fn trace(
     loop {
         match tracer.need() {
             Need::Task(task) => {
-                let mut from = 0;
-                let mut ended = false;
-                while !ended {
-                    let rows = store.audit_entries_by_task(task, from, SCAN_BATCH).await?;
-                    if rows.is_empty() {
-                        break;
-                    }
-                    from = rows.last().map_or(from, |r| r.index + 1);
-                    ended = feed(&mut tracer, rows)?;
-                }
+                let ended = feed_pages(&mut tracer, 0, |from| {
+                    store.audit_entries_by_task(task, from, SCAN_BATCH)
+                })
+                .await?;
                 if !ended {
                     scan_pass(store, &mut tracer).await?;
                 }
@@ -120,19 +114,11 @@ pub async fn trace(
                 // The tree as it stands in the log now: what is appended
                 // while it is read belongs to a later trace.
                 let size = store.audit_end().await?;
-                let mut from = tracer.start();
-                loop {
-                    let rows = store
-                        .audit_entries_by_tree(root, from, size, SCAN_BATCH)
-                        .await?;
-                    if rows.is_empty() {
-                        break;
-                    }
-                    from = rows.last().map_or(from, |r| r.index + 1);
-                    if feed(&mut tracer, rows)? {
-                        break;
-                    }
-                }
+                let start = tracer.start();
+                feed_pages(&mut tracer, start, |from| {
+                    store.audit_entries_by_tree(root, from, size, SCAN_BATCH)
+                })
+                .await?;
                 tracer.read_to(size);
             }
             Need::Registrations(humans) => {
@@ -170,15 +156,31 @@ async fn scan_pass(
     store: &dyn Store,
     tracer: &mut Tracer,
 ) -> std::result::Result<(), TraceFailure> {
-    let mut from = tracer.start();
+    let start = tracer.start();
+    feed_pages(tracer, start, |from| store.audit_entries(from, SCAN_BATCH)).await?;
+    Ok(())
+}
+
+/// Feeds the pages `page` fetches, each from one past the last entry of the
+/// one before, starting at `from`: true once the tracer has what its pass
+/// needs, false when a page comes back empty.
+async fn feed_pages<F, Fut>(
+    tracer: &mut Tracer,
+    mut from: u64,
+    page: F,
+) -> std::result::Result<bool, TraceFailure>
+where
+    F: Fn(u64) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<StoredEntry>>>,
+{
     loop {
-        let rows = store.audit_entries(from, SCAN_BATCH).await?;
+        let rows = page(from).await?;
         let Some(last) = rows.last() else {
-            return Ok(());
+            return Ok(false);
         };
         from = last.index + 1;
         if feed(tracer, rows)? {
-            return Ok(());
+            return Ok(true);
         }
     }
 }
