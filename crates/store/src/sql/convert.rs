@@ -1,6 +1,8 @@
 //! Rows to domain types. Anything that does not parse back is reported as
 //! an internal error naming the column, never silently defaulted.
 
+use std::borrow::Cow;
+
 use mandate_core::agent::{Agent, AgentStatus};
 use mandate_core::approval::{Approval, ApprovalStatus};
 use mandate_core::breakglass::BreakGlass;
@@ -58,26 +60,41 @@ pub(crate) fn human(r: &AnyRow) -> Result<Human> {
 }
 
 pub(crate) fn agent(r: &AnyRow) -> Result<Agent> {
-    let spiffe: String = text(r, "spiffe_id")?;
+    agent_at(r, "")
+}
+
+/// A column's name under `prefix`: a row joining several tables names each
+/// table's columns with a prefix of its own (see `context`).
+fn col<'a>(prefix: &str, name: &'a str) -> Cow<'a, str> {
+    if prefix.is_empty() {
+        Cow::Borrowed(name)
+    } else {
+        Cow::Owned(format!("{prefix}{name}"))
+    }
+}
+
+/// An agent from the columns named `prefix` + its usual column names.
+pub(crate) fn agent_at(r: &AnyRow, p: &str) -> Result<Agent> {
+    let spiffe: String = text(r, &col(p, "spiffe_id"))?;
     let (td, kind, name) = SpiffeId::parse(&spiffe).map_err(|e| corrupt("spiffe_id", e))?;
-    let owner_status =
-        HumanStatus::parse(&text(r, "owner_status")?).map_err(|e| corrupt("owner_status", e))?;
+    let owner_status = HumanStatus::parse(&text(r, &col(p, "owner_status"))?)
+        .map_err(|e| corrupt("owner_status", e))?;
     Ok(Agent {
-        id: parsed(r, "id")?,
+        id: parsed(r, &col(p, "id"))?,
         spiffe_id: SpiffeId::for_agent(&td, kind, &name),
         name,
         kind,
-        owner: parsed(r, "owner_id")?,
+        owner: parsed(r, &col(p, "owner_id"))?,
         orphaned: owner_status == HumanStatus::Deactivated,
-        description: text(r, "description")?,
-        ceiling: json(r, "ceiling")?,
-        keys: json(r, "keys")?,
-        tools: json(r, "tools")?,
-        data_sources: json(r, "data_sources")?,
-        tags: json(r, "tags")?,
-        status: parsed::<AgentStatus>(r, "status")?,
-        created_at: millis(r, "created_at")?,
-        updated_at: millis(r, "updated_at")?,
+        description: text(r, &col(p, "description"))?,
+        ceiling: json(r, &col(p, "ceiling"))?,
+        keys: json(r, &col(p, "keys"))?,
+        tools: json(r, &col(p, "tools"))?,
+        data_sources: json(r, &col(p, "data_sources"))?,
+        tags: json(r, &col(p, "tags"))?,
+        status: parsed::<AgentStatus>(r, &col(p, "status"))?,
+        created_at: millis(r, &col(p, "created_at"))?,
+        updated_at: millis(r, &col(p, "updated_at"))?,
     })
 }
 
@@ -121,15 +138,20 @@ pub(crate) fn task(r: &AnyRow) -> Result<mandate_core::task::Task> {
 }
 
 pub(crate) fn credential(r: &AnyRow) -> Result<crate::CredentialRecord> {
+    credential_at(r, "")
+}
+
+/// A credential from the columns named `prefix` + its usual column names.
+pub(crate) fn credential_at(r: &AnyRow, p: &str) -> Result<crate::CredentialRecord> {
     Ok(crate::CredentialRecord {
-        jti: text(r, "jti")?,
-        task: parsed(r, "task_id")?,
-        agent: parsed(r, "agent_id")?,
-        kid: text(r, "kid")?,
-        issued_at: millis(r, "issued_at")?,
-        expires_at: millis(r, "expires_at")?,
-        cnf_jkt: opt_text(r, "cnf_jkt")?,
-        revoked_at: opt_millis(r, "revoked_at")?,
+        jti: text(r, &col(p, "jti"))?,
+        task: parsed(r, &col(p, "task_id"))?,
+        agent: parsed(r, &col(p, "agent_id"))?,
+        kid: text(r, &col(p, "kid"))?,
+        issued_at: millis(r, &col(p, "issued_at"))?,
+        expires_at: millis(r, &col(p, "expires_at"))?,
+        cnf_jkt: opt_text(r, &col(p, "cnf_jkt"))?,
+        revoked_at: opt_millis(r, &col(p, "revoked_at"))?,
     })
 }
 

@@ -8,6 +8,7 @@
 mod audit;
 #[cfg(feature = "testing")]
 pub(crate) use audit::AUDIT_LOCK;
+mod context;
 mod convert;
 mod decisions;
 mod gateway;
@@ -533,6 +534,14 @@ impl Store for SqlStore {
 
     async fn calls_used(&self, task: TaskId) -> Result<u64> {
         decisions::calls_used(&self.pool, task).await
+    }
+    async fn decision_context(&self, jti: &str, task: TaskId) -> Result<Option<DecisionContext>> {
+        let found = context::decision_context(&self.pool, jti, task).await?;
+        if found.is_some() {
+            // Stored for good: its decisions need no lookup to know it exists.
+            self.remember_task(task);
+        }
+        Ok(found)
     }
 
     async fn activate_policy(
