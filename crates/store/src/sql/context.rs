@@ -9,11 +9,11 @@
 //! end or a policy push is seen by the next decision on every node.
 
 use mandate_core::ids::TaskId;
-use sqlx::AnyPool;
 use sqlx::Row;
 
 use super::convert;
 use super::db_error;
+use super::readers::Readers;
 use crate::*;
 
 /// Ancestors deeper than this are not followed. Tasks form a tree (a parent
@@ -51,17 +51,19 @@ const CONTEXT_SQL: &str = "WITH RECURSIVE chain (id, hop) AS ( \
      ORDER BY c.hop";
 
 pub(crate) async fn decision_context(
-    pool: &AnyPool,
+    readers: &Readers,
     jti: &str,
     task: TaskId,
 ) -> Result<Option<DecisionContext>> {
-    let rows = sqlx::query(CONTEXT_SQL)
-        .bind(jti.to_owned())
-        .bind(task.to_string())
-        .bind(MAX_HOPS)
-        .fetch_all(pool)
-        .await
-        .map_err(db_error)?;
+    let task_id = task.to_string();
+    let rows = readers
+        .fetch_all(|| {
+            sqlx::query(CONTEXT_SQL)
+                .bind(jti.to_owned())
+                .bind(task_id.clone())
+                .bind(MAX_HOPS)
+        })
+        .await?;
     let mut rows = rows.iter();
     let Some(first) = rows.next() else {
         return Ok(None);

@@ -15,6 +15,7 @@ mod gateway;
 mod group;
 mod inventory;
 mod outcomes;
+mod readers;
 mod registry;
 mod reviews;
 mod tally;
@@ -113,11 +114,17 @@ pub struct SqlStore {
     /// Every write of this process goes through one group-committed
     /// transaction at a time (see [`group`]).
     writer: group::GroupWriter,
+    /// Connections for the read every decision makes (see [`readers`]).
+    readers: readers::Readers,
     /// Tasks this process has seen stored. Tasks are never deleted, so a
     /// task once found stays found, on any node: a decision under a known
     /// task needs no lookup to refuse an unknown one.
     known_tasks: std::sync::Mutex<std::collections::HashSet<mandate_core::ids::TaskId>>,
 }
+
+/// Connections kept for decisions' reads, besides the pool's: about one per
+/// core reading at a time, as more only queue in the database.
+const READERS: usize = 4;
 
 /// Bound on [`SqlStore::known_tasks`]: past it the set starts again (a task
 /// forgotten is only looked up once more).
@@ -240,6 +247,7 @@ impl SqlStore {
             pool: pool.clone(),
             backend,
             writer: group::GroupWriter::new(pool.clone(), backend),
+            readers: readers::Readers::new(pool.clone(), READERS),
             known_tasks: Default::default(),
         };
         store.migrate().await?;
@@ -313,6 +321,7 @@ impl SqlStore {
 
     /// Closes the pool, waiting for connections to be returned.
     pub async fn close(&self) {
+        self.readers.close();
         self.pool.close().await;
     }
 }
@@ -536,7 +545,7 @@ impl Store for SqlStore {
         decisions::calls_used(&self.pool, task).await
     }
     async fn decision_context(&self, jti: &str, task: TaskId) -> Result<Option<DecisionContext>> {
-        let found = context::decision_context(&self.pool, jti, task).await?;
+        let found = context::decision_context(&self.readers, jti, task).await?;
         if found.is_some() {
             // Stored for good: its decisions need no lookup to know it exists.
             self.remember_task(task);
