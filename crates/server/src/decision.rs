@@ -368,13 +368,12 @@ pub async fn decide(
             return record(s, &change, out, write).await;
         }
     }
-    // Step 4: the call limit is checked here for a clear early answer and
-    // again, atomically, when the call is counted.
-    if task.limits.max_calls.is_some() {
-        if let Err(stop) = decision::check_calls(task, holder.facts.calls_used) {
-            out.reasons.push(stop_reason(&stop, ask));
-            return record(s, &change, out, write).await;
-        }
+    // Step 4: the call limit is checked here for a clear early answer (with
+    // the calls used as read with the task) and again, atomically, when the
+    // call is counted.
+    if let Err(stop) = decision::check_calls(task, holder.facts.calls_used) {
+        out.reasons.push(stop_reason(&stop, ask));
+        return record(s, &change, out, write).await;
     }
     if !overridable {
         // Step 5: policy.
