@@ -212,6 +212,12 @@ impl SqlStore {
             // A database back within it is not noticed by clients at all;
             // a pool queue longer than this is an overload worth shedding.
             .acquire_timeout(ACQUIRE_TIMEOUT)
+            // Testing a connection before handing it out pings it: a round
+            // trip to the connection's worker thread on SQLite, where it can
+            // find nothing (the database is a local file, and a crashed
+            // worker fails the statement itself, 503). PostgreSQL connections
+            // can go stale when the server restarts, so they are still tested.
+            .test_before_acquire(backend != Backend::Sqlite)
             .after_connect(move |conn, _| {
                 let schema = schema.clone();
                 Box::pin(async move {
