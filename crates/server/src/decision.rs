@@ -27,7 +27,7 @@ use mandate_policy::{
     ResourceFacts, Role, TaskFacts,
 };
 use mandate_store::{
-    Change, CredentialRecord, DecisionContext, DecisionWrite, Recorded, StoreError,
+    ChainAgent, Change, CredentialRecord, DecisionContext, DecisionWrite, Recorded, StoreError,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -234,16 +234,26 @@ impl Facts {
             if below.delegator.is_none() || below.parent != Some(parent.id) {
                 break;
             }
-            delegators.push(AgentFacts::from(assignee));
+            delegators.push(agent_facts(assignee));
             below = parent;
         }
         delegators.reverse();
         Facts {
-            agent: AgentFacts::from(&ctx.agent),
+            agent: agent_facts(&ctx.agent),
             delegators,
             calls_used: ctx.calls_used,
             policy_hash: ctx.policy_hash.clone(),
         }
+    }
+}
+
+/// An agent of the chain as Cedar sees it.
+fn agent_facts(a: &ChainAgent) -> AgentFacts {
+    AgentFacts {
+        spiffe_id: a.spiffe_id.clone(),
+        kind: a.kind,
+        owner: a.owner,
+        tags: a.tags.clone(),
     }
 }
 

@@ -134,11 +134,38 @@ pub struct DecisionContext {
     /// Calls counted against the task's limit so far.
     pub calls_used: u64,
     /// The task's assignee.
-    pub agent: Agent,
+    pub agent: ChainAgent,
     /// The task's parent, its parent ... up to the root, each with its assignee.
-    pub ancestors: Vec<(Task, Agent)>,
+    pub ancestors: Vec<(Task, ChainAgent)>,
     /// The active policy version's hash.
     pub policy_hash: Option<String>,
+}
+
+/// What a decision knows of an agent on a task's chain: who it is and how it
+/// is tagged. The rest of its record (keys, ceiling, tools) is not read:
+/// decoding an agent's keys (Ed25519 point decompression) cost more than the
+/// read itself, on every decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainAgent {
+    pub id: AgentId,
+    pub spiffe_id: SpiffeId,
+    pub kind: AgentKind,
+    pub owner: HumanId,
+    pub tags: std::collections::BTreeSet<String>,
+    pub status: AgentStatus,
+}
+
+impl From<&Agent> for ChainAgent {
+    fn from(a: &Agent) -> Self {
+        ChainAgent {
+            id: a.id,
+            spiffe_id: a.spiffe_id.clone(),
+            kind: a.kind,
+            owner: a.owner,
+            tags: a.tags.clone(),
+            status: a.status,
+        }
+    }
 }
 
 /// A task to create with its first credential, atomically.

@@ -8,7 +8,7 @@ use mandate_core::decision::Verdict;
 use mandate_core::ids::TaskId;
 use mandate_core::task::{Ending, TaskStatus};
 use mandate_store::testing::TestStore;
-use mandate_store::{Recorded, Store};
+use mandate_store::{ChainAgent, Recorded, Store};
 use uuid::Uuid;
 
 mod common;
@@ -29,7 +29,8 @@ async fn a_root_task_reads_as_its_per_item_reads(t: TestStore) {
         .expect("the task is stored");
     assert_eq!(ctx.credential, s.credential(&jti_of(&task)).await.unwrap());
     assert_eq!(ctx.task, stored(s, task.id).await);
-    assert_eq!(Some(ctx.agent), s.agent(orch.id).await.unwrap());
+    let stored_agent = s.agent(orch.id).await.unwrap().unwrap();
+    assert_eq!(ctx.agent, ChainAgent::from(&stored_agent));
     assert!(ctx.ancestors.is_empty());
     assert_eq!(ctx.calls_used, 0);
     assert_eq!(ctx.policy_hash, None);
@@ -119,7 +120,10 @@ async fn a_delegated_task_comes_with_its_chain(t: TestStore) {
         ]
     );
     assert_eq!(ctx.ancestors[0].0, stored(s, middle.id).await);
-    assert_eq!(ctx.ancestors[1].1, s.agent(orch.id).await.unwrap().unwrap());
+    assert_eq!(
+        ctx.ancestors[1].1,
+        ChainAgent::from(&s.agent(orch.id).await.unwrap().unwrap())
+    );
     // The credential read is only the bottom task's.
     assert_eq!(ctx.credential.map(|c| c.task), Some(bottom.id));
 }

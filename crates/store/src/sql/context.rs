@@ -8,8 +8,9 @@
 //! cached: every call reads what is stored now, so a revocation, a task's
 //! end or a policy push is seen by the next decision on every node.
 
-use mandate_core::ids::TaskId;
+use mandate_core::ids::{SpiffeId, TaskId};
 use sqlx::Row;
+use sqlx::any::AnyRow;
 
 use super::convert;
 use super::db_error;
@@ -23,7 +24,8 @@ const MAX_HOPS: i64 = 256;
 
 /// Rows `hop` 0 (the task), 1 (its parent) ... up to the root. The task's
 /// columns keep their own names (as `convert::task` reads them), the
-/// assignee's are prefixed `agent_`, the credential's `cred_`; the
+/// assignee's (only what [`ChainAgent`] holds) are prefixed `agent_`, the
+/// credential's `cred_`; the
 /// credential (joined on the first row only) and the policy hash are
 /// outer-joined so that a task without them still comes back.
 const CONTEXT_SQL: &str = "WITH RECURSIVE chain (id, hop) AS ( \
@@ -34,18 +36,14 @@ const CONTEXT_SQL: &str = "WITH RECURSIVE chain (id, hop) AS ( \
        t.id, t.parent_id, t.root_id, t.depth, t.purpose, t.initiator, t.assignee, t.delegator, \
        t.scope, t.limits, t.expires_at, t.status, t.created_at, t.ended_at, t.end_reason, \
        t.calls_used, a.spiffe_id AS assignee_spiffe, \
-       a.id AS agent_id, a.name AS agent_name, a.kind AS agent_kind, \
-       a.spiffe_id AS agent_spiffe_id, a.owner_id AS agent_owner_id, \
-       a.description AS agent_description, a.ceiling AS agent_ceiling, a.keys AS agent_keys, \
-       a.tools AS agent_tools, a.data_sources AS agent_data_sources, a.tags AS agent_tags, \
-       a.status AS agent_status, a.created_at AS agent_created_at, \
-       a.updated_at AS agent_updated_at, h.status AS agent_owner_status, \
+       a.id AS agent_id, a.owner_id AS agent_owner_id, \
+       a.tags AS agent_tags, a.status AS agent_status, \
        cr.jti AS cred_jti, cr.task_id AS cred_task_id, cr.agent_id AS cred_agent_id, \
        cr.kid AS cred_kid, cr.issued_at AS cred_issued_at, cr.expires_at AS cred_expires_at, \
        cr.cnf_jkt AS cred_cnf_jkt, cr.revoked_at AS cred_revoked_at, \
        p.hash AS policy_hash \
      FROM chain c JOIN tasks t ON t.id = c.id \
-       JOIN agents a ON a.id = t.assignee JOIN humans h ON h.id = a.owner_id \
+       JOIN agents a ON a.id = t.assignee \
        LEFT JOIN credentials cr ON cr.jti = $1 AND c.hop = 0 \
        LEFT JOIN active_policy p ON p.id = 1 \
      ORDER BY c.hop";
@@ -77,10 +75,26 @@ pub(crate) async fn decision_context(
         credential,
         task: convert::task(first)?,
         calls_used: used.max(0) as u64,
-        agent: convert::agent_at(first, "agent_")?,
+        agent: chain_agent(first)?,
         ancestors: rows
-            .map(|r| Ok((convert::task(r)?, convert::agent_at(r, "agent_")?)))
+            .map(|r| Ok((convert::task(r)?, chain_agent(r)?)))
             .collect::<Result<_>>()?,
         policy_hash: convert::opt_text(first, "policy_hash")?,
     }))
+}
+
+/// The assignee of a row's task, whose SPIFFE id (with its kind) is the
+/// task's `assignee_spiffe`.
+fn chain_agent(r: &AnyRow) -> Result<ChainAgent> {
+    let spiffe_id = convert::task_spiffe(r)?;
+    let (_, kind, _) = SpiffeId::parse(spiffe_id.as_str())
+        .map_err(|e| StoreError::Internal(format!("stored column assignee_spiffe: {e}")))?;
+    Ok(ChainAgent {
+        id: convert::parsed(r, "agent_id")?,
+        spiffe_id,
+        kind,
+        owner: convert::parsed(r, "agent_owner_id")?,
+        tags: convert::json(r, "agent_tags")?,
+        status: convert::parsed(r, "agent_status")?,
+    })
 }

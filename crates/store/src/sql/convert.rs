@@ -60,7 +60,27 @@ pub(crate) fn human(r: &AnyRow) -> Result<Human> {
 }
 
 pub(crate) fn agent(r: &AnyRow) -> Result<Agent> {
-    agent_at(r, "")
+    let spiffe: String = text(r, "spiffe_id")?;
+    let (td, kind, name) = SpiffeId::parse(&spiffe).map_err(|e| corrupt("spiffe_id", e))?;
+    let owner_status =
+        HumanStatus::parse(&text(r, "owner_status")?).map_err(|e| corrupt("owner_status", e))?;
+    Ok(Agent {
+        id: parsed(r, "id")?,
+        spiffe_id: SpiffeId::for_agent(&td, kind, &name),
+        name,
+        kind,
+        owner: parsed(r, "owner_id")?,
+        orphaned: owner_status == HumanStatus::Deactivated,
+        description: text(r, "description")?,
+        ceiling: json(r, "ceiling")?,
+        keys: json(r, "keys")?,
+        tools: json(r, "tools")?,
+        data_sources: json(r, "data_sources")?,
+        tags: json(r, "tags")?,
+        status: parsed::<AgentStatus>(r, "status")?,
+        created_at: millis(r, "created_at")?,
+        updated_at: millis(r, "updated_at")?,
+    })
 }
 
 /// A column's name under `prefix`: a row joining several tables names each
@@ -73,31 +93,6 @@ fn col<'a>(prefix: &str, name: &'a str) -> Cow<'a, str> {
     }
 }
 
-/// An agent from the columns named `prefix` + its usual column names.
-pub(crate) fn agent_at(r: &AnyRow, p: &str) -> Result<Agent> {
-    let spiffe: String = text(r, &col(p, "spiffe_id"))?;
-    let (td, kind, name) = SpiffeId::parse(&spiffe).map_err(|e| corrupt("spiffe_id", e))?;
-    let owner_status = HumanStatus::parse(&text(r, &col(p, "owner_status"))?)
-        .map_err(|e| corrupt("owner_status", e))?;
-    Ok(Agent {
-        id: parsed(r, &col(p, "id"))?,
-        spiffe_id: SpiffeId::for_agent(&td, kind, &name),
-        name,
-        kind,
-        owner: parsed(r, &col(p, "owner_id"))?,
-        orphaned: owner_status == HumanStatus::Deactivated,
-        description: text(r, &col(p, "description"))?,
-        ceiling: json(r, &col(p, "ceiling"))?,
-        keys: json(r, &col(p, "keys"))?,
-        tools: json(r, &col(p, "tools"))?,
-        data_sources: json(r, &col(p, "data_sources"))?,
-        tags: json(r, &col(p, "tags"))?,
-        status: parsed::<AgentStatus>(r, &col(p, "status"))?,
-        created_at: millis(r, &col(p, "created_at"))?,
-        updated_at: millis(r, &col(p, "updated_at"))?,
-    })
-}
-
 pub(crate) fn opt_millis(r: &AnyRow, col: &str) -> Result<Option<Timestamp>> {
     Ok(r.try_get::<Option<i64>, _>(col)
         .map_err(db_error)?
@@ -108,9 +103,14 @@ pub(crate) fn opt_text(r: &AnyRow, col: &str) -> Result<Option<String>> {
     r.try_get::<Option<String>, _>(col).map_err(db_error)
 }
 
-pub(crate) fn task(r: &AnyRow) -> Result<mandate_core::task::Task> {
+/// The SPIFFE id of a task row's assignee (`assignee_spiffe`).
+pub(crate) fn task_spiffe(r: &AnyRow) -> Result<SpiffeId> {
     let spiffe = text(r, "assignee_spiffe")?;
     let (td, kind, name) = SpiffeId::parse(&spiffe).map_err(|e| corrupt("assignee_spiffe", e))?;
+    Ok(SpiffeId::for_agent(&td, kind, &name))
+}
+
+pub(crate) fn task(r: &AnyRow) -> Result<mandate_core::task::Task> {
     Ok(mandate_core::task::Task {
         id: parsed(r, "id")?,
         parent: opt_text(r, "parent_id")?
@@ -122,7 +122,7 @@ pub(crate) fn task(r: &AnyRow) -> Result<mandate_core::task::Task> {
         purpose: text(r, "purpose")?,
         initiator: parsed(r, "initiator")?,
         assignee: parsed(r, "assignee")?,
-        assignee_spiffe: SpiffeId::for_agent(&td, kind, &name),
+        assignee_spiffe: task_spiffe(r)?,
         delegator: opt_text(r, "delegator")?
             .map(|p| p.parse())
             .transpose()
