@@ -18,7 +18,7 @@ use mandate_core::human::{Human, HumanStatus};
 use mandate_core::ids::SpiffeId;
 use mandate_core::task::Task;
 use mandate_core::time::Timestamp;
-use mandate_store::{CredentialRecord, StoreError};
+use mandate_store::{CredentialRecord, DecisionContext, StoreError};
 use sha2::{Digest, Sha256};
 
 use crate::AppState;
@@ -144,32 +144,43 @@ pub async fn dpop_proof(
 /// Task tokens whose signature, issuer and audience already verified, by the
 /// SHA-256 of the whole token, until they expire. A signature check costs
 /// tens of microseconds and an agent presents the same token on every call;
-/// revocation is unaffected because the credential and task are still read
-/// from the store on every request.
+/// a verified signature is a pure function of the token's bytes and the
+/// key, so it is all that is kept. Revocation is unaffected because the
+/// credential and task are still read from the store on every request, and
+/// an entry counts only while its key is still published (see [`Keyring::key`]).
+///
+/// [`Keyring::key`]: crate::keyring::Keyring::key
 #[derive(Default)]
-pub struct VerifiedTokens(Mutex<HashMap<[u8; 32], TaskClaims>>);
+pub struct VerifiedTokens(Mutex<HashMap<[u8; 32], Checked>>);
+
+/// A verified token's claims and the key that signed it.
+#[derive(Clone)]
+struct Checked {
+    claims: TaskClaims,
+    kid: String,
+}
 
 /// Entries beyond this are dropped (expired ones first) rather than grow.
 const MAX_VERIFIED: usize = 100_000;
 
 impl VerifiedTokens {
-    fn get(&self, digest: &[u8; 32], now: Timestamp) -> Option<TaskClaims> {
+    fn get(&self, digest: &[u8; 32], now: Timestamp) -> Option<Checked> {
         let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
         map.get(digest)
             // Only expiry can change with time: `iat` was checked on insert.
-            .filter(|c| now.as_secs() < c.exp)
+            .filter(|c| now.as_secs() < c.claims.exp)
             .cloned()
     }
 
-    fn put(&self, digest: [u8; 32], claims: &TaskClaims, now: Timestamp) {
+    fn put(&self, digest: [u8; 32], checked: Checked, now: Timestamp) {
         let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
         if map.len() >= MAX_VERIFIED {
-            map.retain(|_, c| c.exp > now.as_secs());
+            map.retain(|_, c| c.claims.exp > now.as_secs());
             if map.len() >= MAX_VERIFIED {
                 map.clear();
             }
         }
-        map.insert(digest, claims.clone());
+        map.insert(digest, checked);
     }
 }
 
@@ -180,12 +191,15 @@ pub async fn verify_signature(
     now: Timestamp,
 ) -> Result<TaskClaims, Refusal> {
     let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-    if let Some(claims) = s.verified.get(&digest, now) {
-        return Ok(claims);
+    if let Some(hit) = s.verified.get(&digest, now)
+        // A key no longer published verifies nothing, cached or not.
+        && s.keys.key(&hit.kid, now).is_some()
+    {
+        return Ok(hit.claims);
     }
-    let header = peek_kid(token)?;
+    let kid = peek_kid(token)?;
     // Make sure a key rotated on another node is known before verifying.
-    s.keys.key_or_reload(s.store.as_ref(), &header, now).await?;
+    s.keys.key_or_reload(s.store.as_ref(), &kid, now).await?;
     let claims = credential::verify_task_token(
         token,
         |kid| s.keys.key(kid, now),
@@ -193,7 +207,14 @@ pub async fn verify_signature(
         &s.install.issuer,
         now,
     )?;
-    s.verified.put(digest, &claims, now);
+    s.verified.put(
+        digest,
+        Checked {
+            claims: claims.clone(),
+            kid,
+        },
+        now,
+    );
     Ok(claims)
 }
 
@@ -260,6 +281,27 @@ pub async fn issued(
         .await?
         .ok_or(Refusal::UnknownCredential)?;
     Ok((credential, task))
+}
+
+/// What a decision reads about a genuine token, in one store call (see
+/// [`mandate_store::Store::decision_context`]): the credential (refused as
+/// unknown unless it is this task's), taken out of the context, and the
+/// task, its chain and the active policy's hash, as stored now.
+pub async fn decision_context(
+    s: &AppState,
+    claims: &TaskClaims,
+) -> Result<(CredentialRecord, DecisionContext), Refusal> {
+    let mut ctx = s
+        .store
+        .decision_context(&claims.jti, claims.task_id)
+        .await?
+        .ok_or(Refusal::UnknownCredential)?;
+    let credential = ctx
+        .credential
+        .take()
+        .filter(|c| c.task == claims.task_id)
+        .ok_or(Refusal::UnknownCredential)?;
+    Ok((credential, ctx))
 }
 
 /// Proof of possession for a bound token: a fresh DPoP proof for this

@@ -18,7 +18,7 @@ use mandate_core::approval::{APPROVAL_TTL_MS, Approval, ApprovalStatus};
 use mandate_core::audit::Actor;
 use mandate_core::credential::TaskClaims;
 use mandate_core::decision::{self, Stop, Verdict};
-use mandate_core::ids::{AgentId, ApprovalId, BreakGlassId, DecisionId, TaskId};
+use mandate_core::ids::{ApprovalId, BreakGlassId, DecisionId, TaskId};
 use mandate_core::scope::ResourcePattern;
 use mandate_core::task::Task;
 use mandate_core::time::Timestamp;
@@ -26,7 +26,9 @@ use mandate_policy::{
     AgentFacts, ApprovalState, Decision, DecisionRequest, Evaluation, PolicySet, RequestContext,
     ResourceFacts, Role, TaskFacts,
 };
-use mandate_store::{Change, CredentialRecord, DecisionWrite, Recorded, StoreError};
+use mandate_store::{
+    ChainAgent, Change, CredentialRecord, DecisionContext, DecisionWrite, Recorded, StoreError,
+};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -66,6 +68,16 @@ impl ActivePolicy {
         store: &dyn mandate_store::Store,
     ) -> Result<Option<Arc<PolicySet>>, StoreError> {
         let stored = store.active_policy_hash().await?;
+        self.current_at(stored, store).await
+    }
+
+    /// The set whose hash the store gave as active (`stored`, read with the
+    /// rest of a decision's context), reloaded if it is not the one loaded.
+    pub async fn current_at(
+        &self,
+        stored: Option<String>,
+        store: &dyn mandate_store::Store,
+    ) -> Result<Option<Arc<PolicySet>>, StoreError> {
         {
             let loaded = self.0.read().unwrap_or_else(|e| e.into_inner());
             if loaded.hash == stored {
@@ -196,6 +208,53 @@ pub struct Holder {
     /// Why it may not act at all, decided once per token (revoked, missing
     /// proof of possession ...).
     pub refused: Option<ReasonOut>,
+    /// The rest of what deciding reads, from the same store call.
+    facts: Facts,
+}
+
+/// What the pipeline reads besides the credential and the task, read with
+/// them in one store call (one request, one snapshot; never kept across
+/// requests).
+struct Facts {
+    /// The task's assignee, as Cedar sees it.
+    agent: AgentFacts,
+    /// Each agent that delegated down to the task, from the root's assignee.
+    delegators: Vec<AgentFacts>,
+    calls_used: u64,
+    /// The active policy version's hash.
+    policy_hash: Option<String>,
+}
+
+impl Facts {
+    fn of(ctx: &DecisionContext) -> Self {
+        // Walk up the tree: each parent task's assignee delegated to its child.
+        let mut delegators = Vec::new();
+        let mut below = &ctx.task;
+        for (parent, assignee) in &ctx.ancestors {
+            if below.delegator.is_none() || below.parent != Some(parent.id) {
+                break;
+            }
+            delegators.push(agent_facts(assignee));
+            below = parent;
+        }
+        delegators.reverse();
+        Facts {
+            agent: agent_facts(&ctx.agent),
+            delegators,
+            calls_used: ctx.calls_used,
+            policy_hash: ctx.policy_hash.clone(),
+        }
+    }
+}
+
+/// An agent of the chain as Cedar sees it.
+fn agent_facts(a: &ChainAgent) -> AgentFacts {
+    AgentFacts {
+        spiffe_id: a.spiffe_id.clone(),
+        kind: a.kind,
+        owner: a.owner,
+        tags: a.tags.clone(),
+    }
 }
 
 /// Steps 1-2: who holds this token. The inner `Err` (with the reason) when
@@ -214,11 +273,13 @@ pub async fn authenticate(
         Err(Refusal::Store(e)) => return Err(e),
         Err(e) => return Ok(Err(invalid(e.to_string()))),
     };
-    let (credential, task) = match access::issued(s, &claims).await {
+    let (credential, ctx) = match access::decision_context(s, &claims).await {
         Ok(found) => found,
         Err(Refusal::Store(e)) => return Err(e),
         Err(e) => return Ok(Err(invalid(e.to_string()))),
     };
+    let facts = Facts::of(&ctx);
+    let task = ctx.task;
     let refused = if credential.revoked_at.is_some() {
         Some(ReasonOut::step(
             "credential_revoked",
@@ -238,6 +299,7 @@ pub async fn authenticate(
         credential,
         task,
         refused,
+        facts,
     }))
 }
 
@@ -316,25 +378,23 @@ pub async fn decide(
             return record(s, &change, out, write).await;
         }
     }
-    // Step 4: the call limit is checked here for a clear early answer and
-    // again, atomically, when the call is counted.
-    if task.limits.max_calls.is_some() {
-        let used = s.store.calls_used(task.id).await?;
-        if let Err(stop) = decision::check_calls(task, used) {
-            out.reasons.push(stop_reason(&stop, ask));
-            return record(s, &change, out, write).await;
-        }
+    // Step 4: the call limit is checked here for a clear early answer (with
+    // the calls used as read with the task) and again, atomically, when the
+    // call is counted.
+    if let Err(stop) = decision::check_calls(task, holder.facts.calls_used) {
+        out.reasons.push(stop_reason(&stop, ask));
+        return record(s, &change, out, write).await;
     }
     if !overridable {
         // Step 5: policy.
-        match s.policy.current_in(s.store.as_ref()).await? {
+        match active_set(s, holder).await? {
             None => out.reasons.push(ReasonOut::step(
                 "no_policy",
                 "no policy set is active; push one with `mandate policy push`",
             )),
             Some(set) => {
                 out.policy_hash = Some(set.hash().to_owned());
-                let request = policy_request(s, task, ask).await?;
+                let request = policy_request(holder, ask);
                 let mut eval = mandate_policy::evaluate(&set, &request);
                 // The digest is only needed when an approval gate is in play:
                 // keep the hashing off the common allow/deny path.
@@ -477,9 +537,9 @@ pub async fn session(
     };
     if let Some(r) = refusal {
         out.reasons.push(r);
-    } else if let Some(set) = s.policy.current_in(s.store.as_ref()).await? {
+    } else if let Some(set) = active_set(s, holder).await? {
         out.policy_hash = Some(set.hash().to_owned());
-        let request = policy_request(s, task, ask).await?;
+        let request = policy_request(holder, ask);
         let eval = mandate_policy::evaluate(&set, &request);
         let forbidden = eval
             .reasons
@@ -527,7 +587,7 @@ pub async fn preview(
                 && decision::admit_any(task, now, &ask.action, resources).is_ok()
         })
         .collect();
-    let Some(set) = s.policy.current_in(s.store.as_ref()).await? else {
+    let Some(set) = active_set(s, holder).await? else {
         return Ok(vec![false; asks.len()]);
     };
     let Some(first) = asks
@@ -538,7 +598,7 @@ pub async fn preview(
         return Ok(reachable);
     };
     // The chain is read once; only the action, resource and context differ.
-    let mut request = policy_request(s, task, first).await?;
+    let mut request = policy_request(holder, first);
     let mut out = Vec::with_capacity(asks.len());
     for ((ask, _), reachable) in asks.iter().zip(reachable) {
         if !reachable {
@@ -656,35 +716,25 @@ fn approval_digest(task: TaskId, ask: &Ask) -> String {
     decision::request_digest(task, &ask.action, &resource, &context)
 }
 
+/// The policy set active when the holder's context was read.
+async fn active_set(s: &AppState, holder: &Holder) -> Result<Option<Arc<PolicySet>>, StoreError> {
+    s.policy
+        .current_at(holder.facts.policy_hash.clone(), s.store.as_ref())
+        .await
+}
+
 /// The Cedar request: the initiator, every agent of the chain, the task.
-async fn policy_request(
-    s: &AppState,
-    task: &Task,
-    ask: &Ask,
-) -> Result<DecisionRequest, StoreError> {
-    let agent = agent_facts(s, task.assignee).await?;
-    let mut delegators = Vec::new();
-    let mut hop = task.delegator;
-    let mut parent = task.parent;
-    // Walk up the tree: each parent task's assignee delegated to its child.
-    while let (Some(_), Some(p)) = (hop, parent) {
-        let Some(pt) = s.store.task(p).await? else {
-            break;
-        };
-        delegators.push(agent_facts(s, pt.assignee).await?);
-        hop = pt.delegator;
-        parent = pt.parent;
-    }
-    delegators.reverse();
-    Ok(DecisionRequest {
+fn policy_request(holder: &Holder, ask: &Ask) -> DecisionRequest {
+    let task = &holder.task;
+    DecisionRequest {
         initiator: task.initiator,
-        delegators,
-        agent,
+        delegators: holder.facts.delegators.clone(),
+        agent: holder.facts.agent.clone(),
         task: TaskFacts::from(task),
         action: ask.action.clone(),
         resource: resource_facts(ask),
         context: request_context(ask),
-    })
+    }
 }
 
 /// `request` (same chain and task) asking `ask` instead.
@@ -719,14 +769,6 @@ fn request_context(ask: &Ask) -> RequestContext {
         approval: ApprovalState::None,
         amount: c.amount,
     }
-}
-
-async fn agent_facts(s: &AppState, id: AgentId) -> Result<AgentFacts, StoreError> {
-    s.store
-        .agent(id)
-        .await?
-        .map(|a| AgentFacts::from(&a))
-        .ok_or_else(|| StoreError::NotFound(format!("agent {id}")))
 }
 
 /// Records the decision with what it spends. If the call limit or the

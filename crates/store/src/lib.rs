@@ -123,6 +123,51 @@ pub struct CredentialRecord {
     pub revoked_at: Option<Timestamp>,
 }
 
+/// What a decision reads about a token's task, as stored at one moment (one
+/// statement: see [`Store::decision_context`]).
+#[derive(Debug, Clone)]
+pub struct DecisionContext {
+    /// The credential the token's jti names, whichever task it is for (the
+    /// caller checks it is this task's), or `None` when there is none.
+    pub credential: Option<CredentialRecord>,
+    pub task: Task,
+    /// Calls counted against the task's limit so far.
+    pub calls_used: u64,
+    /// The task's assignee.
+    pub agent: ChainAgent,
+    /// The task's parent, its parent ... up to the root, each with its assignee.
+    pub ancestors: Vec<(Task, ChainAgent)>,
+    /// The active policy version's hash.
+    pub policy_hash: Option<String>,
+}
+
+/// What a decision knows of an agent on a task's chain: who it is and how it
+/// is tagged. The rest of its record (keys, ceiling, tools) is not read:
+/// decoding an agent's keys (Ed25519 point decompression) cost more than the
+/// read itself, on every decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainAgent {
+    pub id: AgentId,
+    pub spiffe_id: SpiffeId,
+    pub kind: AgentKind,
+    pub owner: HumanId,
+    pub tags: std::collections::BTreeSet<String>,
+    pub status: AgentStatus,
+}
+
+impl From<&Agent> for ChainAgent {
+    fn from(a: &Agent) -> Self {
+        ChainAgent {
+            id: a.id,
+            spiffe_id: a.spiffe_id.clone(),
+            kind: a.kind,
+            owner: a.owner,
+            tags: a.tags.clone(),
+            status: a.status,
+        }
+    }
+}
+
 /// A task to create with its first credential, atomically.
 #[derive(Debug, Clone)]
 pub struct NewTask {
@@ -413,6 +458,13 @@ pub trait Store: Send + Sync + 'static {
 
     /// Calls counted against the task's limit so far.
     async fn calls_used(&self, task: TaskId) -> Result<u64>;
+
+    /// Everything a decision under `task`'s token `jti` reads, in one
+    /// statement: the credential, the task and its ancestors with their
+    /// assignees, the calls used and the active policy's hash. `None` when
+    /// the task is not stored. Nothing is cached: revocations, task ends
+    /// and policy pushes are seen at once.
+    async fn decision_context(&self, jti: &str, task: TaskId) -> Result<Option<DecisionContext>>;
 
     // ---- policy ---------------------------------------------------------
     /// Stores a validated policy set (if this hash is new) and makes it the

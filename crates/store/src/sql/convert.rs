@@ -1,6 +1,8 @@
 //! Rows to domain types. Anything that does not parse back is reported as
 //! an internal error naming the column, never silently defaulted.
 
+use std::borrow::Cow;
+
 use mandate_core::agent::{Agent, AgentStatus};
 use mandate_core::approval::{Approval, ApprovalStatus};
 use mandate_core::breakglass::BreakGlass;
@@ -81,6 +83,16 @@ pub(crate) fn agent(r: &AnyRow) -> Result<Agent> {
     })
 }
 
+/// A column's name under `prefix`: a row joining several tables names each
+/// table's columns with a prefix of its own (see `context`).
+fn col<'a>(prefix: &str, name: &'a str) -> Cow<'a, str> {
+    if prefix.is_empty() {
+        Cow::Borrowed(name)
+    } else {
+        Cow::Owned(format!("{prefix}{name}"))
+    }
+}
+
 pub(crate) fn opt_millis(r: &AnyRow, col: &str) -> Result<Option<Timestamp>> {
     Ok(r.try_get::<Option<i64>, _>(col)
         .map_err(db_error)?
@@ -91,9 +103,14 @@ pub(crate) fn opt_text(r: &AnyRow, col: &str) -> Result<Option<String>> {
     r.try_get::<Option<String>, _>(col).map_err(db_error)
 }
 
-pub(crate) fn task(r: &AnyRow) -> Result<mandate_core::task::Task> {
+/// The SPIFFE id of a task row's assignee (`assignee_spiffe`).
+pub(crate) fn task_spiffe(r: &AnyRow) -> Result<SpiffeId> {
     let spiffe = text(r, "assignee_spiffe")?;
     let (td, kind, name) = SpiffeId::parse(&spiffe).map_err(|e| corrupt("assignee_spiffe", e))?;
+    Ok(SpiffeId::for_agent(&td, kind, &name))
+}
+
+pub(crate) fn task(r: &AnyRow) -> Result<mandate_core::task::Task> {
     Ok(mandate_core::task::Task {
         id: parsed(r, "id")?,
         parent: opt_text(r, "parent_id")?
@@ -105,7 +122,7 @@ pub(crate) fn task(r: &AnyRow) -> Result<mandate_core::task::Task> {
         purpose: text(r, "purpose")?,
         initiator: parsed(r, "initiator")?,
         assignee: parsed(r, "assignee")?,
-        assignee_spiffe: SpiffeId::for_agent(&td, kind, &name),
+        assignee_spiffe: task_spiffe(r)?,
         delegator: opt_text(r, "delegator")?
             .map(|p| p.parse())
             .transpose()
@@ -121,15 +138,20 @@ pub(crate) fn task(r: &AnyRow) -> Result<mandate_core::task::Task> {
 }
 
 pub(crate) fn credential(r: &AnyRow) -> Result<crate::CredentialRecord> {
+    credential_at(r, "")
+}
+
+/// A credential from the columns named `prefix` + its usual column names.
+pub(crate) fn credential_at(r: &AnyRow, p: &str) -> Result<crate::CredentialRecord> {
     Ok(crate::CredentialRecord {
-        jti: text(r, "jti")?,
-        task: parsed(r, "task_id")?,
-        agent: parsed(r, "agent_id")?,
-        kid: text(r, "kid")?,
-        issued_at: millis(r, "issued_at")?,
-        expires_at: millis(r, "expires_at")?,
-        cnf_jkt: opt_text(r, "cnf_jkt")?,
-        revoked_at: opt_millis(r, "revoked_at")?,
+        jti: text(r, &col(p, "jti"))?,
+        task: parsed(r, &col(p, "task_id"))?,
+        agent: parsed(r, &col(p, "agent_id"))?,
+        kid: text(r, &col(p, "kid"))?,
+        issued_at: millis(r, &col(p, "issued_at"))?,
+        expires_at: millis(r, &col(p, "expires_at"))?,
+        cnf_jkt: opt_text(r, &col(p, "cnf_jkt"))?,
+        revoked_at: opt_millis(r, &col(p, "revoked_at"))?,
     })
 }
 

@@ -8,12 +8,14 @@
 mod audit;
 #[cfg(feature = "testing")]
 pub(crate) use audit::AUDIT_LOCK;
+mod context;
 mod convert;
 mod decisions;
 mod gateway;
 mod group;
 mod inventory;
 mod outcomes;
+mod readers;
 mod registry;
 mod reviews;
 mod tally;
@@ -131,11 +133,17 @@ pub struct SqlStore {
     /// Every write of this process goes through one group-committed
     /// transaction at a time (see [`group`]).
     writer: group::GroupWriter,
+    /// Connections for the read every decision makes (see [`readers`]).
+    readers: readers::Readers,
     /// Tasks this process has seen stored. Tasks are never deleted, so a
     /// task once found stays found, on any node: a decision under a known
     /// task needs no lookup to refuse an unknown one.
     known_tasks: std::sync::Mutex<std::collections::HashSet<mandate_core::ids::TaskId>>,
 }
+
+/// Connections kept for decisions' reads, besides the pool's: about one per
+/// core reading at a time, as more only queue in the database.
+const READERS: usize = 4;
 
 /// Bound on [`SqlStore::known_tasks`]: past it the set starts again (a task
 /// forgotten is only looked up once more).
@@ -223,6 +231,12 @@ impl SqlStore {
             // A database back within it is not noticed by clients at all;
             // a pool queue longer than this is an overload worth shedding.
             .acquire_timeout(ACQUIRE_TIMEOUT)
+            // Testing a connection before handing it out pings it: a round
+            // trip to the connection's worker thread on SQLite, where it can
+            // find nothing (the database is a local file, and a crashed
+            // worker fails the statement itself, 503). PostgreSQL connections
+            // can go stale when the server restarts, so they are still tested.
+            .test_before_acquire(backend != Backend::Sqlite)
             .after_connect(move |conn, _| {
                 let schema = schema.clone();
                 Box::pin(async move {
@@ -258,6 +272,7 @@ impl SqlStore {
             pool: pool.clone(),
             backend,
             writer: group::GroupWriter::new(pool.clone(), backend),
+            readers: readers::Readers::new(pool.clone(), READERS),
             known_tasks: Default::default(),
         };
         store.migrate().await?;
@@ -325,6 +340,7 @@ impl SqlStore {
 
     /// Closes the pool, waiting for connections to be returned.
     pub async fn close(&self) {
+        self.readers.close();
         self.pool.close().await;
     }
 }
@@ -555,6 +571,14 @@ impl Store for SqlStore {
 
     async fn calls_used(&self, task: TaskId) -> Result<u64> {
         decisions::calls_used(&self.pool, task).await
+    }
+    async fn decision_context(&self, jti: &str, task: TaskId) -> Result<Option<DecisionContext>> {
+        let found = context::decision_context(&self.readers, jti, task).await?;
+        if found.is_some() {
+            // Stored for good: its decisions need no lookup to know it exists.
+            self.remember_task(task);
+        }
+        Ok(found)
     }
 
     async fn activate_policy(
