@@ -34,8 +34,9 @@ impl TestStore {
     }
 
     /// Puts the audit log back as it was before migration 10 (`idx` not
-    /// SQLite's rowid, an index by human, every row in the root index) and
-    /// forgets that migration, so the next [`TestStore::reopen`] upgrades it.
+    /// SQLite's rowid, an index by human, every row in the root index, and
+    /// none of the later migrations' indexes) and forgets the migrations
+    /// from 10 on, so the next [`TestStore::reopen`] upgrades it.
     pub async fn undo_migration_10(&self) {
         let sql = match self.backend {
             Backend::Sqlite => {
@@ -55,6 +56,7 @@ impl TestStore {
             }
             Backend::Postgres => {
                 "DROP INDEX audit_log_by_root; \
+                 DROP INDEX audit_log_policy_activations; \
                  CREATE INDEX audit_log_by_root ON audit_log (root_id); \
                  CREATE INDEX audit_log_by_human ON audit_log (human_id);"
             }
@@ -62,7 +64,7 @@ impl TestStore {
         execute_raw(&self.store, sql).await;
         execute_raw(
             &self.store,
-            "DELETE FROM _sqlx_migrations WHERE version = 10",
+            "DELETE FROM _sqlx_migrations WHERE version >= 10",
         )
         .await;
     }

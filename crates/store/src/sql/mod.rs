@@ -86,6 +86,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "audit row layout",
         include_str!("../../migrations/0010_audit_row_layout.sql"),
     ),
+    (
+        11,
+        "policy activations by index",
+        include_str!("../../migrations/0011_policy_activations.sql"),
+    ),
 ];
 
 /// The parts of migrations that cannot be portable (reading JSON in SQL),
