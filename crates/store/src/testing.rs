@@ -161,8 +161,13 @@ pub fn postgres_url() -> String {
 pub async fn postgres() -> TestStore {
     let url = postgres_url();
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    // The clock alone is not unique: tests of one process start in the
+    // same tick often enough (two got one schema, and one saw the other's
+    // rows), so a process-wide count goes in too.
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let schema = format!(
-        "mandate_t_{}_{:08x}",
+        "mandate_t_{}_{:08x}_{n}",
         now.as_secs(),
         now.subsec_nanos() ^ std::process::id()
     );
