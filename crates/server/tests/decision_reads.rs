@@ -28,15 +28,6 @@ async fn with_policy(t: TestStore, text: &str) -> Fixture {
     f
 }
 
-fn codes(d: &Value) -> Vec<String> {
-    d["reasons"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["code"].as_str().unwrap().to_owned())
-        .collect()
-}
-
 async fn decide(f: &Fixture, token: &str, resource: &str) -> Value {
     f.decide(token, READ, resource, json!({ "risk_score": 10 }))
         .await

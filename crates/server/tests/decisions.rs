@@ -65,15 +65,6 @@ impl Fixture {
     }
 }
 
-fn codes(d: &Value) -> Vec<String> {
-    d["reasons"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["code"].as_str().unwrap().to_owned())
-        .collect()
-}
-
 fn low() -> Value {
     json!({ "risk_score": 10 })
 }

@@ -289,6 +289,16 @@ pub fn narrower(action: &str, resource: &str) -> Value {
         "actions": [action], "resources": [resource], "limits": { "max_calls": 10 } }])
 }
 
+/// The reason codes of a decision, in order.
+pub fn codes(d: &Value) -> Vec<String> {
+    d["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["code"].as_str().unwrap().to_owned())
+        .collect()
+}
+
 pub fn token_of(b: &Value) -> String {
     b["access_token"].as_str().unwrap().to_owned()
 }
