@@ -56,14 +56,7 @@ async fn a_remembered_token_is_refused_as_soon_as_it_is_revoked(t: TestStore) {
     for _ in 0..2 {
         assert_eq!(decide(&f, &token, SUPPLIERS).await["decision"], "allow");
     }
-    let res =
-        f.s.http
-            .post(format!("{}/oauth2/revoke", f.s.base))
-            .form(&[("token", token.as_str())])
-            .send()
-            .await
-            .unwrap();
-    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(f.revoke(&token).await, StatusCode::OK);
     let d = decide(&f, &token, SUPPLIERS).await;
     assert_eq!(d["decision"], "deny", "{d}");
     assert_eq!(codes(&d), ["credential_revoked"], "{d}");

@@ -244,6 +244,18 @@ impl Fixture {
         b
     }
 
+    /// RFC 7009 revocation by the token's holder: the answer's status.
+    pub async fn revoke(&self, token: &str) -> StatusCode {
+        self.s
+            .http
+            .post(format!("{}/oauth2/revoke", self.s.base))
+            .form(&[("token", token)])
+            .send()
+            .await
+            .unwrap()
+            .status()
+    }
+
     pub async fn introspect(&self, token: &str) -> Value {
         let res = self
             .s
