@@ -30,7 +30,7 @@ use std::time::Duration;
 use mandate_core::decision::Verdict;
 use mandate_core::scope::{ActionPattern, ResourcePattern};
 use mandate_core::secret::SecretName;
-use mandate_server::decision::{self, Ask, ContextIn, Outcome, ReasonOut, ResourceIn};
+use mandate_server::decision::{self, Ask, ContextIn, Outcome, ReasonOut, ResourceIn, Spends};
 use mandate_server::routes::decisions::{
     EvaluationRequest, Semantic, TASK_TOKEN_HEADER, ask_of_evaluation,
 };
@@ -227,19 +227,20 @@ impl DecisionPoint {
                 }
                 Ok(settled(semantic, asks.len(), made, Vec::new()))
             }
-            DecisionPoint::Remote(r) => r.decide(gw, caller, req, tool).await,
+            DecisionPoint::Remote(r) => r.decide(gw, caller, req, tool, Spends::Call).await,
         }
     }
 
     /// Decides a request other than a tool call (its default mapping) before
     /// the gateway answers it. With Mandate's pipeline, MCP's session methods
     /// (`initialize`, the listings, `logging/setLevel`) are allowed to an open
-    /// task unless a policy forbids them, and are not recorded
+    /// task unless a policy forbids them, recorded but not counted as calls
     /// ([`decision::session`]); every other method (`resources/read`,
     /// `prompts/get`, `tasks/get` ...) is a full, recorded decision of
     /// `mcp.<method>` on the resource its default mapping names, which a task
-    /// scope must grant. With a remote PDP the request is asked as it is,
-    /// and nothing is recorded. `Ok(None)`: allowed.
+    /// scope must grant. With a remote PDP the request is asked as it is and
+    /// its answers are recorded, as for a tool call (session methods again
+    /// not counted as calls). `Ok(None)`: allowed.
     pub async fn gate(
         &self,
         gw: &Gateway,
@@ -248,18 +249,22 @@ impl DecisionPoint {
         req: &AuthzRequest,
     ) -> Result<Option<Gated>, DecideError> {
         match self {
-            DecisionPoint::Remote(r) => match r.ask(gw, caller, req).await {
-                Ok(answers) => {
-                    let decisions = answers_of(&answers);
-                    let permitted = req.semantic().permits(req.decisions().len(), &decisions);
-                    let said = answers
-                        .into_iter()
-                        .find(|a| !a.decision)
-                        .and_then(|a| a.context);
-                    Ok((!permitted).then_some(Gated::Denied(said.map(Value::Object))))
-                }
-                Err(why) => Ok(Some(Gated::Unavailable(why))),
-            },
+            DecisionPoint::Remote(r) => {
+                let spends = if decision::is_session_action(&decision::mcp_action(method)) {
+                    Spends::Nothing
+                } else {
+                    Spends::Call
+                };
+                Ok(match r.decide(gw, caller, req, None, spends).await? {
+                    Settled::Allowed(_) => None,
+                    Settled::Refused(_, said) => Some(Gated::Denied(said)),
+                    Settled::Unavailable(out) => Some(Gated::Unavailable(
+                        out.reasons
+                            .first()
+                            .map_or_else(String::new, |r| r.message.clone()),
+                    )),
+                })
+            }
             DecisionPoint::Mandate => {
                 let action = decision::mcp_action(method);
                 let session = decision::is_session_action(&action);
@@ -284,7 +289,7 @@ impl DecisionPoint {
                     ask.context.tool = None;
                     let now = mandate_server::now();
                     let out = if session {
-                        decision::session(&gw.app, &caller.0, &ask, now).await?
+                        decision::session(&gw.app, &caller.0, &ask, None, now).await?
                     } else {
                         decision::decide(&gw.app, &caller.0, &ask, None, now).await?
                     };
@@ -313,7 +318,7 @@ pub(crate) enum Gated {
     Refused(Outcome),
     /// The remote PDP denied it (with what it said).
     Denied(Option<Value>),
-    /// The remote PDP could not be asked or answered nonsense.
+    /// The remote PDP could not be asked or answered nonsense: why, as recorded.
     Unavailable(String),
 }
 
@@ -442,6 +447,7 @@ impl Remote {
         caller: &Caller,
         req: &AuthzRequest,
         tool: Option<&str>,
+        spends: Spends,
     ) -> Result<Settled, DecideError> {
         // The log names what the PDP was asked, as it was asked.
         let asked = |e: &EvaluationRequest| Ask {
@@ -464,6 +470,7 @@ impl Remote {
                 &ask,
                 verdict,
                 vec![reason],
+                spends,
                 mandate_server::now(),
             )
             .await

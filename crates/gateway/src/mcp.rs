@@ -358,14 +358,12 @@ async fn gate(
             format!("{method} was denied by the AuthZEN decision point"),
             pdp.map(|p| json!({ "pdp_context": p })),
         )),
-        Ok(Some(Gated::Unavailable(why))) => {
-            tracing::warn!(error = %why, "gateway: AuthZEN decision point unavailable");
-            Err(ErrorData::new(
-                ErrorCode(coaz::PDP_ERROR),
-                format!("the AuthZEN decision point failed, so {method} is refused: {why}"),
-                None,
-            ))
-        }
+        // `why` names the decision point and its failure (logged as it was recorded).
+        Ok(Some(Gated::Unavailable(why))) => Err(ErrorData::new(
+            ErrorCode(coaz::PDP_ERROR),
+            format!("{method} is refused: {why}"),
+            None,
+        )),
         Err(DecideError::Store(e)) => Err(store_error(e)),
         Err(DecideError::Mapping(e)) => Err(mapping_error(&e)),
     }

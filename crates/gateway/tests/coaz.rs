@@ -29,7 +29,7 @@ use rmcp::transport::streamable_http_server::session::local::LocalSessionManager
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use rmcp::{ErrorData, RoleServer, ServerHandler, ServiceExt};
 use serde_json::{Value, json};
-use session::{agent, call, events, tool_names};
+use session::{agent, call, call_decisions, events, tool_names};
 
 const POLICY: &str = include_str!("../../policy/examples/default.cedar");
 const PDP_SECRET: &str = "pdp-bearer-3c1e";
@@ -578,12 +578,16 @@ async fn an_external_pdp_decides_what_the_servers_mappings_ask(t: TestStore) {
         ]
     );
     // Every decided call is audited: the PDP's verdict and the call.
-    let decisions = events(&g.f, "decision.made").await;
+    let decisions = call_decisions(&g.f).await;
     let verdicts: Vec<&str> = decisions
         .iter()
         .map(|d| d["details"]["decision"].as_str().unwrap())
         .collect();
-    assert_eq!(verdicts, ["allow", "allow", "allow", "deny", "deny"]);
+    // The tool calls, then the `resources/read` the gateway gated.
+    assert_eq!(
+        verdicts,
+        ["allow", "allow", "allow", "deny", "deny", "allow"]
+    );
     assert!(
         decisions
             .iter()
@@ -591,6 +595,8 @@ async fn an_external_pdp_decides_what_the_servers_mappings_ask(t: TestStore) {
     );
     assert_eq!(decisions[0]["details"]["action"], "get_customer");
     assert_eq!(decisions[0]["details"]["resource"], "cust-12345");
+    assert_eq!(decisions[5]["details"]["action"], "resources/read");
+    assert_eq!(decisions[5]["details"]["resource"], "file:///q1.pdf");
     let calls = events(&g.f, "gateway.call").await;
     let statuses: Vec<&str> = calls
         .iter()
@@ -627,7 +633,8 @@ async fn an_external_pdp_decides_what_the_servers_mappings_ask(t: TestStore) {
         pdp.asked()[n + 1].2["options"],
         json!({ "evaluations_semantic": "deny_on_first_deny" })
     );
-    let verdicts: Vec<String> = events(&g.f, "decision.made").await[5..]
+    // After the five tool-call decisions and the `resources/read` above.
+    let verdicts: Vec<String> = call_decisions(&g.f).await[6..]
         .iter()
         .map(|d| d["details"]["decision"].as_str().unwrap().to_owned())
         .collect();
@@ -676,7 +683,7 @@ async fn a_pdp_that_fails_refuses_the_call(t: TestStore) {
         g.calls.lock().unwrap().is_empty(),
         "a call went through a failing PDP"
     );
-    let decisions = events(&g.f, "decision.made").await;
+    let decisions = call_decisions(&g.f).await;
     assert_eq!(decisions.len(), 4);
     assert!(decisions.iter().all(|d| d["details"]["decision"] == "deny"
         && d["details"]["reasons"][0]["code"] == "pdp_unavailable"));
@@ -724,7 +731,7 @@ async fn mandates_pipeline_decides_coaz_tools_by_default(t: TestStore) {
     .await
     .unwrap_err();
     assert_eq!(e.code.0, -32602);
-    let decisions = events(&g.f, "decision.made").await;
+    let decisions = call_decisions(&g.f).await;
     assert_eq!(decisions.len(), 4, "a mapping error was decided");
     assert_eq!(decisions[0]["details"]["action"], "get_customer");
     assert_eq!(decisions[0]["details"]["resource"], "cust-7");
@@ -740,7 +747,7 @@ async fn mandates_pipeline_decides_coaz_tools_by_default(t: TestStore) {
         .unwrap_err();
     assert_eq!(e.code.0, -32001);
     assert!(e.message.contains("outside_task_scope"), "{}", e.message);
-    let decisions = events(&g.f, "decision.made").await;
+    let decisions = call_decisions(&g.f).await;
     let made: Vec<(&str, &str)> = decisions[4..]
         .iter()
         .map(|d| {
@@ -811,7 +818,8 @@ async fn raw(gateway: &str, token: &str, body: Value) -> Value {
 
 async fn mandates_pipeline_decides_every_mcp_method(t: TestStore) {
     let g = setup(t, Decider::Pipeline).await;
-    let (token, _) = crm_task(&g.f, &[("mcp.resources.read", "file:///docs/*")]).await;
+    let (token, claims) = crm_task(&g.f, &[("mcp.resources.read", "file:///docs/*")]).await;
+    let task_id: mandate_core::ids::TaskId = claims["task_id"].as_str().unwrap().parse().unwrap();
     // A task scoped to its tools still opens a session and lists: session
     // methods need no scope grant.
     let client = agent(&g.gateway, &token).await;
@@ -820,9 +828,26 @@ async fn mandates_pipeline_decides_every_mcp_method(t: TestStore) {
             .await
             .contains(&"get_customer".to_owned())
     );
-    assert!(
-        events(&g.f, "decision.made").await.is_empty(),
-        "session methods are not recorded"
+    // Session methods are recorded like every decision; nothing else was decided.
+    let sessions: Vec<(String, String)> = events(&g.f, "decision.made")
+        .await
+        .iter()
+        .map(|d| {
+            let v = |k: &str| d["details"][k].as_str().unwrap().to_owned();
+            (v("action"), v("decision"))
+        })
+        .collect();
+    for action in ["mcp.initialize", "mcp.tools.list"] {
+        assert!(
+            sessions.contains(&(action.to_owned(), "allow".to_owned())),
+            "{action} is recorded: {sessions:?}"
+        );
+    }
+    assert!(call_decisions(&g.f).await.is_empty());
+    assert_eq!(
+        g.f.s.state.store.calls_used(task_id).await.unwrap(),
+        0,
+        "session methods spend none of the task's calls"
     );
 
     let rpc = |id: u32, method: &str, params: Value| json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params });
@@ -878,7 +903,7 @@ async fn mandates_pipeline_decides_every_mcp_method(t: TestStore) {
             "{method}: {b}"
         );
     }
-    let decisions = events(&g.f, "decision.made").await;
+    let decisions = call_decisions(&g.f).await;
     let made: Vec<(&str, &str, &str)> = decisions
         .iter()
         .map(|d| {
@@ -992,7 +1017,7 @@ async fn mandate_is_the_decision_point_of_a_coaz_gateway(t: TestStore) {
 
     // Mandate decided each call under the agent's task (its pipeline's
     // reasons), and the gateway recorded what it enforced (authzen_pdp).
-    let decisions = events(&g.f, "decision.made").await;
+    let decisions = call_decisions(&g.f).await;
     let by = |code: &str| {
         decisions
             .iter()

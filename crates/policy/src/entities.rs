@@ -1,19 +1,22 @@
-//! A per-thread cache of the entities that stay the same over a task's calls.
+//! Per-thread caches of the entities that stay the same over many calls.
 //!
 //! Building Cedar entities (evaluating their attributes, computing the
 //! transitive closure) is most of a decision's cost, and an agent makes many
-//! calls under one task with the same chain. The cache is keyed by the facts
-//! themselves — every agent of the chain with its kind, owner and tags, the
-//! task with its purpose and depth, the initiator — so a changed fact is a
-//! different key, never a stale answer. It lives per thread (no lock on the
-//! hot path) and is bounded: when full it starts over.
+//! calls under one task with the same chain, and many tasks as the same
+//! agent. So two caches: a task's whole base (its chain and the task), and
+//! each agent's entity on its own, which a new task of a known agent reuses.
+//! Both are keyed by the facts themselves — every agent of the chain with its
+//! kind, owner and tags, the task with its purpose and depth, the initiator —
+//! so a changed fact is a different key, never a stale answer. They live per
+//! thread (no lock on the hot path) and are bounded: when full they start
+//! over.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 
-use cedar_policy::Entities;
+use cedar_policy::{Entities, Entity};
 use mandate_core::ids::HumanId;
 
 use crate::request::{AgentFacts, DecisionRequest, TaskFacts};
@@ -36,6 +39,27 @@ impl Cached {
 
 thread_local! {
     static BASES: RefCell<HashMap<u64, Cached>> = RefCell::new(HashMap::new());
+    static AGENTS: RefCell<HashMap<AgentFacts, Entity>> = RefCell::new(HashMap::new());
+}
+
+/// The entity of agent `facts`: from the cache when these exact facts were
+/// seen on this thread, otherwise from `build` (and remembered).
+pub(crate) fn agent(
+    facts: &AgentFacts,
+    build: impl FnOnce() -> Result<Entity, String>,
+) -> Result<Entity, String> {
+    if let Some(e) = AGENTS.with(|a| a.borrow().get(facts).cloned()) {
+        return Ok(e);
+    }
+    let entity = build()?;
+    AGENTS.with(|a| {
+        let mut a = a.borrow_mut();
+        if a.len() >= CAPACITY {
+            a.clear();
+        }
+        a.insert(facts.clone(), entity.clone());
+    });
+    Ok(entity)
 }
 
 fn digest(r: &DecisionRequest) -> u64 {

@@ -244,18 +244,20 @@ impl DecisionRequest {
         let mut entities: Vec<Entity> = Vec::new();
         let mut seen: HashSet<EntityUid> = HashSet::new();
         for a in self.chain() {
-            let e = Entity::new(
-                t.uid(&t.agent, a.spiffe_id.as_str()),
-                [
-                    ("spiffe_id".to_owned(), string(a.spiffe_id.as_str())),
-                    ("kind".to_owned(), string(a.kind.as_str())),
-                    ("owner".to_owned(), uid(human(&a.owner))),
-                    ("tags".to_owned(), strings(&a.tags)),
-                ]
-                .into(),
-                HashSet::new(),
-            )
-            .map_err(|e| e.to_string())?;
+            let e = crate::entities::agent(a, || {
+                Entity::new(
+                    t.uid(&t.agent, a.spiffe_id.as_str()),
+                    [
+                        ("spiffe_id".to_owned(), string(a.spiffe_id.as_str())),
+                        ("kind".to_owned(), string(a.kind.as_str())),
+                        ("owner".to_owned(), uid(human(&a.owner))),
+                        ("tags".to_owned(), strings(&a.tags)),
+                    ]
+                    .into(),
+                    HashSet::new(),
+                )
+                .map_err(|e| e.to_string())
+            })?;
             // The same agent twice in a chain is one entity; Cedar refuses
             // duplicates.
             if seen.insert(e.uid()) {

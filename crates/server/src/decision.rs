@@ -458,13 +458,15 @@ pub async fn decide(
 /// gateway asking an external AuthZEN PDP): a `decision.made` entry like
 /// Mandate's own, with that verdict and `reasons`, so every call through the
 /// gateway still has its decision in the log. None of Mandate's steps ran:
-/// no scope, limit, budget or policy was checked, and nothing is spent.
+/// no scope, limit, budget or policy was checked, and no amount is spent;
+/// an allowed call counts as one of the task's calls when `spends` says so.
 pub async fn record_external(
     s: &AppState,
     holder: &Holder,
     ask: &Ask,
     verdict: Verdict,
     reasons: Vec<ReasonOut>,
+    spends: Spends,
     now: Timestamp,
 ) -> Result<Outcome, StoreError> {
     let task = &holder.task;
@@ -474,7 +476,7 @@ pub async fn record_external(
     // Mandate's limits were not checked, so nothing is spent against them.
     write.max_calls = None;
     write.spends = None;
-    record(s, &acting(task, now, None), out, write).await
+    record_spending(s, &acting(task, now, None), out, write, spends).await
 }
 
 /// An MCP method name as a Mandate action: `mcp.` and the method with `/`
@@ -517,17 +519,18 @@ pub fn is_session_action(action: &str) -> bool {
 /// possession when bound), the task open, and the active policy must not
 /// forbid the request (a `forbid` on, say, `Mandate::Action::"mcp.tools.list"`
 /// refuses it; an approval gate refuses it too, as no approval can be raised
-/// for a session). Nothing is spent and nothing is recorded: a session
-/// method gives access to nothing, and every call made in the session is
-/// decided and recorded in full.
+/// for a session). Every such decision is recorded, allowed or refused, as
+/// every decision is; nothing is spent, since a session method gives access
+/// to nothing, and every call made in the session is decided in full.
 pub async fn session(
     s: &AppState,
     holder: &Holder,
     ask: &Ask,
+    request_id: Option<String>,
     now: Timestamp,
 ) -> Result<Outcome, StoreError> {
     let task = &holder.task;
-    let (mut out, _) = fresh(task, ask);
+    let (mut out, write) = fresh(task, ask);
     let refusal = if let Some(r) = &holder.refused {
         Some(r.clone())
     } else if let Err(stop) = decision::open_at(task, now) {
@@ -559,13 +562,13 @@ pub async fn session(
         out.reasons.push(ReasonOut::step(
             "mcp_session",
             format!(
-                "{} is an MCP session method: allowed to an open task unless a policy forbids it (not a scope grant, not recorded)",
+                "{} is an MCP session method: allowed to an open task unless a policy forbids it (no scope grant needed; not counted as a call)",
                 ask.action
             ),
         ));
     }
-    metrics::counter!("mandate_decisions_total", "decision" => out.decision.as_str()).increment(1);
-    Ok(out)
+    let change = acting(task, now, request_id);
+    record_spending(s, &change, out, write, Spends::Nothing).await
 }
 
 /// Which of `asks` could this holder be allowed now, each on some resource
@@ -773,19 +776,44 @@ fn request_context(ask: &Ask) -> RequestContext {
 
 /// Records the decision with what it spends. If the call limit or the
 /// approval was used up by a concurrent request, the answer becomes a deny.
+/// What an allowed decision uses up of its task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Spends {
+    /// One of the task's calls, and any amount the call moves: an action.
+    Call,
+    /// Nothing: one of MCP's session methods, which reaches no data (see
+    /// [`session`]). Still recorded, never counted against a limit.
+    Nothing,
+}
+
 async fn record(
+    s: &AppState,
+    change: &Change,
+    out: Outcome,
+    write: DecisionWrite,
+) -> Result<Outcome, StoreError> {
+    record_spending(s, change, out, write, Spends::Call).await
+}
+
+/// Records a decision; an allowed one uses up what `spends` says.
+async fn record_spending(
     s: &AppState,
     change: &Change,
     mut out: Outcome,
     mut write: DecisionWrite,
+    spends: Spends,
 ) -> Result<Outcome, StoreError> {
     // An approval is spent only by the allow it unlocks.
     if out.decision != Verdict::Allow {
         write.spends_approval = None;
     }
+    if spends == Spends::Nothing {
+        write.max_calls = None;
+        write.spends = None;
+    }
     loop {
         write.verdict = out.decision;
-        write.counts_call = out.decision == Verdict::Allow;
+        write.counts_call = out.decision == Verdict::Allow && spends == Spends::Call;
         write.details = serde_json::to_value(&out).unwrap_or_default();
         let lost = match s.store.record_decision(change, &write).await? {
             Recorded::Done => {

@@ -831,6 +831,31 @@ async fn payments_spend_the_task_budget_and_a_child_cannot_widen_it(t: TestStore
     );
 }
 
+/// The `decision.made` entries from audit index `from` on: (action, verdict).
+async fn session_decisions(store: &dyn mandate_store::Store, from: u64) -> Vec<(String, String)> {
+    let len = store.audit_len().await.unwrap();
+    store
+        .audit_entries(from, (len - from) as u32)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| serde_json::from_str::<Value>(&e.entry).unwrap()["event"].clone())
+        .filter(|e| e["kind"] == "decision.made")
+        .map(|e| {
+            let d = &e["details"];
+            (
+                d["action"].as_str().unwrap().to_owned(),
+                d["decision"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// The Mandate action of an MCP method, as the decision records it.
+fn decision_action(method: &str) -> String {
+    format!("mcp.{}", method.replace('/', "."))
+}
+
 /// A COAZ request as a third-party MCP gateway sends it: the task token in
 /// the `Mandate-Task-Token` header (when given), the body as its mapping built it.
 async fn coaz(f: &Fixture, path: &str, token: Option<&str>, body: Value) -> (StatusCode, Value) {
@@ -1002,8 +1027,8 @@ async fn coaz_requests_are_decided_only_for_the_tokens_identities(t: TestStore) 
     }
 
     // MCP methods as actions: `tools/call` needs the scope grant
-    // `mcp.tools.call`; session methods need only an open task, and are not
-    // recorded.
+    // `mcp.tools.call`; session methods need only an open task, and are
+    // recorded like every decision but not counted as calls.
     let server = json!({ "type": "mcp_server", "id": claims["aud"] });
     let (_, r) = coaz(
         &f,
@@ -1019,8 +1044,14 @@ async fn coaz_requests_are_decided_only_for_the_tokens_identities(t: TestStore) 
     assert_eq!(r["decision"], false);
     assert_eq!(r["context"]["mandate"]["action"], "mcp.tools.call");
     assert_eq!(reasons(&r), ["outside_task_scope"]);
-    let before = f.s.state.store.audit_len().await.unwrap();
-    for method in ["initialize", "tools/list", "resources/list", "prompts/list"] {
+    let store = &f.s.state.store;
+    let task_id: TaskId = task.parse().unwrap();
+    let (before, calls_before) = (
+        store.audit_len().await.unwrap(),
+        store.calls_used(task_id).await.unwrap(),
+    );
+    let methods = ["initialize", "tools/list", "resources/list", "prompts/list"];
+    for method in methods {
         let (_, r) = coaz(
             &f,
             "/access/v1/evaluation",
@@ -1031,7 +1062,17 @@ async fn coaz_requests_are_decided_only_for_the_tokens_identities(t: TestStore) 
         assert_eq!(r["decision"], true, "{method}: {r}");
         assert_eq!(reasons(&r), ["mcp_session"], "{method}");
     }
-    assert_eq!(f.s.state.store.audit_len().await.unwrap(), before);
+    let recorded = session_decisions(store.as_ref(), before).await;
+    let want: Vec<(String, String)> = methods
+        .iter()
+        .map(|m| (decision_action(m), "allow".to_owned()))
+        .collect();
+    assert_eq!(recorded, want, "each session method is a recorded decision");
+    assert_eq!(
+        store.calls_used(task_id).await.unwrap(),
+        calls_before,
+        "a session method is not a call: it spends none of the task's limit"
+    );
 
     // Batches: one token, the human at the top, the three semantics.
     let batch = |semantic: &str| {
@@ -1087,6 +1128,13 @@ async fn coaz_requests_are_decided_only_for_the_tokens_identities(t: TestStore) 
     .await;
     assert_eq!(r["decision"], false, "{r}");
     assert_eq!(reasons(&r), ["policy_forbid"]);
+    let after_forbid =
+        session_decisions(store.as_ref(), store.audit_len().await.unwrap() - 1).await;
+    assert_eq!(
+        after_forbid,
+        [("mcp.tools.list".to_owned(), "deny".to_owned())],
+        "a refused session method is recorded too"
+    );
 
     // A revoked task decides nothing, session methods included.
     let (st, b) =

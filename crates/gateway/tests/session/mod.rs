@@ -8,6 +8,8 @@ use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig
 use rmcp::{RoleClient, ServiceError, ServiceExt};
 use serde_json::Value;
 
+use mandate_server::decision;
+
 use crate::common::fixture::Fixture;
 
 /// Opens the agent's session with its task token.
@@ -68,5 +70,21 @@ pub async fn events(f: &Fixture, kind: &str) -> Vec<Value> {
         .iter()
         .map(|e| serde_json::from_str::<Value>(e).unwrap()["event"].clone())
         .filter(|e| e["kind"] == kind)
+        .collect()
+}
+
+/// The recorded decisions of everything but MCP's session methods (which
+/// are recorded too, but not counted as calls), as JSON. Only gateways
+/// with `coaz` servers decide session methods.
+#[allow(dead_code)]
+pub async fn call_decisions(f: &Fixture) -> Vec<Value> {
+    events(f, "decision.made")
+        .await
+        .into_iter()
+        .filter(|d| {
+            // As a remote PDP was asked (`tools/list`) or as Mandate's action.
+            let action = d["details"]["action"].as_str().unwrap();
+            !decision::is_session_action(&decision::mcp_action(action))
+        })
         .collect()
 }

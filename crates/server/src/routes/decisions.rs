@@ -398,7 +398,9 @@ impl<'a> Holders<'a> {
             return Ok(unattributed(&ask, reason));
         }
         if decision::is_session_action(&ask.action) {
-            return Ok(decision::session(s, holder, &ask, crate::now()).await?);
+            return Ok(
+                decision::session(s, holder, &ask, request_id(headers), crate::now()).await?,
+            );
         }
         Ok(decision::decide(s, holder, &ask, request_id(headers), crate::now()).await?)
     }

@@ -250,15 +250,18 @@ pub(crate) async fn record_decision(
         || d.spends_approval.is_some()
         || (d.counts_call && (d.max_calls.is_some() || d.spends.is_some()));
     if !guarded && store.task_known(d.task) {
-        let counted = Counted {
+        // What the guarded path below counts: an allowed call only when it
+        // counts as one, a deny always.
+        let counts = d.counts_call || d.verdict == Verdict::Deny;
+        let counted = counts.then(|| Counted {
             task: d.task,
             agent: d.agent,
             action: d.action.clone(),
             resource: d.resource.clone(),
             verdict: d.verdict,
             at: change.at.as_millis(),
-        };
-        store.append_alone(decided, Some(counted)).await?;
+        });
+        store.append_alone(decided, counted).await?;
         return Ok(Recorded::Done);
     }
     let mut w = store.write().await?;
