@@ -179,7 +179,8 @@ async fn load(base: String, n: usize) {
     let start = std::sync::Arc::new(tokio::sync::Barrier::new(HTTP_CLIENTS + 1));
     let clients: Vec<_> = (0..HTTP_CLIENTS)
         .map(|c| {
-            let (addr, auth, body, start) = (addr.clone(), auth.clone(), body.clone(), start.clone());
+            let (addr, auth, body, start) =
+                (addr.clone(), auth.clone(), body.clone(), start.clone());
             let share = (c..n).step_by(HTTP_CLIENTS).count();
             tokio::spawn(async move { client(&addr, &auth, &body, share, &start).await })
         })
