@@ -3,6 +3,7 @@
 mod common;
 
 use common::{ALICE, BOB, DEFAULT, agent, human, request, set};
+use mandate_core::ids::TaskId;
 use mandate_policy::{ApprovalState, Decision, Effect, Evaluation, Role, evaluate};
 
 fn ids(e: &Evaluation) -> Vec<&str> {
@@ -317,6 +318,20 @@ permit (principal, action, resource) when {{
         assert!(
             evaluate(&s, r).is_default_deny(),
             "changed {what} was not seen"
+        );
+    }
+    // Agents' entities are also kept across tasks: a new task of the same
+    // agent reuses it, and a new task of the agent with changed tags or owner
+    // does not.
+    for (what, changed) in [("tags", &untagged), ("owner", &reowned)] {
+        let mut fresh = base.clone();
+        fresh.task.id = TaskId::from_uuid(uuid::Uuid::now_v7());
+        assert_eq!(evaluate(&s, &fresh).decision, Decision::Allow);
+        let mut fresh_changed = (*changed).clone();
+        fresh_changed.task.id = TaskId::from_uuid(uuid::Uuid::now_v7());
+        assert!(
+            evaluate(&s, &fresh_changed).is_default_deny(),
+            "changed {what} was not seen on a new task"
         );
     }
     // A delegator added in front changes the chain, and the entity set:
