@@ -52,14 +52,16 @@ pub(crate) fn agent(
         return Ok(e);
     }
     let entity = build()?;
-    AGENTS.with(|a| {
-        let mut a = a.borrow_mut();
-        if a.len() >= CAPACITY {
-            a.clear();
-        }
-        a.insert(facts.clone(), entity.clone());
-    });
+    AGENTS.with(|a| remember(&mut a.borrow_mut(), facts.clone(), entity.clone()));
     Ok(entity)
+}
+
+/// Inserts into one of the bounded caches, which starts over when full.
+fn remember<K: Hash + Eq, V>(cache: &mut HashMap<K, V>, key: K, value: V) {
+    if cache.len() >= CAPACITY {
+        cache.clear();
+    }
+    cache.insert(key, value);
 }
 
 fn digest(r: &DecisionRequest) -> u64 {
@@ -89,21 +91,13 @@ pub(crate) fn base(
         return Ok(entities);
     }
     let entities = build()?;
-    BASES.with(|b| {
-        let mut b = b.borrow_mut();
-        if b.len() >= CAPACITY {
-            b.clear();
-        }
-        // A digest collision replaces the other entry: both stay correct.
-        b.insert(
-            key,
-            Cached {
-                chain: r.chain().cloned().collect(),
-                task: r.task.clone(),
-                initiator: r.initiator,
-                entities: entities.clone(),
-            },
-        );
-    });
+    let cached = Cached {
+        chain: r.chain().cloned().collect(),
+        task: r.task.clone(),
+        initiator: r.initiator,
+        entities: entities.clone(),
+    };
+    // A digest collision replaces the other entry: both stay correct.
+    BASES.with(|b| remember(&mut b.borrow_mut(), key, cached));
     Ok(entities)
 }
