@@ -774,8 +774,6 @@ fn request_context(ask: &Ask) -> RequestContext {
     }
 }
 
-/// Records the decision with what it spends. If the call limit or the
-/// approval was used up by a concurrent request, the answer becomes a deny.
 /// What an allowed decision uses up of its task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Spends {
@@ -795,7 +793,9 @@ async fn record(
     record_spending(s, change, out, write, Spends::Call).await
 }
 
-/// Records a decision; an allowed one uses up what `spends` says.
+/// Records the decision; an allowed one uses up what `spends` says. If the
+/// call limit or the approval was used up by a concurrent request, the
+/// answer becomes a deny.
 async fn record_spending(
     s: &AppState,
     change: &Change,
