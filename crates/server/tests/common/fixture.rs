@@ -315,6 +315,24 @@ pub fn token_of(b: &Value) -> String {
     b["access_token"].as_str().unwrap().to_owned()
 }
 
+/// `token` with its payload widened by hand to every action on every
+/// resource, its header and signature kept: what a forger would try.
+pub fn widened(token: &str) -> String {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
+    let mut claims: mandate_core::credential::TaskClaims =
+        mandate_core::credential::peek_claims(token).unwrap();
+    claims.authorization_details[0].grants =
+        serde_json::from_value(json!([{ "action": "*", "resource": "*" }])).unwrap();
+    let parts: Vec<&str> = token.split('.').collect();
+    format!(
+        "{}.{}.{}",
+        parts[0],
+        B64URL.encode(serde_json::to_vec(&claims).unwrap()),
+        parts[2]
+    )
+}
+
 pub fn task_of(b: &Value) -> String {
     b["task_id"].as_str().unwrap().to_owned()
 }
