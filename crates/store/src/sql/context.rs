@@ -1,20 +1,18 @@
 //! A decision's reads in one statement: the credential, the task with its
 //! ancestors and each one's assignee, and the active policy's hash.
 //!
-//! Each statement on SQLite is a round trip to sqlx's worker thread (and on
-//! PostgreSQL one to the server), and a decision used to make four or more
-//! of them; switching threads for each cost more CPU than the reads. One
+//! Each statement is a round trip to the database (on SQLite through sqlx, to
+//! its worker thread; see `readers` for why the decision's own read is not),
+//! and a decision used to make four or more of them; switching threads for
+//! each cost more CPU than the reads. One
 //! statement also reads every fact from the same snapshot. Nothing here is
 //! cached: every call reads what is stored now, so a revocation, a task's
 //! end or a policy push is seen by the next decision on every node.
 
 use mandate_core::ids::{SpiffeId, TaskId};
-use sqlx::Row;
-use sqlx::any::AnyRow;
 
-use super::convert;
-use super::db_error;
-use super::readers::Readers;
+use super::convert::{self, Columns};
+use super::readers::{Readers, sqlite_error};
 use crate::*;
 
 /// Ancestors deeper than this are not followed. Tasks form a tree (a parent
@@ -54,38 +52,72 @@ pub(crate) async fn decision_context(
     task: TaskId,
 ) -> Result<Option<DecisionContext>> {
     let task_id = task.to_string();
-    let rows = readers
-        .fetch_all(|| {
-            sqlx::query(CONTEXT_SQL)
-                .bind(jti.to_owned())
-                .bind(task_id.clone())
-                .bind(MAX_HOPS)
-        })
-        .await?;
-    let mut rows = rows.iter();
+    let rows = match readers {
+        Readers::Inline(r) => r.read(|conn| {
+            let mut stmt = conn.prepare_cached(CONTEXT_SQL).map_err(sqlite_error)?;
+            let mut rows = stmt
+                .query(rusqlite::named_params! {"$1": jti, "$2": task_id, "$3": MAX_HOPS})
+                .map_err(sqlite_error)?;
+            let mut chain = Vec::new();
+            while let Some(r) = rows.next().map_err(sqlite_error)? {
+                chain.push(Hop::of(r)?);
+            }
+            Ok(chain)
+        })?,
+        Readers::Kept(r) => r
+            .fetch_all(|| {
+                sqlx::query(CONTEXT_SQL)
+                    .bind(jti.to_owned())
+                    .bind(task_id.clone())
+                    .bind(MAX_HOPS)
+            })
+            .await?
+            .iter()
+            .map(Hop::of)
+            .collect::<Result<_>>()?,
+    };
+    let mut rows = rows.into_iter();
     let Some(first) = rows.next() else {
         return Ok(None);
     };
-    let credential = match convert::opt_text(first, "cred_jti")? {
-        Some(_) => Some(convert::credential_at(first, "cred_")?),
-        None => None,
-    };
-    let used: i64 = first.try_get("calls_used").map_err(db_error)?;
     Ok(Some(DecisionContext {
-        credential,
-        task: convert::task(first)?,
-        calls_used: used.max(0) as u64,
-        agent: chain_agent(first)?,
-        ancestors: rows
-            .map(|r| Ok((convert::task(r)?, chain_agent(r)?)))
-            .collect::<Result<_>>()?,
-        policy_hash: convert::opt_text(first, "policy_hash")?,
+        credential: first.credential,
+        task: first.task,
+        calls_used: first.calls_used,
+        agent: first.agent,
+        ancestors: rows.map(|r| (r.task, r.agent)).collect(),
+        policy_hash: first.policy_hash,
     }))
+}
+
+/// One row of [`CONTEXT_SQL`]: a task of the chain with its assignee (and,
+/// on the first row, the credential).
+struct Hop {
+    task: mandate_core::task::Task,
+    agent: ChainAgent,
+    credential: Option<CredentialRecord>,
+    calls_used: u64,
+    policy_hash: Option<String>,
+}
+
+impl Hop {
+    fn of(r: &impl Columns) -> Result<Self> {
+        Ok(Hop {
+            credential: match convert::opt_text(r, "cred_jti")? {
+                Some(_) => Some(convert::credential_at(r, "cred_")?),
+                None => None,
+            },
+            calls_used: convert::int(r, "calls_used")?.max(0) as u64,
+            task: convert::task(r)?,
+            agent: chain_agent(r)?,
+            policy_hash: convert::opt_text(r, "policy_hash")?,
+        })
+    }
 }
 
 /// The assignee of a row's task, whose SPIFFE id (with its kind) is the
 /// task's `assignee_spiffe`.
-fn chain_agent(r: &AnyRow) -> Result<ChainAgent> {
+fn chain_agent(r: &impl Columns) -> Result<ChainAgent> {
     let spiffe_id = convert::task_spiffe(r)?;
     let (_, kind, _) = SpiffeId::parse(spiffe_id.as_str())
         .map_err(|e| StoreError::Internal(format!("stored column assignee_spiffe: {e}")))?;

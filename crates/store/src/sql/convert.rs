@@ -1,5 +1,8 @@
 //! Rows to domain types. Anything that does not parse back is reported as
 //! an internal error naming the column, never silently defaulted.
+//!
+//! A row is anything with [`Columns`]: sqlx's rows (both backends) and the
+//! inline SQLite reader's (see `readers`), so one decoding serves both.
 
 use std::borrow::Cow;
 
@@ -16,28 +19,49 @@ use sqlx::any::AnyRow;
 use super::db_error;
 use crate::{Result, StoreError};
 
+/// A stored row's columns by name: the two kinds of value Mandate stores.
+pub(crate) trait Columns {
+    fn opt_text(&self, col: &str) -> Result<Option<String>>;
+    fn opt_int(&self, col: &str) -> Result<Option<i64>>;
+}
+
+impl Columns for AnyRow {
+    fn opt_text(&self, col: &str) -> Result<Option<String>> {
+        self.try_get(col).map_err(db_error)
+    }
+    fn opt_int(&self, col: &str) -> Result<Option<i64>> {
+        self.try_get(col).map_err(db_error)
+    }
+}
+
 fn corrupt(col: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Internal(format!("stored column {col} is malformed: {e}"))
 }
 
-pub(crate) fn text(r: &AnyRow, col: &str) -> Result<String> {
-    r.try_get::<String, _>(col).map_err(db_error)
+fn required<T>(v: Option<T>, col: &str) -> Result<T> {
+    v.ok_or_else(|| corrupt(col, "NULL where a value is required"))
 }
 
-pub(crate) fn millis(r: &AnyRow, col: &str) -> Result<Timestamp> {
-    Ok(Timestamp::from_millis(
-        r.try_get::<i64, _>(col).map_err(db_error)?,
-    ))
+pub(crate) fn text(r: &impl Columns, col: &str) -> Result<String> {
+    required(r.opt_text(col)?, col)
 }
 
-pub(crate) fn parsed<T: std::str::FromStr>(r: &AnyRow, col: &str) -> Result<T>
+pub(crate) fn int(r: &impl Columns, col: &str) -> Result<i64> {
+    required(r.opt_int(col)?, col)
+}
+
+pub(crate) fn millis(r: &impl Columns, col: &str) -> Result<Timestamp> {
+    Ok(Timestamp::from_millis(int(r, col)?))
+}
+
+pub(crate) fn parsed<T: std::str::FromStr>(r: &impl Columns, col: &str) -> Result<T>
 where
     T::Err: std::fmt::Display,
 {
     text(r, col)?.parse().map_err(|e| corrupt(col, e))
 }
 
-pub(crate) fn json<T: DeserializeOwned>(r: &AnyRow, col: &str) -> Result<T> {
+pub(crate) fn json<T: DeserializeOwned>(r: &impl Columns, col: &str) -> Result<T> {
     serde_json::from_str(&text(r, col)?).map_err(|e| corrupt(col, e))
 }
 
@@ -51,7 +75,7 @@ pub(crate) fn human(r: &AnyRow) -> Result<Human> {
         issuer: text(r, "issuer")?,
         subject: text(r, "subject")?,
         display_name: text(r, "display_name")?,
-        email: r.try_get::<Option<String>, _>("email").map_err(db_error)?,
+        email: opt_text(r, "email")?,
         roles: json(r, "roles")?,
         status: HumanStatus::parse(&text(r, "status")?).map_err(|e| corrupt("status", e))?,
         created_at: millis(r, "created_at")?,
@@ -93,24 +117,22 @@ fn col<'a>(prefix: &str, name: &'a str) -> Cow<'a, str> {
     }
 }
 
-pub(crate) fn opt_millis(r: &AnyRow, col: &str) -> Result<Option<Timestamp>> {
-    Ok(r.try_get::<Option<i64>, _>(col)
-        .map_err(db_error)?
-        .map(Timestamp::from_millis))
+pub(crate) fn opt_millis(r: &impl Columns, col: &str) -> Result<Option<Timestamp>> {
+    Ok(r.opt_int(col)?.map(Timestamp::from_millis))
 }
 
-pub(crate) fn opt_text(r: &AnyRow, col: &str) -> Result<Option<String>> {
-    r.try_get::<Option<String>, _>(col).map_err(db_error)
+pub(crate) fn opt_text(r: &impl Columns, col: &str) -> Result<Option<String>> {
+    r.opt_text(col)
 }
 
 /// The SPIFFE id of a task row's assignee (`assignee_spiffe`).
-pub(crate) fn task_spiffe(r: &AnyRow) -> Result<SpiffeId> {
+pub(crate) fn task_spiffe(r: &impl Columns) -> Result<SpiffeId> {
     let spiffe = text(r, "assignee_spiffe")?;
     let (td, kind, name) = SpiffeId::parse(&spiffe).map_err(|e| corrupt("assignee_spiffe", e))?;
     Ok(SpiffeId::for_agent(&td, kind, &name))
 }
 
-pub(crate) fn task(r: &AnyRow) -> Result<mandate_core::task::Task> {
+pub(crate) fn task(r: &impl Columns) -> Result<mandate_core::task::Task> {
     Ok(mandate_core::task::Task {
         id: parsed(r, "id")?,
         parent: opt_text(r, "parent_id")?
@@ -118,7 +140,7 @@ pub(crate) fn task(r: &AnyRow) -> Result<mandate_core::task::Task> {
             .transpose()
             .map_err(|e| corrupt("parent_id", e))?,
         root: parsed(r, "root_id")?,
-        depth: r.try_get::<i64, _>("depth").map_err(db_error)? as u32,
+        depth: u32::try_from(int(r, "depth")?).map_err(|e| corrupt("depth", e))?,
         purpose: text(r, "purpose")?,
         initiator: parsed(r, "initiator")?,
         assignee: parsed(r, "assignee")?,
@@ -142,7 +164,7 @@ pub(crate) fn credential(r: &AnyRow) -> Result<crate::CredentialRecord> {
 }
 
 /// A credential from the columns named `prefix` + its usual column names.
-pub(crate) fn credential_at(r: &AnyRow, p: &str) -> Result<crate::CredentialRecord> {
+pub(crate) fn credential_at(r: &impl Columns, p: &str) -> Result<crate::CredentialRecord> {
     Ok(crate::CredentialRecord {
         jti: text(r, &col(p, "jti"))?,
         task: parsed(r, &col(p, "task_id"))?,
@@ -155,7 +177,7 @@ pub(crate) fn credential_at(r: &AnyRow, p: &str) -> Result<crate::CredentialReco
     })
 }
 
-fn opt_parsed<T: std::str::FromStr>(r: &AnyRow, col: &str) -> Result<Option<T>>
+fn opt_parsed<T: std::str::FromStr>(r: &impl Columns, col: &str) -> Result<Option<T>>
 where
     T::Err: std::fmt::Display,
 {
@@ -167,7 +189,7 @@ where
 pub(crate) fn policy_version(r: &AnyRow) -> Result<crate::PolicyVersion> {
     let hash = text(r, "hash")?;
     Ok(crate::PolicyVersion {
-        version: r.try_get::<i64, _>("version").map_err(db_error)?,
+        version: int(r, "version")?,
         active: opt_text(r, "active_hash")?.as_deref() == Some(hash.as_str()),
         hash,
         text: text(r, "text")?,

@@ -28,8 +28,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sqlx::AnyConnection;
 use sqlx::AnyPool;
+use sqlx::ConnectOptions;
 use sqlx::SqlSafeStr;
-use sqlx::any::AnyPoolOptions;
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 
 use crate::*;
@@ -130,6 +131,12 @@ pub(crate) fn audit_task_backfill(backend: Backend) -> &'static str {
 /// Longest wait for a database connection before a request fails with
 /// [`StoreError::Unavailable`] (503 with `Retry-After`).
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A statement slower than this is logged as a warning. sqlx's default, 1 s,
+/// fires on a slow disk's first `PRAGMA journal_mode = WAL` at start-up, which
+/// is nothing an operator can act on; a statement as slow as a request's own
+/// time-out is.
+const SLOW_STATEMENT: Duration = ACQUIRE_TIMEOUT;
 
 /// A store on SQLite or PostgreSQL.
 pub struct SqlStore {
@@ -272,12 +279,16 @@ impl SqlStore {
                     Ok(())
                 })
             });
-        let pool = options.connect(url).await.map_err(db_error)?;
+        let connect = url
+            .parse::<AnyConnectOptions>()
+            .map_err(db_error)?
+            .log_slow_statements(::log::LevelFilter::Warn, SLOW_STATEMENT);
+        let pool = options.connect_with(connect).await.map_err(db_error)?;
         let store = SqlStore {
             pool: pool.clone(),
             backend,
             writer: group::GroupWriter::new(pool.clone(), backend),
-            readers: readers::Readers::new(pool.clone(), READERS),
+            readers: readers::Readers::new(&pool, backend == Backend::Sqlite, READERS).await?,
             known_tasks: Default::default(),
         };
         store.migrate().await?;

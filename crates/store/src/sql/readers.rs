@@ -1,32 +1,163 @@
-//! Connections kept for the read every decision makes, outside sqlx's pool.
+//! Connections for the read every decision makes, outside sqlx's pool.
 //!
 //! sqlx's pool pings a connection when it hands it out and again, always,
 //! when it is given back. On SQLite each ping is a round trip to the
 //! connection's worker thread, on PostgreSQL one to the server, so a read of
 //! one statement cost three round trips, and under load the thread switches
-//! cost more CPU than the reads. A decision's read takes its connection from
-//! here and gives it back here, with neither ping: only the statement itself
-//! goes to the database, which still answers every read (nothing read is
-//! kept; this is connection reuse, not a cache).
+//! cost more CPU than the reads. Nothing read here is kept: every read goes
+//! to the database (this is connection reuse, not a cache).
 //!
-//! The pings guard against two things, handled here instead. A connection
-//! left mid-statement by a cancelled request is never given back: it lives
-//! in the cancelled future and is closed with it. A connection that went
-//! stale (PostgreSQL restarted) fails its statement: it is closed, and the
-//! read is retried once on a fresh connection from the pool (which pings
-//! it), so a restart costs no request an error of its own.
+//! On PostgreSQL ([`Kept`]) a decision's read takes a sqlx connection from
+//! here and gives it back here, with neither ping. The pings guard against
+//! two things, handled here instead. A connection left mid-statement by a
+//! cancelled request is never given back: it lives in the cancelled future
+//! and is closed with it. A connection that went stale (PostgreSQL
+//! restarted) fails its statement: it is closed, and the read is retried
+//! once on a fresh connection from the pool (which pings it), so a restart
+//! costs no request an error of its own.
+//!
+//! On an SQLite file ([`Inline`]) even the one statement's hand-off to sqlx's
+//! worker thread (and its rows' way back) cost more CPU than the read, under
+//! load about a third of a decision's. The read is an indexed lookup of a
+//! few pages from a WAL database, which never waits for the writer, so it
+//! runs on the caller's thread, through SQLite's own API (`rusqlite`, on the
+//! same SQLite as sqlx's), in microseconds.
 
+use std::path::PathBuf;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use sqlx::any::{AnyArguments, AnyRow};
 use sqlx::query::Query;
 use sqlx::{Any, AnyConnection, AnyPool};
 use tokio::sync::Semaphore;
 
+use super::convert::Columns;
 use super::{ACQUIRE_TIMEOUT, db_error};
 use crate::{Result, StoreError};
 
-pub(crate) struct Readers {
+/// Where decisions' reads go: by backend (see the module doc).
+pub(crate) enum Readers {
+    Inline(Inline),
+    Kept(Kept),
+}
+
+impl Readers {
+    /// Inline readers for an SQLite file, kept sqlx connections otherwise
+    /// (PostgreSQL, or an in-memory SQLite database no other connection sees).
+    pub(crate) async fn new(pool: &AnyPool, sqlite: bool, connections: usize) -> Result<Self> {
+        if sqlite {
+            let file: String =
+                sqlx::query_scalar("SELECT file FROM pragma_database_list WHERE name = 'main'")
+                    .fetch_one(pool)
+                    .await
+                    .map_err(db_error)?;
+            if !file.is_empty() {
+                return Ok(Readers::Inline(Inline::new(file.into(), connections)));
+            }
+        }
+        Ok(Readers::Kept(Kept::new(pool.clone(), connections)))
+    }
+
+    /// Closes the kept connections; reads after this fail as unavailable.
+    pub(crate) fn close(&self) {
+        match self {
+            Readers::Inline(r) => r.close(),
+            Readers::Kept(r) => r.close(),
+        }
+    }
+}
+
+/// Longest an inline read waits on a lock. Readers of a WAL database wait
+/// only in rare moments (another process recovering the log); the wait
+/// holds the caller's thread, so it is short, and past it the read fails as
+/// unavailable (503, retried by the client).
+const INLINE_BUSY: Duration = Duration::from_millis(100);
+
+/// SQLite connections of this process, each used by one read at a time.
+pub(crate) struct Inline {
+    path: PathBuf,
+    idle: Mutex<Option<Vec<rusqlite::Connection>>>,
+    /// Connections kept idle at most; a busier moment opens more and closes
+    /// them after.
+    keep: usize,
+}
+
+impl Inline {
+    fn new(path: PathBuf, keep: usize) -> Self {
+        Inline {
+            path,
+            idle: Mutex::new(Some(Vec::with_capacity(keep))),
+            keep,
+        }
+    }
+
+    /// Runs `read` on a connection, on this thread.
+    pub(crate) fn read<T>(
+        &self,
+        read: impl FnOnce(&rusqlite::Connection) -> Result<T>,
+    ) -> Result<T> {
+        let kept = match self.idle.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+            None => return Err(StoreError::Unavailable("the store is closing".into())),
+            Some(idle) => idle.pop(),
+        };
+        let conn = match kept {
+            Some(c) => c,
+            None => self.open()?,
+        };
+        let out = read(&conn);
+        // A connection whose read failed is closed rather than reused: what
+        // failed may have been the connection.
+        if out.is_ok()
+            && let Some(idle) = self.idle.lock().unwrap_or_else(|e| e.into_inner()).as_mut()
+            && idle.len() < self.keep
+        {
+            idle.push(conn);
+        }
+        out
+    }
+
+    fn open(&self) -> Result<rusqlite::Connection> {
+        use rusqlite::OpenFlags;
+        // Never creates the file: the store opened (and migrated) it.
+        let conn = rusqlite::Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(sqlite_error)?;
+        conn.busy_timeout(INLINE_BUSY).map_err(sqlite_error)?;
+        // Read-write only so that it may share the WAL index as sqlx's
+        // connections do; it never writes.
+        conn.pragma_update(None, "query_only", true)
+            .map_err(sqlite_error)?;
+        Ok(conn)
+    }
+
+    fn close(&self) {
+        self.idle.lock().unwrap_or_else(|e| e.into_inner()).take();
+    }
+}
+
+/// Maps an error of the inline reader onto the store's error kinds.
+pub(crate) fn sqlite_error(e: rusqlite::Error) -> StoreError {
+    use rusqlite::ErrorCode::{CannotOpen, DatabaseBusy, DatabaseLocked};
+    match e.sqlite_error_code() {
+        Some(DatabaseBusy | DatabaseLocked | CannotOpen) => StoreError::Unavailable(e.to_string()),
+        _ => StoreError::Internal(e.to_string()),
+    }
+}
+
+impl Columns for rusqlite::Row<'_> {
+    fn opt_text(&self, col: &str) -> Result<Option<String>> {
+        self.get(col).map_err(sqlite_error)
+    }
+    fn opt_int(&self, col: &str) -> Result<Option<i64>> {
+        self.get(col).map_err(sqlite_error)
+    }
+}
+
+/// sqlx connections kept for reads, besides the pool's.
+pub(crate) struct Kept {
     pool: AnyPool,
     idle: Mutex<Vec<AnyConnection>>,
     /// One permit per connection kept here: at most that many reads at once,
@@ -34,9 +165,9 @@ pub(crate) struct Readers {
     permits: Semaphore,
 }
 
-impl Readers {
-    pub(crate) fn new(pool: AnyPool, connections: usize) -> Self {
-        Readers {
+impl Kept {
+    fn new(pool: AnyPool, connections: usize) -> Self {
+        Kept {
             pool,
             idle: Mutex::new(Vec::with_capacity(connections)),
             permits: Semaphore::new(connections),
@@ -69,8 +200,7 @@ impl Readers {
         Ok(rows)
     }
 
-    /// Closes the kept connections; reads after this fail as unavailable.
-    pub(crate) fn close(&self) {
+    fn close(&self) {
         self.permits.close();
         self.idle.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
