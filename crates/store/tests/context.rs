@@ -163,7 +163,53 @@ async fn ends_and_revocations_show_at_once(t: TestStore) {
     assert_eq!(ctx.ancestors[0].0.status, TaskStatus::Completed);
 }
 
+/// Another node (another process on an SQLite file) is another store on the
+/// same database: what it commits, the next read here sees; and its writer
+/// holding the log's lock never keeps a decision from reading.
+async fn another_nodes_writes_show_at_once_and_never_block_reads(t: TestStore) {
+    let s = &*t.store;
+    let alice = human(s, "alice").await;
+    let orch = agent(s, "orchestrator", alice).await;
+    let task = root(s, alice, &orch).await;
+    let read = || async { s.decision_context(&jti_of(&task), task.id).await };
+    assert!(
+        read()
+            .await
+            .unwrap()
+            .unwrap()
+            .credential
+            .unwrap()
+            .revoked_at
+            .is_none()
+    );
+
+    let other = t.reopen().await;
+    assert!(
+        other
+            .revoke_credential(&now(), &jti_of(&task))
+            .await
+            .unwrap()
+    );
+    other
+        .activate_policy(&now(), POLICY_HASH, "// nothing")
+        .await
+        .unwrap();
+    let ctx = read().await.unwrap().unwrap();
+    assert!(ctx.credential.unwrap().revoked_at.is_some());
+    assert_eq!(ctx.policy_hash.as_deref(), Some(POLICY_HASH));
+
+    let lock = t.hold_write_lock().await;
+    let during = read().await;
+    lock.release().await;
+    let ctx = during
+        .expect("a read while another writer holds the lock")
+        .unwrap();
+    assert_eq!(ctx.task.id, task.id);
+    other.close().await;
+}
+
 mandate_store::backend_tests!(
+    another_nodes_writes_show_at_once_and_never_block_reads,
     a_root_task_reads_as_its_per_item_reads,
     unknown_tasks_and_credentials_are_not_invented,
     a_delegated_task_comes_with_its_chain,

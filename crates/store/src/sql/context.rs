@@ -9,10 +9,12 @@
 //! cached: every call reads what is stored now, so a revocation, a task's
 //! end or a policy push is seen by the next decision on every node.
 
+use std::sync::OnceLock;
+
 use mandate_core::ids::{SpiffeId, TaskId};
 
 use super::convert::{self, Columns};
-use super::readers::{Readers, sqlite_error};
+use super::readers::{Named, Readers, sqlite_error};
 use crate::*;
 
 /// Ancestors deeper than this are not followed. Tasks form a tree (a parent
@@ -55,12 +57,16 @@ pub(crate) async fn decision_context(
     let rows = match readers {
         Readers::Inline(r) => r.read(|conn| {
             let mut stmt = conn.prepare_cached(CONTEXT_SQL).map_err(sqlite_error)?;
+            // The statement's columns depend on its text alone: named once.
+            static NAMES: OnceLock<Vec<String>> = OnceLock::new();
+            let names =
+                NAMES.get_or_init(|| stmt.column_names().into_iter().map(str::to_owned).collect());
             let mut rows = stmt
                 .query(rusqlite::named_params! {"$1": jti, "$2": task_id, "$3": MAX_HOPS})
                 .map_err(sqlite_error)?;
             let mut chain = Vec::new();
-            while let Some(r) = rows.next().map_err(sqlite_error)? {
-                chain.push(Hop::of(r)?);
+            while let Some(row) = rows.next().map_err(sqlite_error)? {
+                chain.push(Hop::of(&Named { row, names })?);
             }
             Ok(chain)
         })?,

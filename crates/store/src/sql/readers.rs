@@ -147,12 +147,32 @@ pub(crate) fn sqlite_error(e: rusqlite::Error) -> StoreError {
     }
 }
 
-impl Columns for rusqlite::Row<'_> {
+/// A row of the inline reader, its columns found by name in `names` (the
+/// statement's, read once per query): rusqlite's own lookup by name measures
+/// every column name's length for each value read, which cost more than the
+/// row's decoding.
+pub(crate) struct Named<'a> {
+    pub(crate) row: &'a rusqlite::Row<'a>,
+    pub(crate) names: &'a [String],
+}
+
+impl Named<'_> {
+    fn get<T: rusqlite::types::FromSql>(&self, col: &str) -> Result<T> {
+        let i = self
+            .names
+            .iter()
+            .position(|n| n == col)
+            .ok_or_else(|| StoreError::Internal(format!("no column {col} in the read")))?;
+        self.row.get(i).map_err(sqlite_error)
+    }
+}
+
+impl Columns for Named<'_> {
     fn opt_text(&self, col: &str) -> Result<Option<String>> {
-        self.get(col).map_err(sqlite_error)
+        self.get(col)
     }
     fn opt_int(&self, col: &str) -> Result<Option<i64>> {
-        self.get(col).map_err(sqlite_error)
+        self.get(col)
     }
 }
 
