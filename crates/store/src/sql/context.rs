@@ -4,10 +4,10 @@
 //! Each statement is a round trip to the database (on SQLite through sqlx, to
 //! its worker thread; see `readers` for why the decision's own read is not),
 //! and a decision used to make four or more of them; switching threads for
-//! each cost more CPU than the reads. One
-//! statement also reads every fact from the same snapshot. Nothing here is
-//! cached: every call reads what is stored now, so a revocation, a task's
-//! end or a policy push is seen by the next decision on every node.
+//! each cost more CPU than the reads. One statement also reads every fact
+//! from the same snapshot. Nothing here is cached: every call reads what is
+//! stored now, so a revocation, a task's end or a policy push is seen by the
+//! next decision on every node.
 
 use std::sync::OnceLock;
 
