@@ -5,7 +5,9 @@
 //! ordinary in-scope read. "same task" repeats calls under one task, so the
 //! task's entities (its chain and the task) come from the per-thread cache as
 //! they do for an agent's successive calls; "new task each call" gives every
-//! call a task id never seen before, so nothing is cached.
+//! call a task id never seen before, so the task's entity is built each time
+//! (the chain's agents, unchanged, come from the per-agent cache, as they do
+//! for a known agent's new task).
 //!
 //! Run: `cargo bench -p mandate-policy --bench evaluate`
 
