@@ -15,6 +15,10 @@ use mandate_server::now;
 use mandate_store::Backend;
 use mandate_store::testing;
 
+/// The `mandate` binary's allocator, so the figures are the server's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod common;
 use common::{Setup, change, issue_root, serve_on_loopback, setup};
 
