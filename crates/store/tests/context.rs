@@ -8,7 +8,7 @@ use mandate_core::decision::Verdict;
 use mandate_core::ids::TaskId;
 use mandate_core::task::{Ending, TaskStatus};
 use mandate_store::testing::TestStore;
-use mandate_store::{ChainAgent, Recorded, Store};
+use mandate_store::{ChainAgent, Recorded, Store, StoreError};
 use uuid::Uuid;
 
 mod common;
@@ -208,7 +208,24 @@ async fn another_nodes_writes_show_at_once_and_never_block_reads(t: TestStore) {
     other.close().await;
 }
 
+/// A closed store reads nothing more: a decision then fails as unavailable
+/// (503, retried elsewhere) instead of deciding on what it last saw.
+async fn a_closed_store_refuses_reads_as_unavailable(t: TestStore) {
+    let s = &*t.store;
+    let alice = human(s, "alice").await;
+    let orch = agent(s, "orchestrator", alice).await;
+    let task = root(s, alice, &orch).await;
+    assert!(s.decision_context(&jti_of(&task), task.id).await.unwrap().is_some());
+    t.store.close().await;
+    let after = s.decision_context(&jti_of(&task), task.id).await;
+    assert!(
+        matches!(after, Err(StoreError::Unavailable(_))),
+        "{after:?}"
+    );
+}
+
 mandate_store::backend_tests!(
+    a_closed_store_refuses_reads_as_unavailable,
     another_nodes_writes_show_at_once_and_never_block_reads,
     a_root_task_reads_as_its_per_item_reads,
     unknown_tasks_and_credentials_are_not_invented,
