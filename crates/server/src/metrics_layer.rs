@@ -3,12 +3,18 @@
 //! would leak ids into labels and explode cardinality).
 
 use std::sync::OnceLock;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request};
 use axum::middleware::Next;
 use axum::response::Response;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+/// How often histograms' samples are folded into their summaries.
+const UPKEEP: Duration = Duration::from_secs(5);
+
+/// Name of the thread that does it (see [`handle`]).
+const UPKEEP_THREAD: &str = "metrics-upkeep";
 
 pub fn handle() -> &'static PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
@@ -18,6 +24,22 @@ pub fn handle() -> &'static PrometheusHandle {
         // Another recorder may already be installed (e.g. by an embedding
         // program); then we still render ours, just without global macros.
         let _ = metrics::set_global_recorder(recorder);
+        // A recorder built this way keeps every histogram sample until
+        // someone scrapes /metrics: unscraped, a busy server's memory would
+        // grow with every request. A thread of its own (not a task: this may
+        // run outside a runtime) folds them in for the process's life.
+        let upkeep = handle.clone();
+        let started = std::thread::Builder::new()
+            .name(UPKEEP_THREAD.into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(UPKEEP);
+                    upkeep.run_upkeep();
+                }
+            });
+        if let Err(e) = started {
+            tracing::error!(error = %e, "cannot start the metrics upkeep thread; scrape /metrics to keep histograms bounded");
+        }
         handle
     })
 }

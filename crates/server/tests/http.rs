@@ -302,6 +302,17 @@ async fn serves_operations_endpoints(t: TestStore) {
         .await
         .unwrap();
     assert!(metrics.contains("mandate_http_requests_total"), "{metrics}");
+    // Histograms are kept bounded without a scrape: once a request has been
+    // measured, the thread folding their samples in runs in this process.
+    let threads: Vec<String> = std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .map(|name| name.trim().to_owned())
+        .collect();
+    assert!(
+        threads.iter().any(|name| name == "metrics-upkeep"),
+        "{threads:?}"
+    );
     let (st, _) = s.get("/no/such/thing").await;
     assert_eq!(st, StatusCode::NOT_FOUND);
 }

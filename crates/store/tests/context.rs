@@ -215,7 +215,12 @@ async fn a_closed_store_refuses_reads_as_unavailable(t: TestStore) {
     let alice = human(s, "alice").await;
     let orch = agent(s, "orchestrator", alice).await;
     let task = root(s, alice, &orch).await;
-    assert!(s.decision_context(&jti_of(&task), task.id).await.unwrap().is_some());
+    assert!(
+        s.decision_context(&jti_of(&task), task.id)
+            .await
+            .unwrap()
+            .is_some()
+    );
     t.store.close().await;
     let after = s.decision_context(&jti_of(&task), task.id).await;
     assert!(
