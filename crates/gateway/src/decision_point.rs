@@ -248,9 +248,11 @@ impl DecisionPoint {
         method: &str,
         req: &AuthzRequest,
     ) -> Result<Option<Gated>, DecideError> {
+        let action = decision::mcp_action(method);
+        let session = decision::is_session_action(&action);
         match self {
             DecisionPoint::Remote(r) => {
-                let spends = if decision::is_session_action(&decision::mcp_action(method)) {
+                let spends = if session {
                     Spends::Nothing
                 } else {
                     Spends::Call
@@ -266,8 +268,6 @@ impl DecisionPoint {
                 })
             }
             DecisionPoint::Mandate => {
-                let action = decision::mcp_action(method);
-                let session = decision::is_session_action(&action);
                 let mut made = Vec::new();
                 for e in req.decisions() {
                     let mut ask = if session {

@@ -288,7 +288,7 @@ impl SqlStore {
             pool: pool.clone(),
             backend,
             writer: group::GroupWriter::new(pool.clone(), backend),
-            readers: readers::Readers::new(&pool, backend == Backend::Sqlite, READERS).await?,
+            readers: readers::Readers::new(&pool, backend, READERS).await?,
             known_tasks: Default::default(),
         };
         store.migrate().await?;

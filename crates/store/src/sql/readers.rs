@@ -34,7 +34,7 @@ use tokio::sync::Semaphore;
 
 use super::convert::Columns;
 use super::{ACQUIRE_TIMEOUT, db_error};
-use crate::{Result, StoreError};
+use crate::{Backend, Result, StoreError};
 
 /// Where decisions' reads go: by backend (see the module doc).
 pub(crate) enum Readers {
@@ -45,8 +45,8 @@ pub(crate) enum Readers {
 impl Readers {
     /// Inline readers for an SQLite file, kept sqlx connections otherwise
     /// (PostgreSQL, or an in-memory SQLite database no other connection sees).
-    pub(crate) async fn new(pool: &AnyPool, sqlite: bool, connections: usize) -> Result<Self> {
-        if sqlite {
+    pub(crate) async fn new(pool: &AnyPool, backend: Backend, connections: usize) -> Result<Self> {
+        if backend == Backend::Sqlite {
             let file: String =
                 sqlx::query_scalar("SELECT file FROM pragma_database_list WHERE name = 'main'")
                     .fetch_one(pool)
