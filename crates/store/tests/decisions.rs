@@ -20,7 +20,7 @@ use mandate_core::human::HumanRole;
 use mandate_core::ids::{AgentId, ApprovalId, BreakGlassId, HumanId, TaskId};
 use mandate_core::scope::{Grant, Scope};
 use mandate_core::task::Task;
-use mandate_store::testing::TestStore;
+use mandate_store::testing::{TestStore, execute_raw};
 use mandate_store::{
     ApprovalFilter, DecisionWrite, HumanFilter, PageRequest, Recorded, Store, StoreError,
 };
@@ -994,7 +994,70 @@ async fn guarded_decisions_see_the_tally_of_their_batch(t: TestStore) {
     verified(&*s).await;
 }
 
+/// Plain decisions' records are written in batches (on an SQLite file in one
+/// hand-off through SQLite's own API). A batch whose write fails must keep
+/// nothing, neither a record nor a count, and tell every decision in it; the
+/// next batch then writes as before.
+async fn a_failed_batch_of_records_keeps_nothing(t: TestStore) {
+    let s: Arc<dyn Store> = t.store.clone();
+    let w = world(&*s, None).await;
+    let record = |i: i64| {
+        let (s, d) = (s.clone(), decision(&w.task, Verdict::Allow));
+        tokio::spawn(async move { s.record_decision(&at(T0 + i), &d).await })
+    };
+    assert_eq!(record(0).await.unwrap().unwrap(), Recorded::Done);
+    let before = s.audit_len().await.unwrap();
+    let (refuse, allow) = match t.backend {
+        mandate_store::Backend::Sqlite => (
+            "CREATE TRIGGER refuse_appends BEFORE INSERT ON audit_log \
+             BEGIN SELECT RAISE(ABORT, 'refused by the test'); END",
+            "DROP TRIGGER refuse_appends",
+        ),
+        mandate_store::Backend::Postgres => (
+            "CREATE FUNCTION refuse_appends() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$; \
+             CREATE TRIGGER refuse_appends BEFORE INSERT ON audit_log \
+             FOR EACH ROW EXECUTE FUNCTION refuse_appends()",
+            "DROP TRIGGER refuse_appends ON audit_log",
+        ),
+    };
+    execute_raw(&t.store, refuse).await;
+    let refused: Vec<_> = (1..=20).map(record).collect();
+    for r in refused {
+        let got = r.await.unwrap();
+        assert!(matches!(got, Err(StoreError::Unavailable(_))), "{got:?}");
+    }
+    assert_eq!(s.audit_len().await.unwrap(), before);
+    assert_eq!(s.calls_used(w.task.id).await.unwrap(), 1);
+    execute_raw(&t.store, allow).await;
+    assert_eq!(record(21).await.unwrap().unwrap(), Recorded::Done);
+    assert_eq!(s.calls_used(w.task.id).await.unwrap(), 2);
+    assert_eq!(s.audit_len().await.unwrap(), before + 1);
+    verified(&*s).await;
+}
+
+/// A closed store records nothing more: a decision's record fails as
+/// unavailable (503) rather than being acknowledged and lost.
+async fn a_closed_store_refuses_records_as_unavailable(t: TestStore) {
+    let s: Arc<dyn Store> = t.store.clone();
+    let w = world(&*s, None).await;
+    let d = decision(&w.task, Verdict::Allow);
+    assert_eq!(
+        s.record_decision(&at(T0), &d).await.unwrap(),
+        Recorded::Done
+    );
+    t.store.close().await;
+    let d = decision(&w.task, Verdict::Allow);
+    let after = s.record_decision(&at(T0 + 1), &d).await;
+    assert!(
+        matches!(after, Err(StoreError::Unavailable(_))),
+        "{after:?}"
+    );
+}
+
 mandate_store::backend_tests!(
+    a_failed_batch_of_records_keeps_nothing,
+    a_closed_store_refuses_records_as_unavailable,
     budgets_are_charged_to_the_whole_chain,
     the_call_limit_holds_under_concurrency,
     tallied_decisions_are_counted_before_any_guarded_one,

@@ -9,6 +9,8 @@ use mandate_core::time::Timestamp;
 use sqlx::AnyConnection;
 use sqlx::{AnyPool, Row};
 
+use super::readers::sqlite_error;
+use super::statement::{Statement, Value};
 use super::{SqlStore, WriteTx, db_error, is_sqlite, placeholders, values_sql};
 use crate::{Result, StoreError};
 
@@ -129,6 +131,20 @@ pub(crate) struct AuditMark {
 const ROWS_PER_INSERT: usize = 512;
 
 impl AuditBuffer {
+    /// A buffer for a batch that found the log's tail at `tail`.
+    pub(crate) fn after(tail: (u64, [u8; 32])) -> Self {
+        AuditBuffer {
+            tail: Some(tail),
+            rows: Vec::new(),
+        }
+    }
+
+    /// Appends after the tail the buffer was made with; returns the index.
+    pub(crate) fn append(&mut self, event: Prepared) -> u64 {
+        let tail = self.tail.expect("a buffer made after the tail");
+        self.push(tail, event)
+    }
+
     fn push(&mut self, (index, prev): (u64, [u8; 32]), event: Prepared) -> u64 {
         let row = AuditRow::new(index, &prev, event);
         self.tail = Some((index + 1, row.leaf_hash));
@@ -151,33 +167,40 @@ impl AuditBuffer {
 
     /// Inserts the waiting rows; the tail stays known.
     pub(crate) async fn flush(&mut self, conn: &mut AnyConnection) -> Result<()> {
-        for chunk in self.rows.chunks(ROWS_PER_INSERT) {
-            insert(conn, chunk).await?;
+        for statement in self.inserts(is_sqlite(conn)) {
+            statement.run(conn).await?;
         }
         self.rows.clear();
         Ok(())
     }
-}
 
-async fn insert(conn: &mut AnyConnection, rows: &[AuditRow]) -> Result<()> {
-    let sql = insert_sql(rows.len(), is_sqlite(conn));
-    // Only placeholders are formatted into the statement.
-    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-    for r in rows {
-        let c = &r.columns;
-        q = q
-            .bind(r.index as i64)
-            .bind(c.kind)
-            .bind(c.at)
-            .bind(c.agent.as_deref())
-            .bind(c.human.as_deref())
-            .bind(to_hex(&r.leaf_hash))
-            .bind(r.entry.as_str())
-            .bind(c.task.as_deref())
-            .bind(c.root.as_deref());
+    /// The statements that insert the waiting rows.
+    pub(crate) fn inserts(&self, sqlite: bool) -> Vec<Statement<'_>> {
+        self.rows
+            .chunks(ROWS_PER_INSERT)
+            .map(|rows| {
+                let mut values = Vec::with_capacity(rows.len() * 9);
+                for r in rows {
+                    let c = &r.columns;
+                    values.extend([
+                        Value::Int(r.index as i64),
+                        Value::text(c.kind),
+                        Value::Int(c.at),
+                        Value::opt_text(c.agent.as_deref()),
+                        Value::opt_text(c.human.as_deref()),
+                        Value::owned(to_hex(&r.leaf_hash)),
+                        Value::text(&r.entry),
+                        Value::opt_text(c.task.as_deref()),
+                        Value::opt_text(c.root.as_deref()),
+                    ]);
+                }
+                Statement {
+                    sql: insert_sql(rows.len(), sqlite),
+                    values,
+                }
+            })
+            .collect()
     }
-    q.execute(&mut *conn).await.map_err(db_error)?;
-    Ok(())
 }
 
 /// The multi-row INSERT for `rows` rows.
@@ -189,17 +212,39 @@ fn insert_sql(rows: usize, sqlite: bool) -> String {
     )
 }
 
+/// The log's last entry: its index and leaf hash.
+const TAIL_SQL: &str = "SELECT idx, leaf_hash FROM audit_log ORDER BY idx DESC LIMIT 1";
+
 /// The next index and the leaf hash it must chain to.
 async fn tail(conn: &mut AnyConnection) -> Result<(u64, [u8; 32])> {
-    let row = sqlx::query("SELECT idx, leaf_hash FROM audit_log ORDER BY idx DESC LIMIT 1")
+    let row = sqlx::query(TAIL_SQL)
         .fetch_optional(&mut *conn)
         .await
         .map_err(db_error)?;
     match row {
+        None => next_after(None),
+        Some(r) => next_after(Some((
+            r.try_get(0).map_err(db_error)?,
+            r.try_get(1).map_err(db_error)?,
+        ))),
+    }
+}
+
+/// [`tail`] on an SQLite connection of this process.
+pub(crate) fn sqlite_tail(conn: &rusqlite::Connection) -> Result<(u64, [u8; 32])> {
+    use rusqlite::OptionalExtension;
+    let last = conn
+        .prepare_cached(TAIL_SQL)
+        .and_then(|mut s| s.query_row([], |r| Ok((r.get(0)?, r.get(1)?))).optional())
+        .map_err(sqlite_error)?;
+    next_after(last)
+}
+
+/// The next index and the hash to chain to, after the last entry if any.
+fn next_after(last: Option<(i64, String)>) -> Result<(u64, [u8; 32])> {
+    match last {
         None => Ok((0, GENESIS_PREV)),
-        Some(r) => {
-            let idx: i64 = r.try_get(0).map_err(db_error)?;
-            let hash: String = r.try_get(1).map_err(db_error)?;
+        Some((idx, hash)) => {
             let hash = hash_from_hex(&hash).ok_or_else(|| {
                 StoreError::Internal(format!("audit entry {idx} has a malformed leaf hash"))
             })?;

@@ -14,7 +14,9 @@
 //! Writes that only append to the log (the gateway's call records, most of
 //! the log) do not take a turn each: they queue their events, and one drainer
 //! per batch takes the whole queue in its single turn. Handing the writer lock
-//! from task to task cost more than building an entry.
+//! from task to task cost more than building an entry. On an SQLite file, a
+//! drainer that finds no batch open writes its queue in one hand-off instead
+//! (`direct`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -26,6 +28,7 @@ use mandate_core::audit::AuditEvent;
 
 use super::audit::{self, AUDIT_LOCK, AuditBuffer, AuditMark, Prepared};
 use super::db_error;
+use super::direct::Direct;
 use super::tally::{Counted, Tally};
 use crate::{Backend, Result, StoreError};
 
@@ -53,6 +56,8 @@ pub(crate) struct GroupWriter {
     waiting: Arc<AtomicUsize>,
     /// Append-only writes waiting for a drainer to take them into a batch.
     appends: Arc<std::sync::Mutex<Vec<Append>>>,
+    /// On an SQLite file, where a batch of appends alone is written.
+    direct: Option<Arc<Direct>>,
 }
 
 /// An event to append on its own (with the counts of the decision it
@@ -99,13 +104,21 @@ impl Drop for Queued {
 }
 
 impl GroupWriter {
-    pub(crate) fn new(pool: AnyPool, backend: Backend) -> Self {
+    pub(crate) fn new(pool: AnyPool, backend: Backend, direct: Option<Arc<Direct>>) -> Self {
         GroupWriter {
             pool,
             backend,
             batch: Arc::new(Mutex::new(None)),
             waiting: Arc::new(AtomicUsize::new(0)),
             appends: Arc::default(),
+            direct,
+        }
+    }
+
+    /// Appends fail as unavailable after this.
+    pub(crate) fn close(&self) {
+        if let Some(d) = &self.direct {
+            d.close();
         }
     }
 
@@ -141,10 +154,34 @@ impl GroupWriter {
     /// Takes every queued append into one turn of the batch and reports
     /// each index once the batch is committed.
     async fn drain_appends(self) {
+        if let Some(direct) = &self.direct {
+            // Holding the batch's lock keeps every other write of this
+            // process out until these appends are committed.
+            let guard = self.batch.clone().lock_owned().await;
+            if guard.is_none() {
+                let (entries, done): (Vec<_>, Vec<_>) = self
+                    .take_appends()
+                    .into_iter()
+                    .map(|a| ((a.event, a.counted), a.done))
+                    .unzip();
+                let written = direct.append(entries).await;
+                drop(guard);
+                match written {
+                    Ok(indexes) => {
+                        for (index, done) in indexes.into_iter().zip(done) {
+                            let _ = done.send(Ok(index));
+                        }
+                    }
+                    Err(e) => fail(done, &e),
+                }
+                return;
+            }
+            // A batch of guarded writes is open: the appends join it.
+        }
         let turn = self.turn(false).await;
         // Taken after the turn began: whatever queued while this drainer
         // waited for the writer lock joins the same batch.
-        let queued = std::mem::take(&mut *self.appends.lock().unwrap_or_else(|e| e.into_inner()));
+        let queued = self.take_appends();
         let mut turn = match turn {
             Ok(t) => t,
             Err(e) => return fail(queued.into_iter().map(|a| a.done), &e),
@@ -177,6 +214,10 @@ impl GroupWriter {
             }
             Err(e) => fail(kept.into_iter().map(|(_, d)| d), &e),
         }
+    }
+
+    fn take_appends(&self) -> Vec<Append> {
+        std::mem::take(&mut *self.appends.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// Waits for the writer lock and joins (or opens) the batch. A turn that

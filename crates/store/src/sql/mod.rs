@@ -11,6 +11,7 @@ pub(crate) use audit::AUDIT_LOCK;
 mod context;
 mod convert;
 mod decisions;
+mod direct;
 mod gateway;
 mod group;
 mod inventory;
@@ -18,6 +19,7 @@ mod outcomes;
 mod readers;
 mod registry;
 mod reviews;
+mod statement;
 mod tally;
 mod tasks;
 
@@ -284,11 +286,16 @@ impl SqlStore {
             .map_err(db_error)?
             .log_slow_statements(::log::LevelFilter::Warn, SLOW_STATEMENT);
         let pool = options.connect_with(connect).await.map_err(db_error)?;
+        let file = readers::sqlite_file(&pool, backend).await?;
         let store = SqlStore {
             pool: pool.clone(),
             backend,
-            writer: group::GroupWriter::new(pool.clone(), backend),
-            readers: readers::Readers::new(&pool, backend, READERS).await?,
+            writer: group::GroupWriter::new(
+                pool.clone(),
+                backend,
+                file.clone().map(direct::Direct::new),
+            ),
+            readers: readers::Readers::new(&pool, file, READERS),
             known_tasks: Default::default(),
         };
         store.migrate().await?;
@@ -357,6 +364,7 @@ impl SqlStore {
     /// Closes the pool, waiting for connections to be returned.
     pub async fn close(&self) {
         self.readers.close();
+        self.writer.close();
         self.pool.close().await;
     }
 }

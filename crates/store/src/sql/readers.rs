@@ -42,21 +42,27 @@ pub(crate) enum Readers {
     Kept(Kept),
 }
 
+/// The file of an SQLite database; `None` on PostgreSQL and for an
+/// in-memory SQLite database, which no other connection sees.
+pub(crate) async fn sqlite_file(pool: &AnyPool, backend: Backend) -> Result<Option<PathBuf>> {
+    if backend != Backend::Sqlite {
+        return Ok(None);
+    }
+    let file: String =
+        sqlx::query_scalar("SELECT file FROM pragma_database_list WHERE name = 'main'")
+            .fetch_one(pool)
+            .await
+            .map_err(db_error)?;
+    Ok((!file.is_empty()).then(|| file.into()))
+}
+
 impl Readers {
-    /// Inline readers for an SQLite file, kept sqlx connections otherwise
-    /// (PostgreSQL, or an in-memory SQLite database no other connection sees).
-    pub(crate) async fn new(pool: &AnyPool, backend: Backend, connections: usize) -> Result<Self> {
-        if backend == Backend::Sqlite {
-            let file: String =
-                sqlx::query_scalar("SELECT file FROM pragma_database_list WHERE name = 'main'")
-                    .fetch_one(pool)
-                    .await
-                    .map_err(db_error)?;
-            if !file.is_empty() {
-                return Ok(Readers::Inline(Inline::new(file.into(), connections)));
-            }
+    /// Inline readers for an SQLite `file`, kept sqlx connections otherwise.
+    pub(crate) fn new(pool: &AnyPool, file: Option<PathBuf>, connections: usize) -> Self {
+        match file {
+            Some(file) => Readers::Inline(Inline::new(file, connections)),
+            None => Readers::Kept(Kept::new(pool.clone(), connections)),
         }
-        Ok(Readers::Kept(Kept::new(pool.clone(), connections)))
     }
 
     /// Closes the kept connections; reads after this fail as unavailable.

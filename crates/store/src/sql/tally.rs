@@ -17,7 +17,8 @@ use mandate_core::decision::Verdict;
 use mandate_core::ids::{AgentId, TaskId};
 use sqlx::AnyConnection;
 
-use super::{db_error, is_sqlite, values_sql};
+use super::statement::{Statement, Value};
+use super::{is_sqlite, values_sql};
 use crate::Result;
 
 /// One decision's counts.
@@ -85,25 +86,37 @@ impl Tally {
 
     /// Writes the counts and forgets them.
     pub(crate) async fn flush(&mut self, conn: &mut AnyConnection) -> Result<()> {
+        for statement in self.take(is_sqlite(conn)) {
+            statement.run(conn).await?;
+        }
+        Ok(())
+    }
+
+    /// The statements that write the counts; the tally is empty after.
+    pub(crate) fn take(&mut self, sqlite: bool) -> Vec<Statement<'static>> {
+        let mut out = Vec::new();
         for (task, n) in self.tasks.drain() {
             if n.calls == 0 && n.denied == 0 {
                 continue;
             }
-            sqlx::query(
-                "UPDATE tasks SET calls_used = calls_used + $1, denied_calls = denied_calls + $2 \
-                 WHERE id = $3",
-            )
-            .bind(n.calls)
-            .bind(n.denied)
-            .bind(task.to_string())
-            .execute(&mut *conn)
-            .await
-            .map_err(db_error)?;
+            out.push(Statement {
+                sql: "UPDATE tasks SET calls_used = calls_used + $1, denied_calls = denied_calls + $2 \
+                      WHERE id = $3"
+                    .into(),
+                values: vec![
+                    Value::Int(n.calls),
+                    Value::Int(n.denied),
+                    Value::owned(task.to_string()),
+                ],
+            });
         }
-        let uses: Vec<_> = self.usage.drain().collect();
-        let sqlite = is_sqlite(conn);
         let latest = if sqlite { "max" } else { "GREATEST" };
-        for chunk in uses.chunks(USES_PER_INSERT) {
+        let mut uses = self.usage.drain();
+        loop {
+            let chunk: Vec<_> = uses.by_ref().take(USES_PER_INSERT).collect();
+            if chunk.is_empty() {
+                break;
+            }
             let sql = format!(
                 "INSERT INTO agent_usage (agent_id, action, resource, calls, first_used, last_used) \
                  VALUES {} ON CONFLICT (agent_id, action, resource) DO UPDATE SET \
@@ -111,19 +124,19 @@ impl Tally {
                  last_used = {latest}(agent_usage.last_used, excluded.last_used)",
                 values_sql(chunk.len(), 6, sqlite)
             );
-            // Only placeholders and a function name are formatted in.
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            let mut values = Vec::with_capacity(chunk.len() * 6);
             for ((agent, action, resource), u) in chunk {
-                q = q
-                    .bind(agent.to_string())
-                    .bind(action.as_str())
-                    .bind(resource.as_str())
-                    .bind(u.calls)
-                    .bind(u.first)
-                    .bind(u.last);
+                values.extend([
+                    Value::owned(agent.to_string()),
+                    Value::owned(action),
+                    Value::owned(resource),
+                    Value::Int(u.calls),
+                    Value::Int(u.first),
+                    Value::Int(u.last),
+                ]);
             }
-            q.execute(&mut *conn).await.map_err(db_error)?;
+            out.push(Statement { sql, values });
         }
-        Ok(())
+        out
     }
 }
