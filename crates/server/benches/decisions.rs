@@ -25,7 +25,9 @@ use common::{Setup, change, issue_root, serve_on_loopback, setup};
 const POLICY: &str = include_str!("../../policy/examples/default.cedar");
 const IN_PROCESS: usize = 5_000;
 const HTTP_DECISIONS: usize = 20_000;
-const HTTP_CLIENTS: usize = 32;
+/// Keep-alive connections of the load: the latency a client sees grows with
+/// how many requests are in flight at once, so each count is measured.
+const HTTP_CLIENTS: [usize; 3] = [4, 8, 32];
 
 fn percentile(sorted: &[u128], p: f64) -> f64 {
     sorted[((sorted.len() as f64 - 1.0) * p) as usize] as f64 / 1000.0
@@ -91,14 +93,19 @@ fn cpu_micros() -> u64 {
     ticks * 10_000
 }
 
-async fn over_http(s: &Setup, token: &str, label: &str) {
+async fn over_http(s: &Setup, token: &str, label: &str, clients: usize) {
     let (base, stop, server) = serve_on_loopback(&s.state).await;
     // The load runs in its own process so it does not share the server's runtime.
     let (exe, token) = (std::env::current_exe().unwrap(), token.to_owned());
     let before = cpu_micros();
     let out = tokio::task::spawn_blocking(move || {
         std::process::Command::new(exe)
-            .args(["--load", &base, &HTTP_DECISIONS.to_string()])
+            .args([
+                "--load",
+                &base,
+                &HTTP_DECISIONS.to_string(),
+                &clients.to_string(),
+            ])
             .env("BENCH_TOKEN", token)
             .output()
     })
@@ -117,8 +124,8 @@ async fn over_http(s: &Setup, token: &str, label: &str) {
     );
     // The warm-up requests are counted too: a slight overestimate.
     println!(
-        "{label:<10} server CPU per decision over HTTP: {:.0} µs",
-        server_cpu as f64 / (HTTP_DECISIONS + HTTP_CLIENTS) as f64
+        "{label:<10} server CPU per decision over HTTP ({clients:>2} connections): {:.0} µs",
+        server_cpu as f64 / (HTTP_DECISIONS + clients) as f64
     );
     let _ = stop.send(());
     server.await.unwrap().unwrap();
@@ -170,9 +177,9 @@ async fn client(
     lat
 }
 
-/// The load process: `HTTP_CLIENTS` keep-alive connections, `n` decisions in
-/// all after one warm-up decision on each.
-async fn load(base: String, n: usize) {
+/// The load process: `clients` keep-alive connections, `n` decisions in all
+/// after one warm-up decision on each.
+async fn load(base: String, n: usize, clients: usize) {
     let auth = format!("Bearer {}", std::env::var("BENCH_TOKEN").unwrap());
     let addr = base.trim_start_matches("http://").to_owned();
     let body = hyper::body::Bytes::from(
@@ -180,26 +187,26 @@ async fn load(base: String, n: usize) {
             "resource": { "id": "erp:invoices/1" }, "context": { "risk_score": 10 } })
         .to_string(),
     );
-    let start = std::sync::Arc::new(tokio::sync::Barrier::new(HTTP_CLIENTS + 1));
-    let clients: Vec<_> = (0..HTTP_CLIENTS)
+    let start = std::sync::Arc::new(tokio::sync::Barrier::new(clients + 1));
+    let tasks: Vec<_> = (0..clients)
         .map(|c| {
             let (addr, auth, body, start) =
                 (addr.clone(), auth.clone(), body.clone(), start.clone());
-            let share = (c..n).step_by(HTTP_CLIENTS).count();
+            let share = (c..n).step_by(clients).count();
             tokio::spawn(async move { client(&addr, &auth, &body, share, &start).await })
         })
         .collect();
     start.wait().await;
     let (began, cpu) = (Instant::now(), cpu_micros());
     let mut all = Vec::with_capacity(n);
-    for c in clients {
-        all.extend(c.await.unwrap());
+    for t in tasks {
+        all.extend(t.await.unwrap());
     }
     let secs = began.elapsed().as_secs_f64();
     let cpu = cpu_micros() - cpu;
     all.sort_unstable();
     println!(
-        "decisions over HTTP on loopback ({HTTP_CLIENTS} keep-alive connections, separate process): {:>7.0}/s  p50 {:.2} ms  p99 {:.2} ms  (load process CPU {:.0} µs per decision)",
+        "decisions over HTTP on loopback ({clients:>2} keep-alive connections, separate process): {:>7.0}/s  p50 {:.2} ms  p99 {:.2} ms  (load process CPU {:.0} µs per decision)",
         n as f64 / secs,
         percentile(&all, 0.5) / 1000.0,
         percentile(&all, 0.99) / 1000.0,
@@ -215,7 +222,11 @@ fn main() {
             .enable_all()
             .build()
             .unwrap();
-        rt.block_on(load(args[2].clone(), args[3].parse().unwrap()));
+        rt.block_on(load(
+            args[2].clone(),
+            args[3].parse().unwrap(),
+            args[4].parse().unwrap(),
+        ));
         return;
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -226,12 +237,16 @@ fn main() {
         let sqlite = setup(testing::store(Backend::Sqlite).await).await;
         let t = token(&sqlite).await;
         in_process(&sqlite, &t, "sqlite").await;
-        over_http(&sqlite, &t, "sqlite").await;
+        for clients in HTTP_CLIENTS {
+            over_http(&sqlite, &t, "sqlite", clients).await;
+        }
         if std::env::var("MANDATE_TEST_DATABASE_URL").is_ok() {
             let pg = setup(testing::store(Backend::Postgres).await).await;
             let t = token(&pg).await;
             in_process(&pg, &t, "postgres").await;
-            over_http(&pg, &t, "postgres").await;
+            for clients in HTTP_CLIENTS {
+                over_http(&pg, &t, "postgres", clients).await;
+            }
         } else {
             println!("postgres   skipped: set MANDATE_TEST_DATABASE_URL for PostgreSQL figures");
         }

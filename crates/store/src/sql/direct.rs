@@ -17,7 +17,7 @@ use std::time::Duration;
 use rusqlite::{Connection, TransactionBehavior};
 
 use super::audit::{AuditBuffer, Prepared, sqlite_tail};
-use super::readers::sqlite_error;
+use super::readers::{open_existing, sqlite_error};
 use super::tally::{Counted, Tally};
 use crate::{Result, StoreError};
 
@@ -47,7 +47,7 @@ impl Direct {
         let this = self.clone();
         tokio::task::spawn_blocking(move || this.append_now(entries))
             .await
-            .map_err(|e| StoreError::Unavailable(format!("the append was lost: {e}")))?
+            .map_err(|e| StoreError::Unavailable(format!("the append's thread failed: {e}")))?
     }
 
     fn append_now(&self, entries: Vec<Entry>) -> Result<Vec<u64>> {
@@ -70,14 +70,7 @@ impl Direct {
     }
 
     fn open(&self) -> Result<Connection> {
-        use rusqlite::OpenFlags;
-        // Never creates the file: the store opened (and migrated) it.
-        let conn = Connection::open_with_flags(
-            &self.path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(sqlite_error)?;
-        conn.busy_timeout(BUSY).map_err(sqlite_error)?;
+        let conn = open_existing(&self.path, BUSY)?;
         // As sqlx's connections (`SqlStore::connect`): an acknowledged
         // commit survives a crash.
         conn.pragma_update(None, "synchronous", "FULL")

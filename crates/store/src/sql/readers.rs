@@ -23,7 +23,7 @@
 //! runs on the caller's thread, through SQLite's own API (`rusqlite`, on the
 //! same SQLite as sqlx's), in microseconds.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -124,14 +124,7 @@ impl Inline {
     }
 
     fn open(&self) -> Result<rusqlite::Connection> {
-        use rusqlite::OpenFlags;
-        // Never creates the file: the store opened (and migrated) it.
-        let conn = rusqlite::Connection::open_with_flags(
-            &self.path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(sqlite_error)?;
-        conn.busy_timeout(INLINE_BUSY).map_err(sqlite_error)?;
+        let conn = open_existing(&self.path, INLINE_BUSY)?;
         // Read-write only so that it may share the WAL index as sqlx's
         // connections do; it never writes.
         conn.pragma_update(None, "query_only", true)
@@ -144,7 +137,21 @@ impl Inline {
     }
 }
 
-/// Maps an error of the inline reader onto the store's error kinds.
+/// A connection of this process's own to the store's SQLite file, waiting
+/// up to `busy` for a lock. Never creates the file: the store opened (and
+/// migrated) it.
+pub(crate) fn open_existing(path: &Path, busy: Duration) -> Result<rusqlite::Connection> {
+    use rusqlite::OpenFlags;
+    let conn = rusqlite::Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(sqlite_error)?;
+    conn.busy_timeout(busy).map_err(sqlite_error)?;
+    Ok(conn)
+}
+
+/// Maps an error of SQLite's own API onto the store's error kinds.
 pub(crate) fn sqlite_error(e: rusqlite::Error) -> StoreError {
     use rusqlite::ErrorCode::{CannotOpen, DatabaseBusy, DatabaseLocked};
     match e.sqlite_error_code() {
