@@ -23,6 +23,10 @@ use std::time::{Duration, Instant};
 use mandate_store::Backend;
 use mandate_store::testing::{self, TestStore};
 
+/// The `mandate` binary's allocator, so the figures are the binary's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const AGENTS: u64 = 10_000;
 
 async fn load(c: &support::Console, backend: Backend, events: u64) -> Duration {

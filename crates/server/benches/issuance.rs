@@ -15,6 +15,10 @@ use mandate_store::testing;
 mod common;
 use common::{Setup, issue_root, serve_on_loopback, setup};
 
+/// The `mandate` binary's allocator, so the figures are the binary's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const ISSUANCES: usize = 6_000;
 const ISSUERS: usize = 64;
 const HTTP_EXCHANGES: usize = 2_000;

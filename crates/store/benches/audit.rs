@@ -18,6 +18,10 @@ use mandate_core::tool_call::{CallStatus, Channel, ToolCall};
 use mandate_store::testing::{self, TestStore};
 use mandate_store::{Change, Store};
 
+/// The `mandate` binary's allocator, so the figures are the binary's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const WRITES: usize = 4_000;
 const WRITERS: usize = 32;
 const APPENDS: usize = 100_000;

@@ -23,6 +23,10 @@ use mandate_core::time::Timestamp;
 use mandate_store::testing::{self, TestStore};
 use mandate_store::{Backend, Change, Store};
 
+/// The `mandate` binary's allocator, so the figures are the binary's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const DAY: i64 = 86_400_000;
 /// 2027-01-01T00:00:00Z: the year the outcomes are spread over starts here.
 const YEAR_START: i64 = 1_798_761_600_000;
