@@ -962,8 +962,9 @@ async fn tallied_decisions_are_counted_before_any_guarded_one(t: TestStore) {
 
 /// The same, made deterministic: with the log's write lock held from outside,
 /// plain allows queue first (one drainer takes them all when the lock is
-/// free) and guarded allows queue behind them, so all run in one batch in
-/// that order. The guarded ones must see the tallied calls and be refused.
+/// free) and guarded allows queue behind them, so they run in that order (in
+/// one batch, or on an SQLite file the plain ones in a batch of their own
+/// just before). The guarded ones must see the tallied calls and be refused.
 async fn guarded_decisions_see_the_tally_of_their_batch(t: TestStore) {
     const LIMIT: u64 = 30;
     let s: Arc<dyn Store> = t.store.clone();
