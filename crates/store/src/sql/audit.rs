@@ -9,7 +9,7 @@ use mandate_core::time::Timestamp;
 use sqlx::AnyConnection;
 use sqlx::{AnyPool, Row};
 
-use super::readers::sqlite_error;
+use super::sqlite::sqlite_error;
 use super::statement::{Statement, Value};
 use super::{SqlStore, WriteTx, db_error, is_sqlite, placeholders, values_sql};
 use crate::{Result, StoreError};

@@ -14,7 +14,8 @@ use std::sync::OnceLock;
 use mandate_core::ids::{SpiffeId, TaskId};
 
 use super::convert::{self, Columns};
-use super::readers::{Named, Readers, sqlite_error};
+use super::readers::{Named, Readers};
+use super::sqlite::sqlite_error;
 use crate::*;
 
 /// Ancestors deeper than this are not followed. Tasks form a tree (a parent
@@ -55,7 +56,7 @@ pub(crate) async fn decision_context(
 ) -> Result<Option<DecisionContext>> {
     let task_id = task.to_string();
     let rows = match readers {
-        Readers::Inline(r) => r.read(|conn| {
+        Readers::Inline(r) => r.with(|conn| {
             let mut stmt = conn.prepare_cached(CONTEXT_SQL).map_err(sqlite_error)?;
             // The statement's columns depend on its text alone: named once.
             static NAMES: OnceLock<Vec<String>> = OnceLock::new();

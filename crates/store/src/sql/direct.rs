@@ -11,24 +11,23 @@
 //! open, so the two never wait for each other's file lock.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rusqlite::{Connection, TransactionBehavior};
 
 use super::audit::{AuditBuffer, Prepared, sqlite_tail};
-use super::readers::{open_existing, sqlite_error};
+use super::sqlite::{Connections, sqlite_error};
 use super::tally::{Counted, Tally};
 use crate::{Result, StoreError};
 
 /// As long as sqlx's connections wait for another process's writer.
 const BUSY: Duration = Duration::from_secs(5);
 
-/// The connection appends go through, opened on first use.
+/// The connection appends go through (one: the group writer sends one batch
+/// at a time), opened on first use.
 pub(crate) struct Direct {
-    path: PathBuf,
-    /// `None` once the store is closed.
-    conn: Mutex<Option<Option<Connection>>>,
+    conn: Connections,
 }
 
 /// An event to append, with the counts of the decision it records.
@@ -36,52 +35,24 @@ pub(crate) type Entry = (Prepared, Option<Counted>);
 
 impl Direct {
     pub(crate) fn new(path: PathBuf) -> Arc<Self> {
+        // As sqlx's connections (`SqlStore::connect`): an acknowledged
+        // commit survives a crash.
+        let setup = "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON";
         Arc::new(Direct {
-            path,
-            conn: Mutex::new(Some(None)),
+            conn: Connections::new(path, BUSY, setup, 1),
         })
     }
 
     /// Appends `entries` in one transaction; their indexes, once durable.
     pub(crate) async fn append(self: &Arc<Self>, entries: Vec<Entry>) -> Result<Vec<u64>> {
         let this = self.clone();
-        tokio::task::spawn_blocking(move || this.append_now(entries))
+        tokio::task::spawn_blocking(move || this.conn.with(|c| write(c, entries)))
             .await
             .map_err(|e| StoreError::Unavailable(format!("the append's thread failed: {e}")))?
     }
 
-    fn append_now(&self, entries: Vec<Entry>) -> Result<Vec<u64>> {
-        let kept = match self.conn.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
-            None => return Err(StoreError::Unavailable("the store is closing".into())),
-            Some(slot) => slot.take(),
-        };
-        let mut conn = match kept {
-            Some(c) => c,
-            None => self.open()?,
-        };
-        let out = write(&mut conn, entries);
-        // As with reads: a connection whose write failed is not reused.
-        if out.is_ok()
-            && let Some(slot) = self.conn.lock().unwrap_or_else(|e| e.into_inner()).as_mut()
-        {
-            *slot = Some(conn);
-        }
-        out
-    }
-
-    fn open(&self) -> Result<Connection> {
-        let conn = open_existing(&self.path, BUSY)?;
-        // As sqlx's connections (`SqlStore::connect`): an acknowledged
-        // commit survives a crash.
-        conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(sqlite_error)?;
-        conn.pragma_update(None, "foreign_keys", true)
-            .map_err(sqlite_error)?;
-        Ok(conn)
-    }
-
     pub(crate) fn close(&self) {
-        self.conn.lock().unwrap_or_else(|e| e.into_inner()).take();
+        self.conn.close();
     }
 }
 

@@ -19,6 +19,7 @@ mod outcomes;
 mod readers;
 mod registry;
 mod reviews;
+mod sqlite;
 mod statement;
 mod tally;
 mod tasks;
@@ -286,7 +287,7 @@ impl SqlStore {
             .map_err(db_error)?
             .log_slow_statements(::log::LevelFilter::Warn, SLOW_STATEMENT);
         let pool = options.connect_with(connect).await.map_err(db_error)?;
-        let file = readers::sqlite_file(&pool, backend).await?;
+        let file = sqlite::file(&pool, backend).await?;
         let store = SqlStore {
             pool: pool.clone(),
             backend,

@@ -16,14 +16,15 @@
 //! once on a fresh connection from the pool (which pings it), so a restart
 //! costs no request an error of its own.
 //!
-//! On an SQLite file ([`Inline`]) even the one statement's hand-off to sqlx's
+//! On an SQLite file ([`Readers::Inline`], the `sqlite` module's
+//! connections) even the one statement's hand-off to sqlx's
 //! worker thread (and its rows' way back) cost more CPU than the read, under
 //! load about a third of a decision's. The read is an indexed lookup of a
 //! few pages from a WAL database, which never waits for the writer, so it
 //! runs on the caller's thread, through SQLite's own API (`rusqlite`, on the
 //! same SQLite as sqlx's), in microseconds.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -33,34 +34,28 @@ use sqlx::{Any, AnyConnection, AnyPool};
 use tokio::sync::Semaphore;
 
 use super::convert::Columns;
+use super::sqlite::{Connections, sqlite_error};
 use super::{ACQUIRE_TIMEOUT, db_error};
-use crate::{Backend, Result, StoreError};
+use crate::{Result, StoreError};
 
 /// Where decisions' reads go: by backend (see the module doc).
 pub(crate) enum Readers {
-    Inline(Inline),
+    Inline(Connections),
     Kept(Kept),
-}
-
-/// The file of an SQLite database; `None` on PostgreSQL and for an
-/// in-memory SQLite database, which no other connection sees.
-pub(crate) async fn sqlite_file(pool: &AnyPool, backend: Backend) -> Result<Option<PathBuf>> {
-    if backend != Backend::Sqlite {
-        return Ok(None);
-    }
-    let file: String =
-        sqlx::query_scalar("SELECT file FROM pragma_database_list WHERE name = 'main'")
-            .fetch_one(pool)
-            .await
-            .map_err(db_error)?;
-    Ok((!file.is_empty()).then(|| file.into()))
 }
 
 impl Readers {
     /// Inline readers for an SQLite `file`, kept sqlx connections otherwise.
     pub(crate) fn new(pool: &AnyPool, file: Option<PathBuf>, connections: usize) -> Self {
         match file {
-            Some(file) => Readers::Inline(Inline::new(file, connections)),
+            // Opened read-write, so that they share the WAL index as sqlx's
+            // connections do, but `query_only`: they never write.
+            Some(file) => Readers::Inline(Connections::new(
+                file,
+                INLINE_BUSY,
+                "PRAGMA query_only = ON",
+                connections,
+            )),
             None => Readers::Kept(Kept::new(pool.clone(), connections)),
         }
     }
@@ -79,86 +74,6 @@ impl Readers {
 /// holds the caller's thread, so it is short, and past it the read fails as
 /// unavailable (503, retried by the client).
 const INLINE_BUSY: Duration = Duration::from_millis(100);
-
-/// SQLite connections of this process, each used by one read at a time.
-pub(crate) struct Inline {
-    path: PathBuf,
-    idle: Mutex<Option<Vec<rusqlite::Connection>>>,
-    /// Connections kept idle at most; a busier moment opens more and closes
-    /// them after.
-    keep: usize,
-}
-
-impl Inline {
-    fn new(path: PathBuf, keep: usize) -> Self {
-        Inline {
-            path,
-            idle: Mutex::new(Some(Vec::with_capacity(keep))),
-            keep,
-        }
-    }
-
-    /// Runs `read` on a connection, on this thread.
-    pub(crate) fn read<T>(
-        &self,
-        read: impl FnOnce(&rusqlite::Connection) -> Result<T>,
-    ) -> Result<T> {
-        let kept = match self.idle.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
-            None => return Err(StoreError::Unavailable("the store is closing".into())),
-            Some(idle) => idle.pop(),
-        };
-        let conn = match kept {
-            Some(c) => c,
-            None => self.open()?,
-        };
-        let out = read(&conn);
-        // A connection whose read failed is closed rather than reused: what
-        // failed may have been the connection.
-        if out.is_ok()
-            && let Some(idle) = self.idle.lock().unwrap_or_else(|e| e.into_inner()).as_mut()
-            && idle.len() < self.keep
-        {
-            idle.push(conn);
-        }
-        out
-    }
-
-    fn open(&self) -> Result<rusqlite::Connection> {
-        let conn = open_existing(&self.path, INLINE_BUSY)?;
-        // Read-write only so that it may share the WAL index as sqlx's
-        // connections do; it never writes.
-        conn.pragma_update(None, "query_only", true)
-            .map_err(sqlite_error)?;
-        Ok(conn)
-    }
-
-    fn close(&self) {
-        self.idle.lock().unwrap_or_else(|e| e.into_inner()).take();
-    }
-}
-
-/// A connection of this process's own to the store's SQLite file, waiting
-/// up to `busy` for a lock. Never creates the file: the store opened (and
-/// migrated) it.
-pub(crate) fn open_existing(path: &Path, busy: Duration) -> Result<rusqlite::Connection> {
-    use rusqlite::OpenFlags;
-    let conn = rusqlite::Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(sqlite_error)?;
-    conn.busy_timeout(busy).map_err(sqlite_error)?;
-    Ok(conn)
-}
-
-/// Maps an error of SQLite's own API onto the store's error kinds.
-pub(crate) fn sqlite_error(e: rusqlite::Error) -> StoreError {
-    use rusqlite::ErrorCode::{CannotOpen, DatabaseBusy, DatabaseLocked};
-    match e.sqlite_error_code() {
-        Some(DatabaseBusy | DatabaseLocked | CannotOpen) => StoreError::Unavailable(e.to_string()),
-        _ => StoreError::Internal(e.to_string()),
-    }
-}
 
 /// A row of the inline reader, its columns found by name in `names` (the
 /// statement's, read once per query): rusqlite's own lookup by name measures

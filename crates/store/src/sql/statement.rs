@@ -11,7 +11,7 @@ use std::borrow::Cow;
 use sqlx::AnyConnection;
 
 use super::db_error;
-use super::readers::sqlite_error;
+use super::sqlite::sqlite_error;
 use crate::Result;
 
 /// One bound value.
