@@ -10,8 +10,8 @@ use sqlx::AnyConnection;
 use sqlx::{AnyPool, Row};
 
 use super::sqlite::sqlite_error;
-use super::statement::{Statement, Value};
-use super::{SqlStore, WriteTx, db_error, is_sqlite, placeholders, values_sql};
+use super::statement::{Sql, Statement, Value};
+use super::{SqlStore, WriteTx, db_error, is_sqlite, placeholders};
 use crate::{Result, StoreError};
 
 /// Key of the PostgreSQL advisory lock that orders audit appends from every
@@ -195,7 +195,12 @@ impl AuditBuffer {
                     ]);
                 }
                 Statement {
-                    sql: insert_sql(rows.len(), sqlite),
+                    sql: Sql::Rows {
+                        head: INSERT_HEAD,
+                        columns: 9,
+                        tail: String::new(),
+                        sqlite,
+                    },
                     values,
                 }
             })
@@ -203,14 +208,9 @@ impl AuditBuffer {
     }
 }
 
-/// The multi-row INSERT for `rows` rows.
-fn insert_sql(rows: usize, sqlite: bool) -> String {
-    format!(
-        "INSERT INTO audit_log (idx, kind, at, agent_id, human_id, leaf_hash, entry, task_id, root_id) \
-         VALUES {}",
-        values_sql(rows, 9, sqlite)
-    )
-}
+/// The log's INSERT, up to its rows' values.
+const INSERT_HEAD: &str = "INSERT INTO audit_log \
+     (idx, kind, at, agent_id, human_id, leaf_hash, entry, task_id, root_id) VALUES ";
 
 /// The log's last entry: its index and leaf hash.
 const TAIL_SQL: &str = "SELECT idx, leaf_hash FROM audit_log ORDER BY idx DESC LIMIT 1";

@@ -10,8 +10,8 @@ use std::borrow::Cow;
 
 use sqlx::AnyConnection;
 
-use super::db_error;
 use super::sqlite::sqlite_error;
+use super::{db_error, values_sql};
 use crate::Result;
 
 /// One bound value.
@@ -37,15 +37,44 @@ impl<'a> Value<'a> {
 
 /// SQL text and its values in placeholder order.
 pub(crate) struct Statement<'a> {
-    pub(crate) sql: String,
+    pub(crate) sql: Sql,
     pub(crate) values: Vec<Value<'a>>,
+}
+
+/// A statement's text.
+pub(crate) enum Sql {
+    /// As written.
+    Plain(String),
+    /// An INSERT of many rows: `head`, then `columns` placeholders for each
+    /// row, then `tail`. Through sqlx it is one statement for all the rows
+    /// (one round trip); through SQLite's own API, the one-row statement,
+    /// prepared once and run for each row, where the n-row text would be
+    /// parsed again for every new n.
+    Rows {
+        head: &'static str,
+        columns: usize,
+        tail: String,
+        sqlite: bool,
+    },
 }
 
 impl Statement<'_> {
     /// Runs it through sqlx.
     pub(crate) async fn run(&self, conn: &mut AnyConnection) -> Result<()> {
+        let sql = match &self.sql {
+            Sql::Plain(sql) => Cow::Borrowed(sql.as_str()),
+            Sql::Rows {
+                head,
+                columns,
+                tail,
+                sqlite,
+            } => Cow::Owned(format!(
+                "{head}{}{tail}",
+                values_sql(self.values.len() / columns, *columns, *sqlite)
+            )),
+        };
         // Only placeholders and fixed names are formatted into statements here.
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(self.sql.as_str()));
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.as_ref()));
         for v in &self.values {
             q = match v {
                 Value::Int(i) => q.bind(*i),
@@ -58,9 +87,28 @@ impl Statement<'_> {
 
     /// Runs it on an SQLite connection of this process.
     pub(crate) fn run_sqlite(&self, conn: &rusqlite::Connection) -> Result<()> {
-        let mut stmt = conn.prepare_cached(&self.sql).map_err(sqlite_error)?;
-        stmt.execute(rusqlite::params_from_iter(&self.values))
-            .map_err(sqlite_error)?;
+        let (sql, columns) = match &self.sql {
+            Sql::Plain(sql) => {
+                let mut stmt = conn.prepare_cached(sql).map_err(sqlite_error)?;
+                stmt.execute(rusqlite::params_from_iter(&self.values))
+                    .map_err(sqlite_error)?;
+                return Ok(());
+            }
+            Sql::Rows {
+                head,
+                columns,
+                tail,
+                ..
+            } => (
+                format!("{head}{}{tail}", values_sql(1, *columns, true)),
+                *columns,
+            ),
+        };
+        let mut stmt = conn.prepare_cached(&sql).map_err(sqlite_error)?;
+        for row in self.values.chunks(columns) {
+            stmt.execute(rusqlite::params_from_iter(row))
+                .map_err(sqlite_error)?;
+        }
         Ok(())
     }
 }

@@ -17,8 +17,8 @@ use mandate_core::decision::Verdict;
 use mandate_core::ids::{AgentId, TaskId};
 use sqlx::AnyConnection;
 
-use super::statement::{Statement, Value};
-use super::{is_sqlite, values_sql};
+use super::is_sqlite;
+use super::statement::{Sql, Statement, Value};
 use crate::Result;
 
 /// One decision's counts.
@@ -100,9 +100,11 @@ impl Tally {
                 continue;
             }
             out.push(Statement {
-                sql: "UPDATE tasks SET calls_used = calls_used + $1, denied_calls = denied_calls + $2 \
-                      WHERE id = $3"
-                    .into(),
+                sql: Sql::Plain(
+                    "UPDATE tasks SET calls_used = calls_used + $1, denied_calls = denied_calls + $2 \
+                     WHERE id = $3"
+                        .into(),
+                ),
                 values: vec![
                     Value::Int(n.calls),
                     Value::Int(n.denied),
@@ -117,13 +119,17 @@ impl Tally {
             if chunk.is_empty() {
                 break;
             }
-            let sql = format!(
-                "INSERT INTO agent_usage (agent_id, action, resource, calls, first_used, last_used) \
-                 VALUES {} ON CONFLICT (agent_id, action, resource) DO UPDATE SET \
-                 calls = agent_usage.calls + excluded.calls, \
-                 last_used = {latest}(agent_usage.last_used, excluded.last_used)",
-                values_sql(chunk.len(), 6, sqlite)
-            );
+            let sql = Sql::Rows {
+                head: "INSERT INTO agent_usage \
+                       (agent_id, action, resource, calls, first_used, last_used) VALUES ",
+                columns: 6,
+                tail: format!(
+                    " ON CONFLICT (agent_id, action, resource) DO UPDATE SET \
+                     calls = agent_usage.calls + excluded.calls, \
+                     last_used = {latest}(agent_usage.last_used, excluded.last_used)"
+                ),
+                sqlite,
+            };
             let mut values = Vec::with_capacity(chunk.len() * 6);
             for ((agent, action, resource), u) in chunk {
                 values.extend([
