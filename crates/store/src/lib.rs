@@ -462,8 +462,9 @@ pub trait Store: Send + Sync + 'static {
     /// Everything a decision under `task`'s token `jti` reads, in one
     /// statement: the credential, the task and its ancestors with their
     /// assignees, the calls used and the active policy's hash. `None` when
-    /// the task is not stored. Nothing is cached: revocations, task ends
-    /// and policy pushes are seen at once.
+    /// the task is not stored. Always what is stored when it reads
+    /// (whatever a backend reuses, it checks against the store first):
+    /// revocations, task ends and policy pushes are seen at once.
     async fn decision_context(&self, jti: &str, task: TaskId) -> Result<Option<DecisionContext>>;
 
     // ---- policy ---------------------------------------------------------

@@ -221,6 +221,15 @@ pub async fn execute_raw(store: &SqlStore, sql: &str) -> u64 {
         .rows_affected()
 }
 
+/// The first column of each row `sql` reads, as text (SQLite's
+/// `CAST(... AS TEXT)` for numbers).
+pub async fn fetch_raw(store: &SqlStore, sql: &str) -> Vec<String> {
+    sqlx::query_scalar(AssertSqlSafe(sql.to_owned()))
+        .fetch_all(store.pool())
+        .await
+        .unwrap_or_else(|e| panic!("raw SQL failed: {sql}: {e}"))
+}
+
 /// Fills the audit log's `task_id` and `root_id` columns from the entries
 /// again, as migration 9 does for a log written before them.
 pub async fn refill_audit_task_columns(store: &SqlStore) {

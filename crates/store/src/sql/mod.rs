@@ -95,10 +95,15 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "policy activations by index",
         include_str!("../../migrations/0011_policy_activations.sql"),
     ),
+    (
+        12,
+        "decision context epoch",
+        include_str!("../../migrations/0012_context_epoch.sql"),
+    ),
 ];
 
-/// The parts of migrations that cannot be portable (reading JSON in SQL),
-/// by version: SQLite's, then PostgreSQL's. Each is run after the portable
+/// The parts of migrations that cannot be portable (reading JSON in SQL,
+/// triggers), by version: SQLite's, then PostgreSQL's. Each is run after the portable
 /// part, in the same migration.
 const DIALECT_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -110,6 +115,11 @@ const DIALECT_MIGRATIONS: &[(i64, &str, &str)] = &[
         10,
         include_str!("../../migrations/0010_audit_row_layout.sqlite.sql"),
         include_str!("../../migrations/0010_audit_row_layout.postgres.sql"),
+    ),
+    (
+        12,
+        include_str!("../../migrations/0012_context_epoch.sqlite.sql"),
+        include_str!("../../migrations/0012_context_epoch.postgres.sql"),
     ),
 ];
 
@@ -154,6 +164,9 @@ pub struct SqlStore {
     /// task once found stays found, on any node: a decision under a known
     /// task needs no lookup to refuse an unknown one.
     known_tasks: std::sync::Mutex<std::collections::HashSet<mandate_core::ids::TaskId>>,
+    /// Decision contexts read on an SQLite file, reused while they are
+    /// what is stored (see `context`).
+    recent: context::Recent,
 }
 
 /// Connections kept for decisions' reads, besides the pool's: about one per
@@ -298,6 +311,7 @@ impl SqlStore {
             ),
             readers: readers::Readers::new(&pool, file, READERS),
             known_tasks: Default::default(),
+            recent: Default::default(),
         };
         store.migrate().await?;
         Ok(store)
@@ -598,7 +612,7 @@ impl Store for SqlStore {
         decisions::calls_used(&self.pool, task).await
     }
     async fn decision_context(&self, jti: &str, task: TaskId) -> Result<Option<DecisionContext>> {
-        let found = context::decision_context(&self.readers, jti, task).await?;
+        let found = context::decision_context(&self.readers, &self.recent, jti, task).await?;
         if found.is_some() {
             // Stored for good: its decisions need no lookup to know it exists.
             self.remember_task(task);
