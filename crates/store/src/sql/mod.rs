@@ -103,8 +103,8 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
 ];
 
 /// The parts of migrations that cannot be portable (reading JSON in SQL,
-/// triggers), by version: SQLite's, then PostgreSQL's. Each is run after the portable
-/// part, in the same migration.
+/// triggers), by version: SQLite's, then PostgreSQL's. Each is run after
+/// the portable part, in the same migration.
 const DIALECT_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
         9,

@@ -47,9 +47,10 @@ pub(crate) enum Sql {
     Plain(String),
     /// An INSERT of many rows: `head`, then `columns` placeholders for each
     /// row, then `tail`. Through sqlx it is one statement for all the rows
-    /// (one round trip); through SQLite's own API, the one-row statement,
-    /// prepared once and run for each row, where the n-row text would be
-    /// parsed again for every new n.
+    /// (one round trip). Through SQLite's own API it is split into INSERTs
+    /// of a few fixed row counts ([`ROWS_AT_ONCE`]), each prepared once per
+    /// connection: the n-row text for every new n was parsed again, a tenth
+    /// of a batch's write.
     Rows {
         head: &'static str,
         columns: usize,
@@ -87,7 +88,7 @@ impl Statement<'_> {
 
     /// Runs it on an SQLite connection of this process.
     pub(crate) fn run_sqlite(&self, conn: &rusqlite::Connection) -> Result<()> {
-        let (sql, columns) = match &self.sql {
+        let (head, columns, tail) = match &self.sql {
             Sql::Plain(sql) => {
                 let mut stmt = conn.prepare_cached(sql).map_err(sqlite_error)?;
                 stmt.execute(rusqlite::params_from_iter(&self.values))
@@ -99,19 +100,32 @@ impl Statement<'_> {
                 columns,
                 tail,
                 ..
-            } => (
-                format!("{head}{}{tail}", values_sql(1, *columns, true)),
-                *columns,
-            ),
+            } => (head, *columns, tail),
         };
-        let mut stmt = conn.prepare_cached(&sql).map_err(sqlite_error)?;
-        for row in self.values.chunks(columns) {
-            stmt.execute(rusqlite::params_from_iter(row))
-                .map_err(sqlite_error)?;
+        let mut rest = self.values.as_slice();
+        for rows in ROWS_AT_ONCE {
+            let width = rows * columns;
+            if rest.len() < width {
+                continue;
+            }
+            let sql = format!("{head}{}{tail}", values_sql(rows, columns, true));
+            let mut stmt = conn.prepare_cached(&sql).map_err(sqlite_error)?;
+            while rest.len() >= width {
+                let (now, later) = rest.split_at(width);
+                stmt.execute(rusqlite::params_from_iter(now))
+                    .map_err(sqlite_error)?;
+                rest = later;
+            }
         }
         Ok(())
     }
 }
+
+/// The row counts of the INSERTs an n-row [`Sql::Rows`] is split into on
+/// SQLite, largest first: few enough texts to stay in the connection's
+/// statement cache (so none is parsed twice), large enough that a big batch
+/// runs few statements. The last is 1, so every n splits exactly.
+const ROWS_AT_ONCE: [usize; 5] = [256, 64, 16, 4, 1];
 
 impl rusqlite::ToSql for Value<'_> {
     fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
@@ -121,5 +135,60 @@ impl rusqlite::ToSql for Value<'_> {
             Value::Text(None) => Ok(ToSqlOutput::from(rusqlite::types::Null)),
             Value::Text(Some(t)) => Ok(ToSqlOutput::from(t.as_ref())),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// However many rows, each is inserted once, in order, whatever sizes
+    /// the split takes.
+    #[test]
+    fn every_row_count_splits_exactly() {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        conn.execute_batch("CREATE TABLE t (n BIGINT NOT NULL, label TEXT)")
+            .unwrap();
+        let mut next = 0i64;
+        for rows in (0..=600).chain([1023, 1024, 1025]) {
+            let first = next;
+            let mut values = Vec::new();
+            for _ in 0..rows {
+                values.extend([Value::Int(next), Value::owned(format!("row {next}"))]);
+                next += 1;
+            }
+            let statement = Statement {
+                sql: Sql::Rows {
+                    head: "INSERT INTO t (n, label) VALUES ",
+                    columns: 2,
+                    tail: String::new(),
+                    sqlite: true,
+                },
+                values,
+            };
+            statement.run_sqlite(&conn).unwrap();
+            let (count, min, max, labelled): (i64, Option<i64>, Option<i64>, i64) = conn
+                .query_row(
+                    "SELECT COUNT(*), MIN(n), MAX(n), \
+                     SUM(label = 'row ' || n) FROM t WHERE n >= ?1",
+                    [first],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3).unwrap_or(0))),
+                )
+                .unwrap();
+            assert_eq!(count, rows as i64, "{rows} rows");
+            assert_eq!(labelled, rows as i64, "{rows} rows: each value in its row");
+            if rows > 0 {
+                assert_eq!((min, max), (Some(first), Some(next - 1)), "{rows} rows");
+            }
+        }
+        // Its rowids follow the values' order: the rows went in in order.
+        let out_of_order: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM t a JOIN t b ON b.rowid = a.rowid + 1 WHERE b.n <= a.n",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(out_of_order, 0);
     }
 }
