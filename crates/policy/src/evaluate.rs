@@ -11,10 +11,13 @@
 //!    `denied` denies, otherwise the answer is `needs_approval`;
 //! 4. otherwise it is allowed.
 //!
-//! Forbids are evaluated apart from permits so both sides are known: Cedar
-//! alone reports only the forbids once one is satisfied, and "would anything
-//! permit this" decides between `needs_approval` (worth asking a human) and
-//! deny (an approval could not help).
+//! One authorizer call over the action's whole slice answers most requests:
+//! Cedar reports the satisfied permits when it allows, the satisfied forbids
+//! when one is, nothing when neither is, and every policy that failed. Only
+//! when the forbids it reports are all gates is a second call made, over the
+//! permits alone: Cedar reports only the forbids once one is satisfied, and
+//! "would anything permit this" decides between `needs_approval` (worth
+//! asking a human) and deny (an approval could not help).
 
 use std::collections::BTreeMap;
 
@@ -104,35 +107,40 @@ impl Evaluation {
     }
 }
 
-/// The policies of `set` that were satisfied, and those that failed.
-fn satisfied(
-    set: &cedar_policy::PolicySet,
-    request: &Request,
-    entities: &Entities,
-    errors: &mut Vec<EvalError>,
-) -> (Vec<String>, Vec<String>) {
-    let mut hits = Vec::new();
-    let mut failed = Vec::new();
-    if !set.is_empty() {
-        let response: Response = Authorizer::new().is_authorized(request, set, entities);
-        // A set holds only permits or only forbids, so every determining
-        // policy it reports was satisfied (an empty reason means none was).
-        hits.extend(response.diagnostics().reason().map(|id| pid(id).to_owned()));
-        for e in response.diagnostics().errors() {
-            let cedar_policy::AuthorizationError::PolicyEvaluationError(e) = e;
-            let id = pid(e.policy_id()).to_owned();
-            errors.push(EvalError {
-                policy_id: Some(id.clone()),
-                message: e.inner().to_string(),
-            });
-            failed.push(id);
-        }
-        debug_assert!(
-            response.decision() == CedarDecision::Deny
-                || response.diagnostics().reason().next().is_some()
-        );
+/// Cedar's answer over one set of policies.
+struct Answer {
+    allowed: bool,
+    /// The determining policies: the satisfied permits if it allowed, else
+    /// the satisfied forbids (none when no policy was satisfied).
+    hits: Vec<String>,
+    /// The policies that failed to evaluate (Cedar skips them).
+    failed: Vec<EvalError>,
+}
+
+fn authorize(set: &cedar_policy::PolicySet, request: &Request, entities: &Entities) -> Answer {
+    if set.is_empty() {
+        return Answer {
+            allowed: false,
+            hits: Vec::new(),
+            failed: Vec::new(),
+        };
     }
-    (hits, failed)
+    let response: Response = Authorizer::new().is_authorized(request, set, entities);
+    let d = response.diagnostics();
+    Answer {
+        allowed: response.decision() == CedarDecision::Allow,
+        hits: d.reason().map(|id| pid(id).to_owned()).collect(),
+        failed: d
+            .errors()
+            .map(|e| {
+                let cedar_policy::AuthorizationError::PolicyEvaluationError(e) = e;
+                EvalError {
+                    policy_id: Some(pid(e.policy_id()).to_owned()),
+                    message: e.inner().to_string(),
+                }
+            })
+            .collect(),
+    }
 }
 
 /// Decides `request` under `set`. Never fails: a request that cannot be put
@@ -153,13 +161,20 @@ pub fn evaluate(set: &PolicySet, request: &DecisionRequest) -> Evaluation {
         Err(e) => return Evaluation::refused(format!("request could not be built: {e}")),
     };
 
-    let mut errors = Vec::new();
-    let (forbids, failed) = satisfied(
-        &slice.policies.forbids,
-        &cedar_request,
-        &entities,
-        &mut errors,
-    );
+    let answer = authorize(&slice.policies.all, &cedar_request, &entities);
+    let mut errors = answer.failed;
+    errors.sort_by_key(|e| e.policy_id.as_deref().map(|id| set.position(id)));
+    let failed = errors
+        .iter()
+        .filter_map(|e| e.policy_id.clone())
+        .filter(|id| set.policy(id).is_none_or(|p| p.effect == Effect::Forbid));
+    // Allowed: no forbid was satisfied and the hits are the permits. Denied:
+    // the hits are the satisfied forbids, or nothing when no policy was.
+    let (forbids, permits) = if answer.allowed {
+        (Vec::new(), answer.hits)
+    } else {
+        (answer.hits, Vec::new())
+    };
     let reason = |id: &str, role: Role| -> Reason {
         let info = set.policy(id);
         Reason {
@@ -189,12 +204,13 @@ pub fn evaluate(set: &PolicySet, request: &DecisionRequest) -> Evaluation {
         return finish(Decision::Deny, reasons, errors);
     }
 
-    let (permits, _) = satisfied(
-        &slice.policies.permits,
-        &cedar_request,
-        &entities,
-        &mut errors,
-    );
+    // Only gates stopped Cedar (or nothing did): what would it permit?
+    let permits = if answer.allowed || gates.is_empty() {
+        permits
+    } else {
+        // Its errors are the permits' of the first call, already kept.
+        authorize(&slice.policies.permits, &cedar_request, &entities).hits
+    };
     if permits.is_empty() {
         return finish(Decision::Deny, Vec::new(), errors);
     }

@@ -7,12 +7,12 @@
 //! action: the policies with an unconstrained `action`, those with
 //! `action == A`, and those with `action in [...]` naming `A` or a group
 //! containing `A`. Each slice holds its own copy of the unconstrained ones,
-//! so a decision makes one authorizer call per effect, not two.
+//! so a decision makes one authorizer call, not one per part.
 //!
 //! This never changes an answer, only the work: a policy left out has an
 //! action scope that is false for the request, so Cedar would have found it
-//! not satisfied. Each slice is further split into permits and forbids,
-//! which is what [`crate::evaluate`] needs to tell approval gates apart.
+//! not satisfied. Each slice also keeps its permits apart, which is what
+//! [`crate::evaluate`] needs to tell approval gates apart.
 //!
 //! Actions no policy names still get a slice: the one of the longest group
 //! containing them (`"*"` at least). Groups are prefixes, so every group that
@@ -26,20 +26,21 @@ use cedar_policy::{ActionConstraint, EntityUid, Policy};
 use crate::policy_set::{Effect, PolicyInfo};
 use crate::schema::{self, ALL_ACTIONS, TYPES};
 
-/// Permits and forbids of one part of the set, kept apart.
+/// One part of the set: all of it, and its permits apart.
 #[derive(Debug, Default)]
 pub(crate) struct Split {
+    pub all: cedar_policy::PolicySet,
     pub permits: cedar_policy::PolicySet,
-    pub forbids: cedar_policy::PolicySet,
 }
 
 impl Split {
     fn add(&mut self, policy: &Policy, effect: Effect) -> Result<(), String> {
-        let set = match effect {
-            Effect::Permit => &mut self.permits,
-            Effect::Forbid => &mut self.forbids,
-        };
-        set.add(policy.clone()).map_err(|e| e.to_string())
+        if effect == Effect::Permit {
+            self.permits
+                .add(policy.clone())
+                .map_err(|e| e.to_string())?;
+        }
+        self.all.add(policy.clone()).map_err(|e| e.to_string())
     }
 }
 

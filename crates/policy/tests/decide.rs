@@ -353,3 +353,32 @@ permit (principal, action, resource) when {
     retagged.delegators[0].tags.clear();
     assert_ne!(evaluate(&on_root, &retagged).decision, Decision::Allow);
 }
+
+#[test]
+fn failures_beside_a_gate_are_reported_once_and_a_failing_forbid_still_denies() {
+    // Overflows for any risk score above 1.
+    let overflow = "context.risk_score * 9223372036854775807 > 0";
+    let gate = "@id(\"gate\") @approval(\"required\") forbid (principal, action, resource);";
+    let permit = "@id(\"all\") permit (principal, action, resource);";
+
+    // The gate stops Cedar, so the permits are asked again on their own:
+    // the failing permit's error is still reported once.
+    let s = set(&format!(
+        "{permit}\n{gate}\n@id(\"broken\") permit (principal, action, resource) when {{ {overflow} }};"
+    ));
+    let e = evaluate(&s, &request("invoice.read"));
+    assert_eq!(e.decision, Decision::NeedsApproval, "{e:?}");
+    assert_eq!(ids(&e), ["gate"]);
+    assert_eq!(e.errors.len(), 1, "{e:?}");
+    assert_eq!(e.errors[0].policy_id.as_deref(), Some("broken"));
+
+    // A forbid that fails beside a satisfied gate denies: no approval can
+    // lift what could not be evaluated.
+    let s = set(&format!(
+        "{permit}\n{gate}\n@id(\"broken\") forbid (principal, action, resource) when {{ {overflow} }};"
+    ));
+    let e = evaluate(&s, &request("invoice.read"));
+    assert_eq!(e.decision, Decision::Deny, "{e:?}");
+    assert_eq!(ids(&e), ["broken"]);
+    assert_eq!(e.errors.len(), 1, "{e:?}");
+}
