@@ -11,7 +11,7 @@ use sqlx::{AnyPool, Row};
 
 use super::sqlite::sqlite_error;
 use super::statement::{Sql, Statement, Value};
-use super::{SqlStore, WriteTx, db_error, is_sqlite, placeholders};
+use super::{SqlStore, WriteTx, db_error, placeholders};
 use crate::{Result, StoreError};
 
 /// Key of the PostgreSQL advisory lock that orders audit appends from every
@@ -167,7 +167,7 @@ impl AuditBuffer {
 
     /// Inserts the waiting rows; the tail stays known.
     pub(crate) async fn flush(&mut self, conn: &mut AnyConnection) -> Result<()> {
-        for statement in self.inserts(is_sqlite(conn)) {
+        for statement in self.inserts() {
             statement.run(conn).await?;
         }
         self.rows.clear();
@@ -175,7 +175,7 @@ impl AuditBuffer {
     }
 
     /// The statements that insert the waiting rows.
-    pub(crate) fn inserts(&self, sqlite: bool) -> Vec<Statement<'_>> {
+    pub(crate) fn inserts(&self) -> Vec<Statement<'_>> {
         self.rows
             .chunks(ROWS_PER_INSERT)
             .map(|rows| {
@@ -199,7 +199,6 @@ impl AuditBuffer {
                         head: INSERT_HEAD,
                         columns: 9,
                         tail: String::new(),
-                        sqlite,
                     },
                     values,
                 }

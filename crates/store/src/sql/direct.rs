@@ -72,7 +72,7 @@ fn write(conn: &mut Connection, entries: Vec<Entry>) -> Result<Vec<u64>> {
             tally.add(c);
         }
     }
-    for statement in tally.take(true).iter().chain(&audit.inserts(true)) {
+    for statement in tally.take(true).iter().chain(&audit.inserts()) {
         statement.run_sqlite(&tx)?;
     }
     tx.commit().map_err(sqlite_error)?;

@@ -166,15 +166,7 @@ impl GroupWriter {
                     .unzip();
                 let written = direct.append(entries).await;
                 drop(guard);
-                match written {
-                    Ok(indexes) => {
-                        for (index, done) in indexes.into_iter().zip(done) {
-                            let _ = done.send(Ok(index));
-                        }
-                    }
-                    Err(e) => fail(done, &e),
-                }
-                return;
+                return settle(written, done);
             }
             // A batch of guarded writes is open: the appends join it.
         }
@@ -206,14 +198,8 @@ impl GroupWriter {
                 }
             }
         }
-        match turn.commit().await {
-            Ok(()) => {
-                for (index, done) in kept {
-                    let _ = done.send(Ok(index));
-                }
-            }
-            Err(e) => fail(kept.into_iter().map(|(_, d)| d), &e),
-        }
+        let (indexes, done): (Vec<_>, Vec<_>) = kept.into_iter().unzip();
+        settle(turn.commit().await.map(|()| indexes), done);
     }
 
     fn take_appends(&self) -> Vec<Append> {
@@ -297,6 +283,19 @@ impl GroupWriter {
 }
 
 /// Tells each waiting append that it was not kept.
+/// Tells each waiting append its index once the batch committed, or every
+/// one of them why it did not.
+fn settle(committed: Result<Vec<u64>>, waiting: Vec<oneshot::Sender<Result<u64>>>) {
+    match committed {
+        Ok(indexes) => {
+            for (index, done) in indexes.into_iter().zip(waiting) {
+                let _ = done.send(Ok(index));
+            }
+        }
+        Err(e) => fail(waiting, &e),
+    }
+}
+
 fn fail(waiting: impl IntoIterator<Item = oneshot::Sender<Result<u64>>>, e: &StoreError) {
     for done in waiting {
         let _ = done.send(Err(StoreError::Unavailable(format!("not appended: {e}"))));

@@ -11,7 +11,7 @@ use std::borrow::Cow;
 use sqlx::AnyConnection;
 
 use super::sqlite::sqlite_error;
-use super::{db_error, values_sql};
+use super::{db_error, is_sqlite, values_sql};
 use crate::Result;
 
 /// One bound value.
@@ -46,16 +46,15 @@ pub(crate) enum Sql {
     /// As written.
     Plain(String),
     /// An INSERT of many rows: `head`, then `columns` placeholders for each
-    /// row, then `tail`. Through sqlx it is one statement for all the rows
-    /// (one round trip). Through SQLite's own API it is split into INSERTs
-    /// of a few fixed row counts ([`ROWS_AT_ONCE`]), each prepared once per
-    /// connection: the n-row text for every new n was parsed again, a tenth
-    /// of a batch's write.
+    /// row (in the connection's dialect), then `tail`. Through sqlx it is one
+    /// statement for all the rows (one round trip). Through SQLite's own API
+    /// it is split into INSERTs of a few fixed row counts ([`ROWS_AT_ONCE`]),
+    /// each prepared once per connection: the n-row text for every new n was
+    /// parsed again, a tenth of a batch's write.
     Rows {
         head: &'static str,
         columns: usize,
         tail: String,
-        sqlite: bool,
     },
 }
 
@@ -68,10 +67,9 @@ impl Statement<'_> {
                 head,
                 columns,
                 tail,
-                sqlite,
             } => Cow::Owned(format!(
                 "{head}{}{tail}",
-                values_sql(self.values.len() / columns, *columns, *sqlite)
+                values_sql(self.values.len() / columns, *columns, is_sqlite(conn))
             )),
         };
         // Only placeholders and fixed names are formatted into statements here.
@@ -99,7 +97,6 @@ impl Statement<'_> {
                 head,
                 columns,
                 tail,
-                ..
             } => (head, *columns, tail),
         };
         let mut rest = self.values.as_slice();
@@ -162,7 +159,6 @@ mod tests {
                     head: "INSERT INTO t (n, label) VALUES ",
                     columns: 2,
                     tail: String::new(),
-                    sqlite: true,
                 },
                 values,
             };

@@ -128,7 +128,6 @@ impl Tally {
                      calls = agent_usage.calls + excluded.calls, \
                      last_used = {latest}(agent_usage.last_used, excluded.last_used)"
                 ),
-                sqlite,
             };
             let mut values = Vec::with_capacity(chunk.len() * 6);
             for ((agent, action, resource), u) in chunk {
