@@ -2,33 +2,61 @@
 //!
 //! Building Cedar entities (evaluating their attributes, computing the
 //! transitive closure) is most of a decision's cost, and an agent makes many
-//! calls under one task with the same chain, and many tasks as the same
-//! agent. So two caches: a task's whole base (its chain and the task), and
-//! each agent's entity on its own, which a new task of a known agent reuses.
-//! Both are keyed by the facts themselves — every agent of the chain with its
-//! kind, owner and tags, the task with its purpose and depth, the initiator —
-//! so a changed fact is a different key, never a stale answer. They live per
-//! thread (no lock on the hot path) and are bounded: when full they start
-//! over.
+//! calls under one task with the same chain, often on the same resources,
+//! and many tasks as the same agent. So three caches: a task's whole set
+//! with one action and resource added (what an agent's repeated call needs),
+//! a task's base (its chain and the task), and each agent's entity on its
+//! own, which a new task of a known agent reuses. All are keyed by the facts
+//! themselves — every agent of the chain with its kind, owner and tags, the
+//! task with its purpose and depth, the initiator, the action and the groups
+//! it is in, the resource with its sensitivity and labels, the environment
+//! and the tool — so a changed fact is a different key, never a stale answer.
+//! They live per thread (no lock on the hot path) and are bounded: when full
+//! they start over.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 
-use cedar_policy::{Entities, Entity};
+use std::sync::Arc;
+
+use cedar_policy::{Entities, Entity, EntityUid};
 use mandate_core::ids::HumanId;
 
-use crate::request::{AgentFacts, DecisionRequest, TaskFacts};
+use crate::request::{AgentFacts, DecisionRequest, ResourceFacts, TaskFacts};
 
-/// Chains and tasks remembered per thread.
+/// Entries each cache keeps per thread.
 const CAPACITY: usize = 4096;
 
 struct Cached {
     chain: Vec<AgentFacts>,
     task: TaskFacts,
     initiator: HumanId,
-    entities: Entities,
+    entities: Arc<Entities>,
+}
+
+/// A base with the request's own two entities added: the resource (with its
+/// environment and tool as parents) and the action (with its groups).
+struct Whole {
+    base: Arc<Cached>,
+    action: String,
+    action_parents: Vec<EntityUid>,
+    resource: ResourceFacts,
+    environment: String,
+    tool: Option<String>,
+    entities: Arc<Entities>,
+}
+
+impl Whole {
+    fn is_for(&self, r: &DecisionRequest, action_parents: &[EntityUid]) -> bool {
+        self.action == r.action
+            && self.action_parents == action_parents
+            && self.resource == r.resource
+            && self.environment == r.context.environment
+            && self.tool == r.context.tool
+            && self.base.is_for(r)
+    }
 }
 
 impl Cached {
@@ -38,7 +66,8 @@ impl Cached {
 }
 
 thread_local! {
-    static BASES: RefCell<HashMap<u64, Cached>> = RefCell::new(HashMap::new());
+    static WHOLES: RefCell<HashMap<u64, Whole>> = RefCell::new(HashMap::new());
+    static BASES: RefCell<HashMap<u64, Arc<Cached>>> = RefCell::new(HashMap::new());
     static AGENTS: RefCell<HashMap<AgentFacts, Entity>> = RefCell::new(HashMap::new());
 }
 
@@ -74,30 +103,73 @@ fn digest(r: &DecisionRequest) -> u64 {
     h.finish()
 }
 
-/// The base entities of `r`: from the cache when its exact facts were seen
-/// on this thread, otherwise from `build` (and remembered).
-pub(crate) fn base(
+fn whole_digest(base: u64, r: &DecisionRequest, action_parents: &[EntityUid]) -> u64 {
+    let mut h = DefaultHasher::new();
+    base.hash(&mut h);
+    r.action.hash(&mut h);
+    action_parents.hash(&mut h);
+    r.resource.hash(&mut h);
+    r.context.environment.hash(&mut h);
+    r.context.tool.hash(&mut h);
+    h.finish()
+}
+
+/// All the entities of `r`: from the cache when its exact facts were seen on
+/// this thread; otherwise `add` puts the resource and the action into the
+/// base (itself from the cache, or from `build`), and the result is
+/// remembered.
+pub(crate) fn whole(
     r: &DecisionRequest,
+    action_parents: &[EntityUid],
     build: impl FnOnce() -> Result<Entities, String>,
-) -> Result<Entities, String> {
-    let key = digest(r);
-    let hit = BASES.with(|b| {
-        b.borrow()
+    add: impl FnOnce(Entities) -> Result<Entities, String>,
+) -> Result<Arc<Entities>, String> {
+    let base_key = digest(r);
+    let key = whole_digest(base_key, r, action_parents);
+    let hit = WHOLES.with(|w| {
+        w.borrow()
             .get(&key)
-            .filter(|c| c.is_for(r))
+            .filter(|c| c.is_for(r, action_parents))
             .map(|c| c.entities.clone())
     });
     if let Some(entities) = hit {
         return Ok(entities);
     }
-    let entities = build()?;
-    let cached = Cached {
-        chain: r.chain().cloned().collect(),
-        task: r.task.clone(),
-        initiator: r.initiator,
+    let base = base(r, base_key, build)?;
+    let entities = Arc::new(add(Entities::clone(&base.entities))?);
+    let cached = Whole {
+        base,
+        action: r.action.clone(),
+        action_parents: action_parents.to_vec(),
+        resource: r.resource.clone(),
+        environment: r.context.environment.clone(),
+        tool: r.context.tool.clone(),
         entities: entities.clone(),
     };
     // A digest collision replaces the other entry: both stay correct.
-    BASES.with(|b| remember(&mut b.borrow_mut(), key, cached));
+    WHOLES.with(|w| remember(&mut w.borrow_mut(), key, cached));
     Ok(entities)
+}
+
+/// The base entities of `r` (under `key`, its digest): from the cache when
+/// its exact facts were seen on this thread, otherwise from `build` (and
+/// remembered).
+fn base(
+    r: &DecisionRequest,
+    key: u64,
+    build: impl FnOnce() -> Result<Entities, String>,
+) -> Result<Arc<Cached>, String> {
+    let hit = BASES.with(|b| b.borrow().get(&key).filter(|c| c.is_for(r)).cloned());
+    if let Some(cached) = hit {
+        return Ok(cached);
+    }
+    let cached = Arc::new(Cached {
+        chain: r.chain().cloned().collect(),
+        task: r.task.clone(),
+        initiator: r.initiator,
+        entities: Arc::new(build()?),
+    });
+    // A digest collision replaces the other entry: both stay correct.
+    BASES.with(|b| remember(&mut b.borrow_mut(), key, cached.clone()));
+    Ok(cached)
 }

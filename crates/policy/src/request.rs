@@ -8,6 +8,7 @@
 //! validation at push time holds at decision time.
 
 use std::collections::{BTreeSet, HashSet};
+use std::sync::Arc;
 
 use cedar_policy::{Context, Entities, Entity, EntityUid, Request, RestrictedExpression};
 use mandate_core::agent::{Agent, AgentKind};
@@ -57,7 +58,7 @@ impl From<&Task> for TaskFacts {
 }
 
 /// What the action is done to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ResourceFacts {
     /// The resource string, as in task scopes (`erp:invoices/2026-01`).
     pub id: String,
@@ -151,39 +152,21 @@ impl DecisionRequest {
     pub(crate) fn to_cedar(
         &self,
         action_parents: &[EntityUid],
-    ) -> Result<(Request, Entities), String> {
+    ) -> Result<(Request, Arc<Entities>), String> {
         let t = &*TYPES;
         let human = |h: &HumanId| t.uid(&t.human, &h.to_string());
         let agent_uid = |a: &AgentFacts| t.uid(&t.agent, a.spiffe_id.as_str());
         let c = &self.context;
 
         let task_uid = t.uid(&t.task, &self.task.id.to_string());
-        let base = crate::entities::base(self, || self.base_entities(&task_uid))?;
-        let mut entities: Vec<Entity> = Vec::with_capacity(2);
-        let mut resource_parents: HashSet<EntityUid> =
-            [t.uid(&t.environment, &c.environment)].into();
-        if let Some(tool) = &c.tool {
-            resource_parents.insert(t.uid(&t.tool, tool));
-        }
         let resource_uid = t.uid(&t.resource, &self.resource.id);
-        let resource = Entity::new(
-            resource_uid.clone(),
-            [
-                ("path".to_owned(), string(&self.resource.id)),
-                ("sensitivity".to_owned(), string(&self.resource.sensitivity)),
-                ("labels".to_owned(), strings(&self.resource.labels)),
-            ]
-            .into(),
-            resource_parents,
-        )
-        .map_err(|e| e.to_string())?;
-        entities.push(resource);
-
         let action_uid = t.uid(&t.action, &self.action);
-        entities.push(Entity::new_no_attrs(
-            action_uid.clone(),
-            action_parents.iter().cloned().collect(),
-        ));
+        let entities = crate::entities::whole(
+            self,
+            action_parents,
+            || self.base_entities(&task_uid),
+            |base| self.add_own(base, &resource_uid, &action_uid, action_parents),
+        )?;
 
         let secs = c.time.as_secs();
         let chain_ids: Vec<String> = self
@@ -225,12 +208,42 @@ impl DecisionRequest {
             None,
         )
         .map_err(|e| e.to_string())?;
+        Ok((request, entities))
+    }
+
+    /// `base` with this request's resource (inside its environment and tool)
+    /// and action (inside its groups) added.
+    fn add_own(
+        &self,
+        base: Entities,
+        resource_uid: &EntityUid,
+        action_uid: &EntityUid,
+        action_parents: &[EntityUid],
+    ) -> Result<Entities, String> {
+        let t = &*TYPES;
+        let c = &self.context;
+        let mut resource_parents: HashSet<EntityUid> =
+            [t.uid(&t.environment, &c.environment)].into();
+        if let Some(tool) = &c.tool {
+            resource_parents.insert(t.uid(&t.tool, tool));
+        }
+        let resource = Entity::new(
+            resource_uid.clone(),
+            [
+                ("path".to_owned(), string(&self.resource.id)),
+                ("sensitivity".to_owned(), string(&self.resource.sensitivity)),
+                ("labels".to_owned(), strings(&self.resource.labels)),
+            ]
+            .into(),
+            resource_parents,
+        )
+        .map_err(|e| e.to_string())?;
+        let action =
+            Entity::new_no_attrs(action_uid.clone(), action_parents.iter().cloned().collect());
         // Only the resource and the action are new: Cedar repairs the
         // transitive closure for them alone.
-        let entities = base
-            .add_entities(entities, None)
-            .map_err(|e| e.to_string())?;
-        Ok((request, entities))
+        base.add_entities([resource, action], None)
+            .map_err(|e| e.to_string())
     }
 
     /// The entities that stay the same over a task's calls: the agents of the

@@ -354,6 +354,57 @@ permit (principal, action, resource) when {
     assert_ne!(evaluate(&on_root, &retagged).decision, Decision::Allow);
 }
 
+/// A task's entities with the request's resource and action added are
+/// cached per thread too, keyed by those facts: a repeated call reuses them,
+/// and any changed fact of the resource, the action, the environment or the
+/// tool is decided on the new facts.
+#[test]
+fn cached_request_entities_never_outlive_a_changed_fact() {
+    let s = set(r#"
+@id("exactly-this")
+permit (principal, action in Mandate::Action::"invoice.*", resource) when {
+  resource.path == "erp:invoices/2026-001" && resource.sensitivity == "internal" &&
+  resource.labels.contains("pii") && resource in Mandate::Environment::"staging" &&
+  resource in Mandate::Tool::"erp"
+};
+"#);
+    let mut base = request("invoice.read");
+    base.resource.labels = ["pii".to_owned()].into();
+    base.context.tool = Some("erp".into());
+    let mut other_resource = base.clone();
+    other_resource.resource.id = "erp:invoices/2026-002".into();
+    let mut other_sensitivity = base.clone();
+    other_sensitivity.resource.sensitivity = "restricted".into();
+    let mut unlabelled = base.clone();
+    unlabelled.resource.labels.clear();
+    let mut other_environment = base.clone();
+    other_environment.context.environment = "prod".into();
+    let mut other_tool = base.clone();
+    other_tool.context.tool = Some("mail".into());
+    let mut no_tool = base.clone();
+    no_tool.context.tool = None;
+    let mut other_action = base.clone();
+    other_action.action = "payments.read".into();
+    for (what, r) in [
+        ("resource", &other_resource),
+        ("sensitivity", &other_sensitivity),
+        ("labels", &unlabelled),
+        ("environment", &other_environment),
+        ("tool", &other_tool),
+        ("no tool", &no_tool),
+        ("action", &other_action),
+    ] {
+        // Twice each: the second call is answered from the cache.
+        for _ in 0..2 {
+            assert_eq!(evaluate(&s, &base).decision, Decision::Allow);
+            assert!(
+                evaluate(&s, r).is_default_deny(),
+                "changed {what} was not seen"
+            );
+        }
+    }
+}
+
 #[test]
 fn failures_beside_a_gate_are_reported_once_and_a_failing_forbid_still_denies() {
     // Overflows for any risk score above 1.
