@@ -20,6 +20,7 @@ use mandate_core::admin::AdminSecretHash;
 use mandate_core::agent::{Agent, AgentKind, AgentStatus, Lifecycle, NewAgent};
 use mandate_core::approval::{Approval, ApprovalStatus};
 use mandate_core::audit::Actor;
+use mandate_core::audit::Hash;
 use mandate_core::audit::checkpoint::SignedCheckpoint;
 use mandate_core::audit::verify::StoredEntry;
 use mandate_core::breakglass::BreakGlass;
@@ -579,6 +580,9 @@ pub trait Store: Send + Sync + 'static {
     async fn audit_end(&self) -> Result<u64>;
     /// Entries with index >= `from`, in order, at most `limit`.
     async fn audit_entries(&self, from: u64, limit: u32) -> Result<Vec<StoredEntry>>;
+    /// The leaf hashes of those entries alone: what keeping a Merkle tree in
+    /// step needs, without reading and decoding every entry's text.
+    async fn audit_leaf_hashes(&self, from: u64, limit: u32) -> Result<Vec<Hash>>;
     /// The entries at these leaf indexes (missing ones are left out).
     async fn audit_entries_at(&self, indexes: &[u64]) -> Result<Vec<StoredEntry>>;
     /// Entries that name `agent`, newest first, with index < `before` (all

@@ -19,12 +19,12 @@ const SCAN_BATCH: u32 = 10_000;
 /// Appends to `tree` every stored entry it does not have yet.
 pub async fn sync_tree(store: &dyn Store, tree: &mut MerkleTree) -> Result<()> {
     loop {
-        let rows = store.audit_entries(tree.len(), SCAN_BATCH).await?;
-        if rows.is_empty() {
+        let hashes = store.audit_leaf_hashes(tree.len(), SCAN_BATCH).await?;
+        if hashes.is_empty() {
             return Ok(());
         }
-        for r in rows {
-            tree.push(r.leaf_hash);
+        for h in hashes {
+            tree.push(h);
         }
     }
 }

@@ -433,6 +433,13 @@ async fn every_change_is_audited_in_order(t: TestStore) {
         ]
     );
     assert_eq!(rows.iter().map(|r| r.index).collect::<Vec<_>>(), [0, 1, 2]);
+    // The leaf hashes alone (what keeps the Merkle tree in step) are the
+    // entries' own, in order, page by page.
+    let leaves: Vec<_> = rows.iter().map(|r| r.leaf_hash).collect();
+    assert_eq!(s.audit_leaf_hashes(0, 100).await.unwrap(), leaves);
+    assert_eq!(s.audit_leaf_hashes(1, 1).await.unwrap(), leaves[1..2]);
+    assert_eq!(s.audit_leaf_hashes(2, 100).await.unwrap(), leaves[2..]);
+    assert!(s.audit_leaf_hashes(3, 100).await.unwrap().is_empty());
     let entry: LogEntry = serde_json::from_str(&rows[1].entry).unwrap();
     assert_eq!(
         (entry.event.agent, entry.event.human),

@@ -1,5 +1,6 @@
 //! Appending to and reading the audit log.
 
+use mandate_core::audit::Hash;
 use mandate_core::audit::checkpoint::SignedCheckpoint;
 use mandate_core::audit::event::{EncodedEvent, EventKind, GENESIS_PREV};
 use mandate_core::audit::verify::StoredEntry;
@@ -279,6 +280,21 @@ pub(crate) async fn entries(pool: &AnyPool, from: u64, limit: u32) -> Result<Vec
     .await
     .map_err(db_error)?;
     rows.iter().map(stored_entry).collect()
+}
+
+pub(crate) async fn leaf_hashes(pool: &AnyPool, from: u64, limit: u32) -> Result<Vec<Hash>> {
+    let hashes: Vec<String> =
+        sqlx::query_scalar("SELECT leaf_hash FROM audit_log WHERE idx >= $1 ORDER BY idx LIMIT $2")
+            .bind(clamp(from))
+            .bind(limit as i64)
+            .fetch_all(pool)
+            .await
+            .map_err(db_error)?;
+    // As in `stored_entry`: a malformed hash is left for a verifier to name.
+    Ok(hashes
+        .iter()
+        .map(|h| hash_from_hex(h).unwrap_or([0; 32]))
+        .collect())
 }
 
 /// Newest first, through the `audit_log_by_agent` index.

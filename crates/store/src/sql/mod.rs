@@ -763,6 +763,9 @@ impl Store for SqlStore {
     async fn audit_entries(&self, from: u64, limit: u32) -> Result<Vec<StoredEntry>> {
         audit::entries(&self.pool, from, limit).await
     }
+    async fn audit_leaf_hashes(&self, from: u64, limit: u32) -> Result<Vec<Hash>> {
+        audit::leaf_hashes(&self.pool, from, limit).await
+    }
     async fn audit_entries_by_agent(
         &self,
         agent: AgentId,
