@@ -117,7 +117,7 @@ fn whole_digest(base: u64, r: &DecisionRequest, action_parents: &[EntityUid]) ->
 /// All the entities of `r`: from the cache when its exact facts were seen on
 /// this thread; otherwise `add` puts the resource and the action into the
 /// base (itself from the cache, or from `build`), and the result is
-/// remembered.
+/// remembered if the base was.
 pub(crate) fn whole(
     r: &DecisionRequest,
     action_parents: &[EntityUid],
@@ -135,8 +135,14 @@ pub(crate) fn whole(
     if let Some(entities) = hit {
         return Ok(entities);
     }
-    let base = base(r, base_key, build)?;
+    let (base, seen) = base(r, base_key, build)?;
     let entities = Arc::new(add(Entities::clone(&base.entities))?);
+    // A task's first call is often its only one with these facts (a new
+    // task on every call would just churn this cache): remember the whole
+    // set from the second call of a task on.
+    if !seen {
+        return Ok(entities);
+    }
     let cached = Whole {
         base,
         action: r.action.clone(),
@@ -152,16 +158,16 @@ pub(crate) fn whole(
 }
 
 /// The base entities of `r` (under `key`, its digest): from the cache when
-/// its exact facts were seen on this thread, otherwise from `build` (and
-/// remembered).
+/// its exact facts were seen on this thread (then `true`), otherwise from
+/// `build` (and remembered).
 fn base(
     r: &DecisionRequest,
     key: u64,
     build: impl FnOnce() -> Result<Entities, String>,
-) -> Result<Arc<Cached>, String> {
+) -> Result<(Arc<Cached>, bool), String> {
     let hit = BASES.with(|b| b.borrow().get(&key).filter(|c| c.is_for(r)).cloned());
     if let Some(cached) = hit {
-        return Ok(cached);
+        return Ok((cached, true));
     }
     let cached = Arc::new(Cached {
         chain: r.chain().cloned().collect(),
@@ -171,5 +177,5 @@ fn base(
     });
     // A digest collision replaces the other entry: both stay correct.
     BASES.with(|b| remember(&mut b.borrow_mut(), key, cached.clone()));
-    Ok(cached)
+    Ok((cached, false))
 }
