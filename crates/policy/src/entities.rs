@@ -29,7 +29,8 @@ use crate::request::{AgentFacts, DecisionRequest, ResourceFacts, TaskFacts};
 /// Entries each cache keeps per thread.
 const CAPACITY: usize = 4096;
 
-struct Cached {
+/// A task's base: its chain of agents and the task itself.
+struct Base {
     chain: Vec<AgentFacts>,
     task: TaskFacts,
     initiator: HumanId,
@@ -39,7 +40,7 @@ struct Cached {
 /// A base with the request's own two entities added: the resource (with its
 /// environment and tool as parents) and the action (with its groups).
 struct Whole {
-    base: Arc<Cached>,
+    base: Arc<Base>,
     action: String,
     action_parents: Vec<EntityUid>,
     resource: ResourceFacts,
@@ -59,7 +60,7 @@ impl Whole {
     }
 }
 
-impl Cached {
+impl Base {
     fn is_for(&self, r: &DecisionRequest) -> bool {
         self.initiator == r.initiator && self.task == r.task && self.chain.iter().eq(r.chain())
     }
@@ -67,7 +68,7 @@ impl Cached {
 
 thread_local! {
     static WHOLES: RefCell<HashMap<u64, Whole>> = RefCell::new(HashMap::new());
-    static BASES: RefCell<HashMap<u64, Arc<Cached>>> = RefCell::new(HashMap::new());
+    static BASES: RefCell<HashMap<u64, Arc<Base>>> = RefCell::new(HashMap::new());
     static AGENTS: RefCell<HashMap<AgentFacts, Entity>> = RefCell::new(HashMap::new());
 }
 
@@ -164,12 +165,12 @@ fn base(
     r: &DecisionRequest,
     key: u64,
     build: impl FnOnce() -> Result<Entities, String>,
-) -> Result<(Arc<Cached>, bool), String> {
+) -> Result<(Arc<Base>, bool), String> {
     let hit = BASES.with(|b| b.borrow().get(&key).filter(|c| c.is_for(r)).cloned());
     if let Some(cached) = hit {
         return Ok((cached, true));
     }
-    let cached = Arc::new(Cached {
+    let cached = Arc::new(Base {
         chain: r.chain().cloned().collect(),
         task: r.task.clone(),
         initiator: r.initiator,
