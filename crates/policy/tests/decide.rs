@@ -411,13 +411,16 @@ fn failures_beside_a_gate_are_reported_once_and_a_failing_forbid_still_denies() 
     let overflow = "context.risk_score * 9223372036854775807 > 0";
     let gate = "@id(\"gate\") @approval(\"required\") forbid (principal, action, resource);";
     let permit = "@id(\"all\") permit (principal, action, resource);";
+    // A permit-all, the gate, and a policy of `effect` that fails.
+    let beside_gate = |effect: &str| {
+        set(&format!(
+            "{permit}\n{gate}\n@id(\"broken\") {effect} (principal, action, resource) when {{ {overflow} }};"
+        ))
+    };
 
     // The gate stops Cedar, so the permits are asked again on their own:
     // the failing permit's error is still reported once.
-    let s = set(&format!(
-        "{permit}\n{gate}\n@id(\"broken\") permit (principal, action, resource) when {{ {overflow} }};"
-    ));
-    let e = evaluate(&s, &request("invoice.read"));
+    let e = evaluate(&beside_gate("permit"), &request("invoice.read"));
     assert_eq!(e.decision, Decision::NeedsApproval, "{e:?}");
     assert_eq!(ids(&e), ["gate"]);
     assert_eq!(e.errors.len(), 1, "{e:?}");
@@ -425,10 +428,7 @@ fn failures_beside_a_gate_are_reported_once_and_a_failing_forbid_still_denies() 
 
     // A forbid that fails beside a satisfied gate denies: no approval can
     // lift what could not be evaluated.
-    let s = set(&format!(
-        "{permit}\n{gate}\n@id(\"broken\") forbid (principal, action, resource) when {{ {overflow} }};"
-    ));
-    let e = evaluate(&s, &request("invoice.read"));
+    let e = evaluate(&beside_gate("forbid"), &request("invoice.read"));
     assert_eq!(e.decision, Decision::Deny, "{e:?}");
     assert_eq!(ids(&e), ["broken"]);
     assert_eq!(e.errors.len(), 1, "{e:?}");

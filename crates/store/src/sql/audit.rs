@@ -290,11 +290,7 @@ pub(crate) async fn leaf_hashes(pool: &AnyPool, from: u64, limit: u32) -> Result
             .fetch_all(pool)
             .await
             .map_err(db_error)?;
-    // As in `stored_entry`: a malformed hash is left for a verifier to name.
-    Ok(hashes
-        .iter()
-        .map(|h| hash_from_hex(h).unwrap_or([0; 32]))
-        .collect())
+    Ok(hashes.iter().map(|h| stored_hash(h)).collect())
 }
 
 /// Newest first, through the `audit_log_by_agent` index.
@@ -408,13 +404,17 @@ fn clamp(index: u64) -> i64 {
 pub(crate) fn stored_entry(r: &sqlx::any::AnyRow) -> Result<StoredEntry> {
     let index: i64 = r.try_get(0).map_err(db_error)?;
     let hash: String = r.try_get(1).map_err(db_error)?;
-    // A malformed stored hash is reported as an all-zero hash so the
-    // verifier, not this reader, names the tampered entry.
     Ok(StoredEntry {
         index: index as u64,
-        leaf_hash: hash_from_hex(&hash).unwrap_or([0; 32]),
+        leaf_hash: stored_hash(&hash),
         entry: r.try_get(2).map_err(db_error)?,
     })
+}
+
+/// A stored leaf hash. A malformed one reads as all zeros so the verifier,
+/// not this reader, names the tampered entry.
+fn stored_hash(hex: &str) -> Hash {
+    hash_from_hex(hex).unwrap_or([0; 32])
 }
 
 /// Entries by leaf index, a bounded batch per query.

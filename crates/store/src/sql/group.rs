@@ -282,7 +282,6 @@ impl GroupWriter {
     }
 }
 
-/// Tells each waiting append that it was not kept.
 /// Tells each waiting append its index once the batch committed, or every
 /// one of them why it did not.
 fn settle(committed: Result<Vec<u64>>, waiting: Vec<oneshot::Sender<Result<u64>>>) {
@@ -296,6 +295,7 @@ fn settle(committed: Result<Vec<u64>>, waiting: Vec<oneshot::Sender<Result<u64>>
     }
 }
 
+/// Tells each waiting append that it was not kept.
 fn fail(waiting: impl IntoIterator<Item = oneshot::Sender<Result<u64>>>, e: &StoreError) {
     for done in waiting {
         let _ = done.send(Err(StoreError::Unavailable(format!("not appended: {e}"))));
