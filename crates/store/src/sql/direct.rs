@@ -17,6 +17,7 @@ use std::time::Duration;
 use rusqlite::{Connection, TransactionBehavior};
 
 use super::audit::{AuditBuffer, Prepared, sqlite_tail};
+use super::checkpoint::Checkpointer;
 use super::sqlite::{Connections, sqlite_error};
 use super::tally::{Counted, Tally};
 use crate::{Result, StoreError};
@@ -28,6 +29,8 @@ const BUSY: Duration = Duration::from_secs(5);
 /// at a time), opened on first use.
 pub(crate) struct Direct {
     conn: Connections,
+    /// `None` if its thread could not start: commits then checkpoint.
+    checkpoints: Option<Checkpointer>,
 }
 
 /// An event to append, with the counts of the decision it records.
@@ -36,23 +39,40 @@ pub(crate) type Entry = (Prepared, Option<Counted>);
 impl Direct {
     pub(crate) fn new(path: PathBuf) -> Arc<Self> {
         // As sqlx's connections (`SqlStore::connect`): an acknowledged
-        // commit survives a crash.
-        let setup = "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON";
+        // commit survives a crash. Checkpoints are the checkpointer's.
+        let checkpoints = Checkpointer::start(path.clone());
+        let setup = if checkpoints.is_some() {
+            "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA wal_autocheckpoint = 0"
+        } else {
+            "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON"
+        };
         Arc::new(Direct {
             conn: Connections::new(path, BUSY, setup, 1),
+            checkpoints,
         })
     }
 
     /// Appends `entries` in one transaction; their indexes, once durable.
     pub(crate) async fn append(self: &Arc<Self>, entries: Vec<Entry>) -> Result<Vec<u64>> {
         let this = self.clone();
-        tokio::task::spawn_blocking(move || this.conn.with(|c| write(c, entries)))
-            .await
-            .map_err(|e| StoreError::Unavailable(format!("the append's thread failed: {e}")))?
+        tokio::task::spawn_blocking(move || {
+            this.conn.with(|c| {
+                let indexes = write(c, entries)?;
+                if let Some(checkpoints) = &this.checkpoints {
+                    checkpoints.committed(c);
+                }
+                Ok(indexes)
+            })
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("the append's thread failed: {e}")))?
     }
 
     pub(crate) fn close(&self) {
         self.conn.close();
+        if let Some(c) = &self.checkpoints {
+            c.close();
+        }
     }
 }
 

@@ -6,6 +6,7 @@
 //! query.
 
 mod audit;
+mod checkpoint;
 #[cfg(feature = "testing")]
 pub(crate) use audit::AUDIT_LOCK;
 mod context;
