@@ -11,6 +11,7 @@
 //! request whose token is not genuine cannot be attributed to any task and is
 //! only counted in metrics, so forged traffic cannot flood the log.
 
+use serde_json::value::RawValue;
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
@@ -338,7 +339,7 @@ fn fresh(task: &Task, ask: &Ask) -> (Outcome, DecisionWrite) {
         action: ask.action.clone(),
         resource: ask.resource.id.clone(),
         verdict: Verdict::Deny,
-        details: serde_json::Value::Null,
+        details: RawValue::NULL.to_owned(),
         max_calls: task.limits.max_calls,
         counts_call: false,
         // Money moved is charged to the task's budget (and its ancestors').
@@ -814,7 +815,9 @@ async fn record_spending(
     loop {
         write.verdict = out.decision;
         write.counts_call = out.decision == Verdict::Allow && spends == Spends::Call;
-        write.details = serde_json::to_value(&out).unwrap_or_default();
+        // Serialised straight to text: the entry needs no `Value` of it.
+        write.details =
+            serde_json::value::to_raw_value(&out).unwrap_or_else(|_| RawValue::NULL.to_owned());
         let lost = match s.store.record_decision(change, &write).await? {
             Recorded::Done => {
                 metrics::counter!("mandate_decisions_total", "decision" => out.decision.as_str())

@@ -413,7 +413,7 @@ async fn approvals_are_bound_single_use_and_separated(t: TestStore) {
                 action: "payments.initiate".into(),
                 resource: "bank:acme/ops".into(),
                 verdict: Verdict::NeedsApproval,
-                details: json!({}),
+                details: serde_json::value::to_raw_value(&json!({})).unwrap(),
                 max_calls: None,
                 counts_call: false,
                 spends: None,

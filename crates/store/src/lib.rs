@@ -275,8 +275,8 @@ pub struct DecisionWrite {
     pub resource: String,
     pub verdict: Verdict,
     /// The decision as shown to callers (reasons, policy hash ...): the
-    /// audit event's details.
-    pub details: serde_json::Value,
+    /// audit event's details, as JSON text (the caller serialises them once).
+    pub details: Box<serde_json::value::RawValue>,
     /// When set and the task has a call limit: the call is counted only if
     /// fewer than this many were made, atomically.
     pub max_calls: Option<u64>,

@@ -23,14 +23,14 @@ use common::*;
 fn decided(task: &Task, verdict: Verdict, action: &str) -> DecisionWrite {
     let mut d = decision(task, verdict);
     d.action = action.into();
-    d.details = json!({
+    d.details = raw(json!({
         "decision_id": d.id,
         "decision": verdict,
         "reasons": [{ "code": "policy", "message": "matched", "policy_id": format!("p-{action}") }],
         "policy_hash": "ab12",
         "action": action,
         "resource": d.resource,
-    });
+    }));
     d
 }
 
@@ -109,7 +109,9 @@ async fn traces_through_the_index_equal_traces_by_scan(t: TestStore) {
         .unwrap();
     let mut spends = decided(&a_leaf, Verdict::Allow, "invoice.approve");
     spends.spends_approval = Some(approval.id);
-    spends.details["approval_id"] = json!(approval.id);
+    let mut details: serde_json::Value = serde_json::from_str(spends.details.get()).unwrap();
+    details["approval_id"] = json!(approval.id);
+    spends.details = raw(details);
     record(s, &spends).await;
 
     // A credential revoked on its own, then a revocation that cascades.

@@ -269,6 +269,23 @@ impl EncodedEvent {
         }
     }
 
+    /// `event` with `details` already serialised: the same text as
+    /// [`EncodedEvent::new`] writes for the event with those details, without
+    /// building them as a [`serde_json::Value`] first. The event's own
+    /// details must be null.
+    pub fn with_details(event: &AuditEvent, details: &serde_json::value::RawValue) -> Self {
+        debug_assert!(event.details.is_null(), "the details are given apart");
+        let mut json = serde_json::to_string(event).expect("audit events always serialise");
+        // `details` is the last field and skipped when null, as serde does.
+        if details.get() != "null" {
+            json.pop();
+            json.push_str(",\"details\":");
+            json.push_str(details.get());
+            json.push('}');
+        }
+        EncodedEvent { json }
+    }
+
     /// The entry at `index` after `prev`, as [`LogEntry::encode`] writes it,
     /// and its leaf hash.
     pub fn at(&self, index: u64, prev: &Hash) -> (String, Hash) {
@@ -339,6 +356,28 @@ mod tests {
             prop_assert_eq!(hash, leaf_hash(serde.as_bytes()));
             prop_assert_eq!((text.clone(), hash), entry.encode());
             prop_assert_eq!(serde_json::from_str::<LogEntry>(&text).unwrap(), entry);
+        }
+
+        /// Details given as text make the same entry as the same details
+        /// given as a value, null (no details) included.
+        #[test]
+        fn details_given_as_text_encode_as_given_as_a_value(
+            text in any::<String>(),
+            chain in proptest::collection::vec(any::<String>(), 0..3),
+            request in proptest::option::of(any::<String>()),
+            null in any::<bool>(),
+        ) {
+            let mut e = event(EventKind::DecisionMade, &text, chain, request);
+            if null {
+                e.details = serde_json::Value::Null;
+            }
+            let raw = serde_json::value::to_raw_value(&e.details).unwrap();
+            let apart = AuditEvent { details: serde_json::Value::Null, ..e.clone() };
+            let prev = [9; 32];
+            prop_assert_eq!(
+                EncodedEvent::with_details(&apart, &raw).at(5, &prev),
+                EncodedEvent::new(&e).at(5, &prev)
+            );
         }
     }
 }

@@ -7,6 +7,7 @@ use mandate_core::audit::verify::StoredEntry;
 use mandate_core::audit::{AuditEvent, hash_from_hex, to_hex};
 use mandate_core::ids::{AgentId, HumanId, TaskId};
 use mandate_core::time::Timestamp;
+use serde_json::value::RawValue;
 use sqlx::AnyConnection;
 use sqlx::{AnyPool, Row};
 
@@ -25,8 +26,13 @@ pub(crate) const AUDIT_LOCK: i64 = 0x006d_616e_6461_7465; // "mandate"
 /// table with the rest of the batch just before its COMMIT, so an event costs
 /// no statement of its own.
 pub(crate) async fn append(w: &mut WriteTx<'_>, event: AuditEvent) -> Result<u64> {
+    append_prepared(w, Prepared::new(&event)).await
+}
+
+/// [`append`] for an event already prepared.
+pub(crate) async fn append_prepared(w: &mut WriteTx<'_>, event: Prepared) -> Result<u64> {
     let (conn, buffer) = w.audit_buffer();
-    append_to(conn, buffer, Prepared::new(&event)).await
+    append_to(conn, buffer, event).await
 }
 
 /// Appends `event` to the batch's buffer, reading the log's tail the first
@@ -59,6 +65,18 @@ pub(crate) struct Prepared {
 
 impl Prepared {
     pub(crate) fn new(event: &AuditEvent) -> Prepared {
+        Prepared::encoded(event, EncodedEvent::new(event))
+    }
+
+    /// `event` with its details given as JSON text (see
+    /// [`EncodedEvent::with_details`]). Only the details of a task's creation
+    /// or delegation fill an index column, and those come as values.
+    pub(crate) fn with_details(event: &AuditEvent, details: &RawValue) -> Prepared {
+        debug_assert!(task_columns(event).1.is_none() && event.details.is_null());
+        Prepared::encoded(event, EncodedEvent::with_details(event, details))
+    }
+
+    fn encoded(event: &AuditEvent, encoded: EncodedEvent) -> Prepared {
         let (task, root) = task_columns(event);
         Prepared {
             kind: event.kind.as_str(),
@@ -67,7 +85,7 @@ impl Prepared {
             human: event.human.map(|h| h.to_string()),
             task,
             root,
-            encoded: EncodedEvent::new(event),
+            encoded,
         }
     }
 }

@@ -14,7 +14,7 @@ use mandate_core::time::Timestamp;
 use serde_json::json;
 use sqlx::{AnyPool, AssertSqlSafe};
 
-use super::audit::append;
+use super::audit::{Prepared, append, append_prepared};
 use super::convert::{self, to_json};
 use super::registry::{Filtered, event};
 use super::tally::Counted;
@@ -238,10 +238,12 @@ pub(crate) async fn record_decision(
             .into());
         }
     }
-    let decided = event(change, EventKind::DecisionMade)
-        .task(d.task)
-        .agent(d.agent)
-        .details(d.details.clone());
+    let decided = Prepared::with_details(
+        &event(change, EventKind::DecisionMade)
+            .task(d.task)
+            .agent(d.agent),
+        &d.details,
+    );
     // A decision that checks no count (no call limit or budget to respect,
     // no approval to spend or raise) only adds to counters: it joins the
     // batch as an append with its counts (see `tally`), under a task known
@@ -347,7 +349,7 @@ pub(crate) async fn record_decision(
         .await
         .map_err(db_error)?;
     }
-    append(&mut w, decided).await?;
+    append_prepared(&mut w, decided).await?;
     w.commit().await?;
     store.remember_task(d.task);
     Ok(Recorded::Done)

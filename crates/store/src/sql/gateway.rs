@@ -8,7 +8,7 @@ use serde_json::json;
 use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
 
-use super::audit::append;
+use super::audit::{Prepared, append};
 use super::convert::{millis, text};
 use super::registry::event;
 use super::{SqlStore, db_error};
@@ -97,12 +97,16 @@ pub(crate) async fn record_tool_call(
     call: &ToolCall,
 ) -> Result<u64> {
     // The hot path of every gateway call: an append and nothing else.
+    let details = serde_json::value::to_raw_value(call)
+        .map_err(|e| StoreError::Internal(format!("cannot serialise a tool call: {e}")))?;
     store
         .append_alone(
-            event(change, EventKind::GatewayCall)
-                .agent(call.agent)
-                .task(call.task)
-                .details(serde_json::to_value(call).unwrap_or_default()),
+            Prepared::with_details(
+                &event(change, EventKind::GatewayCall)
+                    .agent(call.agent)
+                    .task(call.task),
+                &details,
+            ),
             None,
         )
         .await

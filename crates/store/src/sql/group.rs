@@ -24,8 +24,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use sqlx::{AnyConnection, AnyPool, Transaction};
 use tokio::sync::{Mutex, OwnedMutexGuard, oneshot};
 
-use mandate_core::audit::AuditEvent;
-
 use super::audit::{self, AUDIT_LOCK, AuditBuffer, AuditMark, Prepared};
 use super::db_error;
 use super::direct::Direct;
@@ -127,11 +125,10 @@ impl GroupWriter {
     /// The first event queued while no drainer is pending starts one; the
     /// rest ride with it. The drainer is a task of its own, so a caller that
     /// gives up cannot strand the events queued behind its own.
-    pub(crate) async fn append(&self, event: AuditEvent, counted: Option<Counted>) -> Result<u64> {
+    /// The event comes serialised, by the caller's task, not by the drainer
+    /// while it holds the log's writer.
+    pub(crate) async fn append(&self, event: Prepared, counted: Option<Counted>) -> Result<u64> {
         let (done, rx) = oneshot::channel();
-        // Serialised here, in the caller's task, not by the drainer while
-        // it holds the log's writer.
-        let event = Prepared::new(&event);
         let first = {
             let mut queue = self.appends.lock().unwrap_or_else(|e| e.into_inner());
             queue.push(Append {

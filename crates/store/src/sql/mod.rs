@@ -355,7 +355,7 @@ impl SqlStore {
     /// statement until the batch's COMMIT.
     pub(crate) async fn append_alone(
         &self,
-        event: mandate_core::audit::AuditEvent,
+        event: audit::Prepared,
         counted: Option<tally::Counted>,
     ) -> Result<u64> {
         self.writer.append(event, counted).await

@@ -255,6 +255,11 @@ pub fn ids(tasks: &[Task]) -> BTreeSet<TaskId> {
 
 /// A decision as the server records it: allows count a call, within the
 /// task's limit.
+/// Details as the server gives them: JSON text.
+pub fn raw(details: serde_json::Value) -> Box<serde_json::value::RawValue> {
+    serde_json::value::to_raw_value(&details).unwrap()
+}
+
 pub fn decision(task: &Task, verdict: Verdict) -> DecisionWrite {
     let id = DecisionId::from_uuid(Uuid::now_v7());
     DecisionWrite {
@@ -264,7 +269,7 @@ pub fn decision(task: &Task, verdict: Verdict) -> DecisionWrite {
         action: "invoice.read".into(),
         resource: "erp:invoices/7".into(),
         verdict,
-        details: json!({ "decision": id, "verdict": verdict.as_str() }),
+        details: raw(json!({ "decision": id, "verdict": verdict.as_str() })),
         max_calls: task.limits.max_calls,
         counts_call: verdict == Verdict::Allow,
         spends_approval: None,
