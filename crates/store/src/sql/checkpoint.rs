@@ -78,10 +78,8 @@ impl Checkpointer {
     /// every [`COMMITS_PER_CHECKPOINT`] wakes the thread. The commit stands
     /// whatever happens here.
     pub(crate) fn committed(&self, conn: &Connection) {
-        if self.copied.swap(false, Ordering::AcqRel)
-            && let Err(e) = checkpoint(conn)
-        {
-            tracing::warn!(error = %e, "WAL checkpoint failed");
+        if self.copied.swap(false, Ordering::AcqRel) {
+            checkpoint_or_warn(conn);
         }
         let commits = self.commits.fetch_add(1, Ordering::Relaxed) + 1;
         if !commits.is_multiple_of(COMMITS_PER_CHECKPOINT) {
@@ -92,9 +90,7 @@ impl Checkpointer {
             && let Err(TrySendError::Disconnected(())) = poke.try_send(())
         {
             tracing::warn!("the WAL checkpoint thread has stopped; the writer checkpoints");
-            if let Err(e) = checkpoint(conn) {
-                tracing::warn!(error = %e, "WAL checkpoint failed");
-            }
+            checkpoint_or_warn(conn);
         }
     }
 
@@ -109,9 +105,20 @@ fn run(conns: &Connections, pokes: &Receiver<()>, copied: &AtomicBool) {
         match conns.with(|c| checkpoint(c)) {
             Ok(_) => copied.store(true, Ordering::Release),
             // The next wake-up tries again; the WAL only grows meanwhile.
-            Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed"),
+            Err(e) => warn_failed(&e),
         }
     }
+}
+
+/// On the writer's connection, where a failed checkpoint only gets logged.
+fn checkpoint_or_warn(conn: &Connection) {
+    if let Err(e) = checkpoint(conn) {
+        warn_failed(&e);
+    }
+}
+
+fn warn_failed(e: &crate::StoreError) {
+    tracing::warn!(error = %e, "WAL checkpoint failed");
 }
 
 /// One passive checkpoint: (frames in the WAL, frames now in the database).
