@@ -40,7 +40,8 @@ const BUSY: Duration = Duration::from_secs(1);
 /// The checkpoint thread's handle: tell it of commits. The thread ends when
 /// the handle is closed or dropped.
 pub(crate) struct Checkpointer {
-    /// `None` once closed.
+    /// The thread's wake-up; `None` when there is no thread (it could not
+    /// start, it stopped, or the store closed): then the writer checkpoints.
     poke: Mutex<Option<SyncSender<()>>>,
     commits: AtomicU64,
     /// Set by the thread after a checkpoint: the writer's catch-up is due.
@@ -48,10 +49,9 @@ pub(crate) struct Checkpointer {
 }
 
 impl Checkpointer {
-    /// Starts the thread for the database at `path`; `None` (and a warning)
-    /// if no thread can be started, in which case appends keep SQLite's own
-    /// checkpoints.
-    pub(crate) fn start(path: PathBuf) -> Option<Self> {
+    /// Starts the thread for the database at `path`; if it cannot start
+    /// (a warning), the writer checkpoints itself.
+    pub(crate) fn start(path: PathBuf) -> Self {
         // One pending poke is enough: a checkpoint copies everything so far.
         let (poke, pokes) = mpsc::sync_channel(1);
         let conns = Connections::new(path, BUSY, "", 1);
@@ -60,23 +60,24 @@ impl Checkpointer {
         let started = std::thread::Builder::new()
             .name("mandate-checkpoint".into())
             .spawn(move || run(&conns, &pokes, &done));
-        match started {
-            Ok(_) => Some(Checkpointer {
-                poke: Mutex::new(Some(poke)),
-                commits: AtomicU64::new(0),
-                copied,
-            }),
+        let poke = match started {
+            Ok(_) => Some(poke),
             Err(e) => {
-                tracing::warn!(error = %e, "cannot start the WAL checkpoint thread; commits will checkpoint themselves");
+                tracing::warn!(error = %e, "cannot start the WAL checkpoint thread; the writer checkpoints");
                 None
             }
+        };
+        Checkpointer {
+            poke: Mutex::new(poke),
+            commits: AtomicU64::new(0),
+            copied,
         }
     }
 
     /// After a commit on the append connection `conn`: copies what was
     /// committed since the thread's last checkpoint, if it has run, and
-    /// every [`COMMITS_PER_CHECKPOINT`] wakes the thread. The commit stands
-    /// whatever happens here.
+    /// every [`COMMITS_PER_CHECKPOINT`] wakes the thread (or, without one,
+    /// checkpoints). The commit stands whatever happens here.
     pub(crate) fn committed(&self, conn: &Connection) {
         if self.copied.swap(false, Ordering::AcqRel) {
             checkpoint_or_warn(conn);
@@ -85,11 +86,15 @@ impl Checkpointer {
         if !commits.is_multiple_of(COMMITS_PER_CHECKPOINT) {
             return;
         }
-        if let Some(poke) = self.poke.lock().unwrap_or_else(|e| e.into_inner()).as_ref()
+        let mut poke = self.poke.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(p) = poke.as_ref()
             // Full: a checkpoint is already due, and it covers this commit.
-            && let Err(TrySendError::Disconnected(())) = poke.try_send(())
+            && let Err(TrySendError::Disconnected(())) = p.try_send(())
         {
             tracing::warn!("the WAL checkpoint thread has stopped; the writer checkpoints");
+            *poke = None;
+        }
+        if poke.is_none() {
             checkpoint_or_warn(conn);
         }
     }
@@ -160,7 +165,7 @@ mod tests {
         // Kept open: the last connection to close would checkpoint itself.
         let writer = written(&path, 200);
         let before = size(&path);
-        let checkpointer = Checkpointer::start(path.clone()).unwrap();
+        let checkpointer = Checkpointer::start(path.clone());
         for _ in 0..COMMITS_PER_CHECKPOINT - 1 {
             checkpointer.committed(&writer);
         }
@@ -180,7 +185,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.db");
         let writer = written(&path, 0);
-        let checkpointer = Checkpointer::start(path.clone()).unwrap();
+        let checkpointer = Checkpointer::start(path.clone());
         let wal = dir.path().join("t.db-wal");
         // Without the writer's catch-up, each commit's page would be a new
         // frame at the WAL's end: 3,000 frames, 12 MB.

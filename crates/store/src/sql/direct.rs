@@ -29,8 +29,7 @@ const BUSY: Duration = Duration::from_secs(5);
 /// at a time), opened on first use.
 pub(crate) struct Direct {
     conn: Connections,
-    /// `None` if its thread could not start: commits then checkpoint.
-    checkpoints: Option<Checkpointer>,
+    checkpoints: Checkpointer,
 }
 
 /// An event to append, with the counts of the decision it records.
@@ -40,15 +39,11 @@ impl Direct {
     pub(crate) fn new(path: PathBuf) -> Arc<Self> {
         // As sqlx's connections (`SqlStore::connect`): an acknowledged
         // commit survives a crash. Checkpoints are the checkpointer's.
-        let checkpoints = Checkpointer::start(path.clone());
-        let setup = if checkpoints.is_some() {
-            "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA wal_autocheckpoint = 0"
-        } else {
-            "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON"
-        };
+        let setup =
+            "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA wal_autocheckpoint = 0";
         Arc::new(Direct {
+            checkpoints: Checkpointer::start(path.clone()),
             conn: Connections::new(path, BUSY, setup, 1),
-            checkpoints,
         })
     }
 
@@ -58,9 +53,7 @@ impl Direct {
         tokio::task::spawn_blocking(move || {
             this.conn.with(|c| {
                 let indexes = write(c, entries)?;
-                if let Some(checkpoints) = &this.checkpoints {
-                    checkpoints.committed(c);
-                }
+                this.checkpoints.committed(c);
                 Ok(indexes)
             })
         })
@@ -70,9 +63,7 @@ impl Direct {
 
     pub(crate) fn close(&self) {
         self.conn.close();
-        if let Some(c) = &self.checkpoints {
-            c.close();
-        }
+        self.checkpoints.close();
     }
 }
 
