@@ -200,6 +200,37 @@ pub struct Outcome {
     pub breakglass_id: Option<BreakGlassId>,
 }
 
+/// A decision as recorded: the outcome, and its JSON exactly as the audit
+/// entry holds it, which `POST /v1/decisions` sends as it is rather than
+/// serialising the outcome a second time.
+pub struct Decided {
+    pub outcome: Outcome,
+    json: Box<RawValue>,
+}
+
+impl Decided {
+    /// An outcome that was not recorded (its token was not genuine).
+    pub fn unrecorded(outcome: Outcome) -> Self {
+        let json = serde_json::value::to_raw_value(&outcome)
+            .expect("an outcome has string keys only, so it serialises");
+        Decided { outcome, json }
+    }
+}
+
+impl axum::response::IntoResponse for Decided {
+    fn into_response(self) -> axum::response::Response {
+        let json: Box<str> = self.json.into();
+        (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                axum::http::HeaderValue::from_static("application/json"),
+            )],
+            String::from(json),
+        )
+            .into_response()
+    }
+}
+
 /// A token that is genuine (signed by Mandate, for Mandate, in its times),
 /// with its credential and task as stored now.
 pub struct Holder {
@@ -357,6 +388,19 @@ pub async fn decide(
     request_id: Option<String>,
     now: Timestamp,
 ) -> Result<Outcome, StoreError> {
+    Ok(decide_recorded(s, holder, ask, request_id, now)
+        .await?
+        .outcome)
+}
+
+/// [`decide`], with the outcome's JSON as its audit entry holds it.
+pub async fn decide_recorded(
+    s: &AppState,
+    holder: &Holder,
+    ask: &Ask,
+    request_id: Option<String>,
+    now: Timestamp,
+) -> Result<Decided, StoreError> {
     let task = &holder.task;
     let (mut out, mut write) = fresh(task, ask);
     let change = acting(task, now, request_id);
@@ -477,7 +521,11 @@ pub async fn record_external(
     // Mandate's limits were not checked, so nothing is spent against them.
     write.max_calls = None;
     write.spends = None;
-    record_spending(s, &acting(task, now, None), out, write, spends).await
+    Ok(
+        record_spending(s, &acting(task, now, None), out, write, spends)
+            .await?
+            .outcome,
+    )
 }
 
 /// An MCP method name as a Mandate action: `mcp.` and the method with `/`
@@ -569,7 +617,9 @@ pub async fn session(
         ));
     }
     let change = acting(task, now, request_id);
-    record_spending(s, &change, out, write, Spends::Nothing).await
+    Ok(record_spending(s, &change, out, write, Spends::Nothing)
+        .await?
+        .outcome)
 }
 
 /// Which of `asks` could this holder be allowed now, each on some resource
@@ -790,7 +840,7 @@ async fn record(
     change: &Change,
     out: Outcome,
     write: DecisionWrite,
-) -> Result<Outcome, StoreError> {
+) -> Result<Decided, StoreError> {
     record_spending(s, change, out, write, Spends::Call).await
 }
 
@@ -803,7 +853,7 @@ async fn record_spending(
     mut out: Outcome,
     mut write: DecisionWrite,
     spends: Spends,
-) -> Result<Outcome, StoreError> {
+) -> Result<Decided, StoreError> {
     // An approval is spent only by the allow it unlocks.
     if out.decision != Verdict::Allow {
         write.spends_approval = None;
@@ -822,7 +872,10 @@ async fn record_spending(
             Recorded::Done => {
                 metrics::counter!("mandate_decisions_total", "decision" => out.decision.as_str())
                     .increment(1);
-                return Ok(out);
+                return Ok(Decided {
+                    outcome: out,
+                    json: write.details,
+                });
             }
             Recorded::OverLimit => ReasonOut::step(
                 "limit_exceeded",

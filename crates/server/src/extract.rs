@@ -119,10 +119,10 @@ impl FromRequestParts<AppState> for Admin {
     }
 }
 
-/// The request id set by the request-id layer, bounded for the audit record.
+/// The request id (see [`crate::observe`]), bounded for the audit record.
 pub fn request_id(headers: &axum::http::HeaderMap) -> Option<String> {
     headers
-        .get("x-request-id")
+        .get(&crate::observe::REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .map(|s| s.chars().take(128).collect())
 }

@@ -18,7 +18,7 @@ pub mod install;
 pub mod issuance;
 pub mod keyring;
 pub mod ledger;
-mod metrics_layer;
+mod observe;
 pub mod otel;
 pub mod problem;
 pub mod routes;
@@ -33,7 +33,6 @@ use mandate_core::delegation::Bounds;
 use mandate_core::time::Timestamp;
 use mandate_store::{Installation, Store, StoreError};
 use tokio::net::TcpListener;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
@@ -144,9 +143,7 @@ pub fn router(state: AppState) -> Router {
     )
     .fallback(|| async { problem::Problem::not_found("no such endpoint; see /openapi.json") })
     .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-    .layer(axum::middleware::from_fn(metrics_layer::record))
-    .layer(PropagateRequestIdLayer::x_request_id())
-    .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+    .layer(observe::Observe)
     .with_state(state)
 }
 

@@ -101,6 +101,12 @@ async fn each_step_of_the_pipeline_stops_with_its_reason(t: TestStore) {
         before + 1,
         "one event per decision"
     );
+    // The answer is the decision's entry, word for word.
+    let (_, entries) =
+        f.s.get(&format!("/v1/audit/entries?from={before}&limit=1"))
+            .await;
+    let entry: Value = serde_json::from_str(entries[0]["entry"].as_str().unwrap()).unwrap();
+    assert_eq!(entry["event"]["details"], d);
 
     // A perfectly valid token, an action outside its task: the confused deputy.
     let d = f

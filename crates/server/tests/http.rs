@@ -389,10 +389,80 @@ async fn audit_proofs_verify_against_signed_checkpoints(t: TestStore) {
     assert_eq!(entries.as_array().unwrap().len(), 3);
 }
 
+async fn every_request_has_an_id_and_is_measured(t: TestStore) {
+    let s = start(t).await;
+    // A client's request id is kept: echoed, and in the audit entry it caused.
+    let res = s
+        .req(reqwest::Method::POST, "/v1/humans")
+        .header("x-request-id", "trace-42")
+        .json(&json!({ "issuer": "https://idp.acme.example", "subject": "ida", "display_name": "Ida" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+    assert_eq!(res.headers()["x-request-id"], "trace-42");
+    let human = read(res).await.1["id"].as_str().unwrap().to_owned();
+    let (_, entries) = s.get("/v1/audit/entries?from=0&limit=500").await;
+    let entry = entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e.to_string().contains(&human))
+        .expect("the registration is in the log");
+    let entry: Value = serde_json::from_str(entry["entry"].as_str().unwrap()).unwrap();
+    assert_eq!(entry["event"]["request_id"], "trace-42", "{entry}");
+    // Without one, each request gets its own UUID.
+    let ids: Vec<String> = fresh_ids(&s).await;
+    assert_ne!(ids[0], ids[1]);
+    for id in &ids {
+        uuid::Uuid::parse_str(id).unwrap();
+    }
+    // Metrics are labelled by route template, never by the path's ids, and
+    // a made-up method adds no series of its own.
+    let (st, _) = s.get(&format!("/v1/humans/{human}")).await;
+    assert_eq!(st, StatusCode::OK);
+    let brew = reqwest::Method::from_bytes(b"BREW").unwrap();
+    let res = s.req(brew, "/healthz").send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::METHOD_NOT_ALLOWED);
+    let metrics = s
+        .http
+        .get(format!("{}/metrics", s.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for series in [
+        r#"mandate_http_requests_total{method="POST",route="/v1/humans",status="201"}"#,
+        r#"mandate_http_requests_total{method="GET",route="/v1/humans/{id}",status="200"}"#,
+        r#"mandate_http_requests_total{method="other",route="/healthz",status="405"}"#,
+    ] {
+        assert!(metrics.contains(series), "{series} missing:\n{metrics}");
+    }
+    assert!(!metrics.contains(&human), "an id leaked into a label");
+    assert!(!metrics.contains("BREW"));
+}
+
+async fn fresh_ids(s: &Server) -> Vec<String> {
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let res = s
+            .req(reqwest::Method::GET, "/healthz")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        ids.push(res.headers()["x-request-id"].to_str().unwrap().to_owned());
+    }
+    ids
+}
+
 mandate_store::backend_tests!(
     writes_need_a_valid_admin_credential,
     registers_lists_and_manages_agents,
     bad_input_is_refused_and_changes_nothing,
     serves_operations_endpoints,
     audit_proofs_verify_against_signed_checkpoints,
+    every_request_has_an_id_and_is_measured,
 );

@@ -38,7 +38,7 @@ use uuid::Uuid;
 
 use crate::AppState;
 use crate::access::Presented;
-use crate::decision::{self, Ask, ContextIn, Holder, Outcome, ReasonOut, ResourceIn};
+use crate::decision::{self, Ask, ContextIn, Decided, Holder, Outcome, ReasonOut, ResourceIn};
 use crate::extract::{Json, request_id};
 use crate::problem::{ApiResult, Problem};
 
@@ -82,10 +82,10 @@ async fn run(
     holder: &Result<Holder, ReasonOut>,
     ask: &Ask,
     headers: &HeaderMap,
-) -> ApiResult<Outcome> {
+) -> ApiResult<Decided> {
     match holder {
-        Err(reason) => Ok(unattributed(ask, reason.clone())),
-        Ok(h) => Ok(decision::decide(s, h, ask, request_id(headers), crate::now()).await?),
+        Err(reason) => Ok(Decided::unrecorded(unattributed(ask, reason.clone()))),
+        Ok(h) => Ok(decision::decide_recorded(s, h, ask, request_id(headers), crate::now()).await?),
     }
 }
 
@@ -101,7 +101,7 @@ async fn decide(
     State(s): State<AppState>,
     headers: HeaderMap,
     Json(req): Json<DecisionRequest>,
-) -> ApiResult<axum::Json<Outcome>> {
+) -> ApiResult<Decided> {
     let token = crate::access::bearer_token(&headers).ok_or_else(|| {
         Problem::unauthorized("send the task token as Authorization: Bearer <token>")
     })?;
@@ -112,7 +112,7 @@ async fn decide(
     };
     let presented = Presented::new(&headers, "POST", "/v1/decisions");
     let holder = decision::authenticate(&s, token, &presented, crate::now()).await?;
-    Ok(axum::Json(run(&s, &holder, &ask, &headers).await?))
+    run(&s, &holder, &ask, &headers).await
 }
 
 // ---- AuthZEN ----------------------------------------------------------------
@@ -375,7 +375,7 @@ impl<'a> Holders<'a> {
             );
             return Ok(unattributed(&ask, reason));
         }
-        run(s, holder, &ask, headers).await
+        Ok(run(s, holder, &ask, headers).await?.outcome)
     }
 
     /// A COAZ request: the human as subject, the agent in `context.agent`,

@@ -49,6 +49,6 @@ async fn readyz(State(s): State<AppState>) -> ApiResult<axum::Json<Status>> {
 async fn metrics() -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        crate::metrics_layer::handle().render(),
+        crate::observe::handle().render(),
     )
 }

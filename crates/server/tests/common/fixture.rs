@@ -213,6 +213,7 @@ impl Fixture {
             .send()
             .await
             .unwrap();
+        assert_eq!(res.headers()["content-type"], "application/json");
         let (st, b) = read(res).await;
         assert_eq!(st, StatusCode::OK, "{b}");
         b
