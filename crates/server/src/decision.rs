@@ -870,8 +870,7 @@ async fn record_spending(
             serde_json::value::to_raw_value(&out).unwrap_or_else(|_| RawValue::NULL.to_owned());
         let lost = match s.store.record_decision(change, &write).await? {
             Recorded::Done => {
-                metrics::counter!("mandate_decisions_total", "decision" => out.decision.as_str())
-                    .increment(1);
+                crate::observe::decision_made(out.decision);
                 return Ok(Decided {
                     outcome: out,
                     json: write.details,

@@ -3,7 +3,8 @@
 //! in the audit entries the request causes and echoed on the response) and
 //! Prometheus metrics: one process-wide recorder, a request counter and a
 //! latency histogram labelled by route template (never by raw path, which
-//! would leak ids into labels and explode cardinality).
+//! would leak ids into labels and explode cardinality), and the count of
+//! decisions by verdict.
 //!
 //! One tower layer does both: it runs on every request, and axum's
 //! `from_fn` plus tower-http's two request-id layers had cost three boxed
@@ -22,6 +23,7 @@ use std::time::{Duration, Instant};
 use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderName, HeaderValue, Method};
 use axum::response::Response;
+use mandate_core::decision::Verdict;
 use metrics::{Counter, Histogram};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tower::{Layer, Service};
@@ -64,6 +66,24 @@ pub fn handle() -> &'static PrometheusHandle {
         }
         handle
     })
+}
+
+/// Counts one decision with `verdict` (`mandate_decisions_total`), through
+/// handles registered once.
+pub fn decision_made(verdict: Verdict) {
+    static COUNTERS: OnceLock<[Counter; 3]> = OnceLock::new();
+    let [allow, deny, needs_approval] = COUNTERS.get_or_init(|| {
+        // Registered before the recorder is installed, they would count nothing.
+        handle();
+        [Verdict::Allow, Verdict::Deny, Verdict::NeedsApproval]
+            .map(|v| metrics::counter!("mandate_decisions_total", "decision" => v.as_str()))
+    });
+    match verdict {
+        Verdict::Allow => allow,
+        Verdict::Deny => deny,
+        Verdict::NeedsApproval => needs_approval,
+    }
+    .increment(1);
 }
 
 /// The method as a label: the standard methods by name, any other as

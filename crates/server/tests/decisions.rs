@@ -119,6 +119,19 @@ async fn each_step_of_the_pipeline_stops_with_its_reason(t: TestStore) {
         .await;
     assert_eq!(d["decision"], "deny");
     assert_eq!(codes(&d), ["outside_task_scope"]);
+    let metrics =
+        f.s.http
+            .get(format!("{}/metrics", f.s.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+    for verdict in ["allow", "deny"] {
+        let series = format!("mandate_decisions_total{{decision=\"{verdict}\"}}");
+        assert!(metrics.contains(&series), "{series} missing:\n{metrics}");
+    }
     assert!(d.get("policy_hash").is_none(), "stopped before policy: {d}");
     let d = f
         .decide(&token, "procurement.read", "hr:payroll/1", low())

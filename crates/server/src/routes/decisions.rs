@@ -63,7 +63,7 @@ pub struct DecisionRequest {
 
 /// The answer for a token that is not genuine: denied, not attributable, not recorded.
 fn unattributed(ask: &Ask, reason: ReasonOut) -> Outcome {
-    metrics::counter!("mandate_decisions_total", "decision" => "deny").increment(1);
+    crate::observe::decision_made(Verdict::Deny);
     Outcome {
         decision_id: DecisionId::from_uuid(Uuid::now_v7()),
         decision: Verdict::Deny,
