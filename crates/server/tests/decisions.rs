@@ -119,15 +119,7 @@ async fn each_step_of_the_pipeline_stops_with_its_reason(t: TestStore) {
         .await;
     assert_eq!(d["decision"], "deny");
     assert_eq!(codes(&d), ["outside_task_scope"]);
-    let metrics =
-        f.s.http
-            .get(format!("{}/metrics", f.s.base))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+    let metrics = f.s.metrics().await;
     for verdict in ["allow", "deny"] {
         let series = format!("mandate_decisions_total{{decision=\"{verdict}\"}}");
         assert!(metrics.contains(&series), "{series} missing:\n{metrics}");

@@ -292,15 +292,7 @@ async fn serves_operations_endpoints(t: TestStore) {
         assert!(doc["paths"].get(path).is_some(), "OpenAPI lacks {path}");
     }
     assert!(doc["components"]["schemas"].get("NewAgent").is_some());
-    let metrics = s
-        .http
-        .get(format!("{}/metrics", s.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = s.metrics().await;
     assert!(metrics.contains("mandate_http_requests_total"), "{metrics}");
     // Histograms are kept bounded without a scrape: once a request has been
     // measured, the thread folding their samples in runs in this process.
@@ -424,15 +416,7 @@ async fn every_request_has_an_id_and_is_measured(t: TestStore) {
     let brew = reqwest::Method::from_bytes(b"BREW").unwrap();
     let res = s.req(brew, "/healthz").send().await.unwrap();
     assert_eq!(res.status(), StatusCode::METHOD_NOT_ALLOWED);
-    let metrics = s
-        .http
-        .get(format!("{}/metrics", s.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = s.metrics().await;
     for series in [
         r#"mandate_http_requests_total{method="POST",route="/v1/humans",status="201"}"#,
         r#"mandate_http_requests_total{method="GET",route="/v1/humans/{id}",status="200"}"#,

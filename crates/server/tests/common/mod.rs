@@ -84,6 +84,18 @@ impl Server {
         h["id"].as_str().unwrap().to_owned()
     }
 
+    /// What /metrics shows now (it needs no credential).
+    pub async fn metrics(&self) -> String {
+        let res = self
+            .http
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        res.text().await.unwrap()
+    }
+
     /// Audit length and agent count: what "nothing changed" is checked against.
     pub async fn footprint(&self) -> (u64, usize) {
         let (_, agents) = self.get("/v1/agents?limit=500").await;
