@@ -9,8 +9,8 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use axum::http::HeaderMap;
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderName};
 use mandate_core::agent::{Agent, AgentStatus};
 use mandate_core::credential::{self, AssertionClaims, IdClaims, TaskClaims, TokenError};
 use mandate_core::dpop;
@@ -77,6 +77,11 @@ pub fn bearer_token(headers: &axum::http::HeaderMap) -> Option<&str> {
         .map(str::trim)
 }
 
+/// Headers read on every decision, named once rather than parsed per lookup.
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const DPOP: HeaderName = HeaderName::from_static("dpop");
+
 /// The DPoP side of a request: the proof header and what it must be bound to.
 pub struct Presented {
     pub proof: Option<String>,
@@ -92,18 +97,18 @@ impl Presented {
 
     pub fn new(headers: &HeaderMap, method: &str, path: &str) -> Self {
         let host = headers
-            .get("x-forwarded-host")
+            .get(X_FORWARDED_HOST)
             .or_else(|| headers.get(axum::http::header::HOST))
             .and_then(|h| h.to_str().ok())
             .unwrap_or("localhost");
         let scheme = headers
-            .get("x-forwarded-proto")
+            .get(X_FORWARDED_PROTO)
             .and_then(|h| h.to_str().ok())
             .filter(|p| *p == "https")
             .unwrap_or("http");
         Presented {
             proof: headers
-                .get("dpop")
+                .get(DPOP)
                 .and_then(|h| h.to_str().ok())
                 .map(str::to_owned),
             method: method.to_owned(),

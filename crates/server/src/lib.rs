@@ -23,7 +23,6 @@ pub mod otel;
 pub mod problem;
 pub mod routes;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -249,12 +248,11 @@ pub async fn serve_app(
         options.checkpoint_every,
     ));
     let otlp = options.otlp.map(otel::OtlpExporter::spawn);
-    let result = axum::serve(
-        without_delay(listener),
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await;
+    // No handler reads the peer's address, so no request carries it
+    // (`ConnectInfo` would be one more extension inserted per request).
+    let result = axum::serve(without_delay(listener), app)
+        .with_graceful_shutdown(shutdown)
+        .await;
     ticker.abort();
     if let Some(otlp) = otlp {
         otlp.shutdown(OTLP_DRAIN).await;
