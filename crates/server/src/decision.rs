@@ -348,7 +348,6 @@ pub fn acting(task: &Task, at: Timestamp, request_id: Option<String>) -> Change 
     }
 }
 
-/// Decides `ask` for an authenticated holder and records the decision.
 /// A decision about to be made for `ask` under `task`: denied until a step
 /// says otherwise, and its audit record.
 fn fresh(task: &Task, ask: &Ask) -> (Outcome, DecisionWrite) {
@@ -381,6 +380,7 @@ fn fresh(task: &Task, ask: &Ask) -> (Outcome, DecisionWrite) {
     (out, write)
 }
 
+/// Decides `ask` for an authenticated holder and records the decision.
 pub async fn decide(
     s: &AppState,
     holder: &Holder,
