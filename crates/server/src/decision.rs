@@ -205,21 +205,26 @@ pub struct Outcome {
 /// serialising the outcome a second time.
 pub struct Decided {
     pub outcome: Outcome,
-    json: Box<RawValue>,
+    /// None when nothing was recorded: then serialised only if it is sent.
+    json: Option<Box<RawValue>>,
 }
 
 impl Decided {
     /// An outcome that was not recorded (its token was not genuine).
     pub fn unrecorded(outcome: Outcome) -> Self {
-        let json = serde_json::value::to_raw_value(&outcome)
-            .expect("an outcome has string keys only, so it serialises");
-        Decided { outcome, json }
+        Decided {
+            outcome,
+            json: None,
+        }
     }
 }
 
 impl axum::response::IntoResponse for Decided {
     fn into_response(self) -> axum::response::Response {
-        let json: Box<str> = self.json.into();
+        let Some(json) = self.json else {
+            return axum::Json(self.outcome).into_response();
+        };
+        let json: Box<str> = json.into();
         (
             [(
                 axum::http::header::CONTENT_TYPE,
@@ -873,7 +878,7 @@ async fn record_spending(
                 crate::observe::decision_made(out.decision);
                 return Ok(Decided {
                     outcome: out,
-                    json: write.details,
+                    json: Some(write.details),
                 });
             }
             Recorded::OverLimit => ReasonOut::step(
