@@ -172,10 +172,7 @@ async fn the_call_limit_holds_under_concurrency(t: TestStore) {
     assert_eq!(s.calls_used(w.task.id).await.unwrap(), 5);
     let last = events_from(&*s, len).await;
     assert_eq!(kinds(&last), vec![EventKind::DecisionMade]);
-    assert_eq!(
-        last[0].details,
-        serde_json::from_str::<serde_json::Value>(d.details.get()).unwrap()
-    );
+    assert_eq!(last[0].details, details(&d));
     verified(&*s).await;
 }
 
@@ -906,9 +903,7 @@ async fn tallied_decisions_are_counted_before_any_guarded_one(t: TestStore) {
             if guarded {
                 d.max_calls = Some(LIMIT);
             }
-            let mut details: serde_json::Value = serde_json::from_str(d.details.get()).unwrap();
-            details["guarded"] = json!(guarded);
-            d.details = raw(details);
+            set_detail(&mut d, "guarded", json!(guarded));
             tokio::spawn(async move {
                 start.wait().await;
                 (

@@ -109,9 +109,7 @@ async fn traces_through_the_index_equal_traces_by_scan(t: TestStore) {
         .unwrap();
     let mut spends = decided(&a_leaf, Verdict::Allow, "invoice.approve");
     spends.spends_approval = Some(approval.id);
-    let mut details: serde_json::Value = serde_json::from_str(spends.details.get()).unwrap();
-    details["approval_id"] = json!(approval.id);
-    spends.details = raw(details);
+    set_detail(&mut spends, "approval_id", json!(approval.id));
     record(s, &spends).await;
 
     // A credential revoked on its own, then a revocation that cascades.

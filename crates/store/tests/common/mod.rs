@@ -253,13 +253,25 @@ pub fn ids(tasks: &[Task]) -> BTreeSet<TaskId> {
     tasks.iter().map(|t| t.id).collect()
 }
 
-/// A decision as the server records it: allows count a call, within the
-/// task's limit.
 /// Details as the server gives them: JSON text.
 pub fn raw(details: serde_json::Value) -> Box<serde_json::value::RawValue> {
     serde_json::value::to_raw_value(&details).unwrap()
 }
 
+/// `d`'s details as a value.
+pub fn details(d: &DecisionWrite) -> serde_json::Value {
+    serde_json::from_str(d.details.get()).unwrap()
+}
+
+/// Sets `key` in `d`'s details.
+pub fn set_detail(d: &mut DecisionWrite, key: &str, value: serde_json::Value) {
+    let mut all = details(d);
+    all[key] = value;
+    d.details = raw(all);
+}
+
+/// A decision as the server records it: allows count a call, within the
+/// task's limit.
 pub fn decision(task: &Task, verdict: Verdict) -> DecisionWrite {
     let id = DecisionId::from_uuid(Uuid::now_v7());
     DecisionWrite {
