@@ -227,13 +227,13 @@ async fn open_loop(s: &Setup, token: &str, label: &str) {
 /// reads the answer with `httparse`, so the load takes as little of the two
 /// cores as it can; every answer is still parsed and checked.
 ///
-/// Under a [`Schedule`] (open loop) a request sent late because the server held the
-/// previous answer past its due time is timed from that due time, as `wrk2`
-/// does, so a slow answer also counts against the requests it delayed (no
-/// coordinated omission). Otherwise it is timed from when it was sent: tokio's
-/// timer wakes at millisecond ticks, and the requests due within one tick go
-/// out together, a burstier arrival than a steady one, whose lateness is the
-/// load's, not the server's.
+/// Under a [`Schedule`] (open loop), a request sent late because the server
+/// held the previous answer past its due time is timed from that due time, as
+/// `wrk2` does, so a slow answer also counts against the requests it delayed
+/// (no coordinated omission). Otherwise it is timed from when it was sent:
+/// tokio's timer wakes at millisecond ticks, and the requests due within one
+/// tick go out together, a burstier arrival than a steady one, whose lateness
+/// is the load's, not the server's.
 async fn client(
     addr: &str,
     request: &[u8],
@@ -302,7 +302,7 @@ fn answer(buf: &[u8]) -> Option<(u16, std::ops::Range<usize>)> {
 }
 
 /// The load process: `clients` keep-alive connections, `n` decisions in all
-/// after one warm-up decision on each.
+/// at `pace` after one warm-up decision on each.
 async fn load(base: String, n: usize, clients: usize, pace: Pace) {
     let addr = base.trim_start_matches("http://").to_owned();
     let body = serde_json::json!({ "action": "procurement.read",
